@@ -1,0 +1,92 @@
+import { Option, type Command } from 'commander';
+import { action } from '../action.js';
+import { withExamples } from '../help-text.js';
+import type { CliIo } from '../output/output.js';
+import { renderIdentity } from './status.js';
+
+interface InitOptions {
+  nodeId: string;
+  trustDomain: string;
+  cert: string;
+  key: string;
+  chain?: string;
+  endpoint?: string;
+}
+
+export function registerInit(program: Command, io: CliIo): void {
+  const command = program
+    .command('init')
+    .description(
+      "record this node's identity (node ID, trust domain, certificate, key) in the state file",
+    )
+    .addOption(
+      new Option('--node-id <id>', "this node's ID")
+        .env('FEDERATION_NODE_ID')
+        .makeOptionMandatory(),
+    )
+    .requiredOption(
+      '--trust-domain <domain>',
+      "this organization's trust domain, e.g. org-a.example",
+    )
+    .addOption(
+      new Option('--cert <pem>', 'node certificate (leaf first)')
+        .env('FEDERATION_NODE_CERT_PATH')
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option('--key <pem>', 'private key of the certificate (mode 0600)')
+        .env('FEDERATION_NODE_KEY_PATH')
+        .makeOptionMandatory(),
+    )
+    .option('--chain <pem>', 'intermediate certificates, each followed by its issuer')
+    .option('--endpoint <url>', 'where peers reach this node, https://host:port')
+    .action(
+      action<InitOptions>(io, async (context, options) => {
+        const { prepareIdentity } = await import('../../core/identity/node-identity.js');
+        const { openState } = await import('../../core/state/database.js');
+        const { loadIdentity, saveIdentity } =
+          await import('../../core/state/identity-repository.js');
+
+        const { identity } = prepareIdentity({
+          nodeId: options.nodeId,
+          trustDomain: options.trustDomain,
+          certPath: options.cert,
+          keyPath: options.key,
+          chainPath: options.chain,
+          endpoint: options.endpoint,
+          now: context.now(),
+        });
+
+        const store = openState(context.statePath, { create: true });
+        try {
+          const previous = store.read(loadIdentity);
+          if (previous && previous.fingerprint !== identity.fingerprint) {
+            const confirmed = await context.prompter.confirm({
+              message: `Replace the identity ${previous.spiffeId} recorded in ${context.statePath}?`,
+              flag: '--yes',
+              action: `replacing the identity ${previous.spiffeId}`,
+            });
+            if (!confirmed) {
+              context.output.info('left the recorded identity as it was');
+              return;
+            }
+          }
+          store.write((db) => saveIdentity(db, identity, context.now()));
+        } finally {
+          store.close();
+        }
+        context.output.success(`initialised ${identity.spiffeId} in ${context.statePath}`);
+        renderIdentity(context, identity);
+      }),
+    );
+  withExamples(command, [
+    [
+      'Record the identity issued by `sark-fed pki issue`',
+      'sark-fed init --node-id node-a --trust-domain org-a.example --cert ./node-a/cert.pem --key ./node-a/key.pem --endpoint https://127.0.0.1:8443',
+    ],
+    [
+      'Keep a separate state file per node',
+      'sark-fed --state ./node-a/state.db init --node-id node-a ...',
+    ],
+  ]);
+}

@@ -1,0 +1,70 @@
+import { Command, Option } from 'commander';
+import { registerCompletion } from './commands/completion.js';
+import { registerHelp } from './commands/help.js';
+import { registerInit } from './commands/init.js';
+import { registerPki } from './commands/pki.js';
+import { registerStatus } from './commands/status.js';
+import { withExamples } from './help-text.js';
+import type { CliIo } from './output/output.js';
+import { packageVersion } from './version.js';
+
+/**
+ * The whole command tree. Only definitions live here and in the register functions: every action
+ * imports what it needs when it runs, so `--help` and `--version` stay fast.
+ */
+export function buildProgram(io: CliIo): Command {
+  const program = new Command('sark-fed');
+  program
+    .description(
+      'Administer a SARK federation: discover nodes, establish mutual-TLS trust, invoke ' +
+        'governed resources across organizations, and query the tamper-evident audit trail.',
+    )
+    .version(packageVersion(), '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show help for a command')
+    .addOption(new Option('--state <path>', 'state file').env('SARK_FED_STATE'))
+    .option('--json', 'print one JSON document on stdout (errors as JSON on stderr)')
+    .option('--no-color', 'no colour (also NO_COLOR, FORCE_COLOR=0)')
+    .option('-q, --quiet', 'print less on stderr')
+    .option('-v, --verbose', 'print more on stderr')
+    .option('--yes', 'answer yes to confirmations (overwrite, revoke)')
+    .option('--non-interactive', 'never prompt (also SARK_FED_NO_PROMPT=1; implied without a TTY)')
+    .showSuggestionAfterError(true)
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+      // main.ts prints commander's errors itself, as one line with a hint and the right exit code.
+      outputError: () => {},
+    })
+    .exitOverride();
+
+  registerInit(program, io);
+  registerStatus(program, io);
+  registerPki(program, io);
+  registerCompletion(program, io);
+  registerHelp(program, io);
+
+  // `help` is our own command (it knows the exit-codes topic); groups need no implicit one.
+  forEachCommand(program, (command) => command.helpCommand(false));
+  withExamples(program, [
+    ['Create a development CA', 'sark-fed pki ca create --out ./ca --trust-domain org-a.example'],
+    [
+      'Issue a node certificate from it',
+      'sark-fed pki issue --ca ./ca --node-id node-a --ip 127.0.0.1 --out ./node-a',
+    ],
+    [
+      "Record this node's identity",
+      'sark-fed init --node-id node-a --trust-domain org-a.example --cert ./node-a/cert.pem --key ./node-a/key.pem',
+    ],
+    ['Show it, as JSON for scripts', 'sark-fed status --json'],
+  ]);
+  program.addHelpText(
+    'after',
+    '\nExit codes: 0 ok, 1 failed, 2 usage, 3 trust, 4 not found, 5 unavailable, 6 refused, 130 interrupted.\nRun `sark-fed help exit-codes` for details.\n',
+  );
+  return program;
+}
+
+export function forEachCommand(command: Command, visit: (command: Command) => void): void {
+  visit(command);
+  for (const child of command.commands) forEachCommand(child, visit);
+}

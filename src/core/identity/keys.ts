@@ -1,0 +1,114 @@
+import {
+  X509Certificate,
+  createPrivateKey,
+  createPublicKey,
+  webcrypto,
+  type KeyObject,
+} from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { UsageError, errnoOf, messageOf } from '../errors.js';
+
+export type KeyType = 'ec' | 'ed25519';
+export const KEY_TYPES: readonly KeyType[] = ['ec', 'ed25519'];
+
+export interface GeneratedKeyPair {
+  keys: CryptoKeyPair;
+  privateKeyPem: string;
+}
+
+const GENERATION_ALGORITHMS: Record<KeyType, EcKeyGenParams | Algorithm> = {
+  ec: { name: 'ECDSA', namedCurve: 'P-256' } as EcKeyGenParams,
+  ed25519: { name: 'Ed25519' },
+};
+
+export async function generateKeyPair(type: KeyType): Promise<GeneratedKeyPair> {
+  const keys = (await webcrypto.subtle.generateKey(GENERATION_ALGORITHMS[type], true, [
+    'sign',
+    'verify',
+  ])) as CryptoKeyPair;
+  const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
+  const privateKeyPem = createPrivateKey({
+    key: Buffer.from(pkcs8),
+    format: 'der',
+    type: 'pkcs8',
+  }).export({ format: 'pem', type: 'pkcs8' }) as string;
+  return { keys, privateKeyPem };
+}
+
+/**
+ * Reads a private key file, refusing one that group or others may read, as ssh does: a key that
+ * leaked to other local users no longer proves who this node is.
+ */
+export function readPrivateKeyFile(path: string): KeyObject {
+  let mode: number;
+  try {
+    mode = statSync(path).mode;
+  } catch (error) {
+    throw new UsageError('KEY_UNREADABLE', `cannot read key file ${path} (${errnoOf(error)})`, {
+      cause: error,
+      hint: 'check the path given with --key',
+    });
+  }
+  if ((mode & 0o077) !== 0) {
+    const octal = (mode & 0o777).toString(8).padStart(4, '0');
+    throw new UsageError(
+      'KEY_PERMISSIONS',
+      `key file ${path} is accessible by group or others (mode ${octal})`,
+      { hint: `run: chmod 600 ${path}` },
+    );
+  }
+  try {
+    return createPrivateKey(readFileSync(path));
+  } catch (error) {
+    throw new UsageError('KEY_INVALID', `${path} is not a private key (${messageOf(error)})`, {
+      cause: error,
+      hint: 'give an unencrypted PEM (PKCS#8, SEC1 or PKCS#1) private key',
+    });
+  }
+}
+
+/** True when the private key is the one whose public half the certificate carries. */
+export function keyMatchesCertificate(privateKey: KeyObject, certificateDer: Uint8Array): boolean {
+  const fromKey = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
+  const fromCertificate = new X509Certificate(certificateDer).publicKey.export({
+    type: 'spki',
+    format: 'der',
+  });
+  return fromKey.equals(fromCertificate);
+}
+
+/** The WebCrypto signing key and algorithm for a key loaded with node:crypto. */
+export async function importSigningKey(
+  privateKey: KeyObject,
+): Promise<{ key: CryptoKey; algorithm: Algorithm | EcdsaParams }> {
+  const pkcs8 = privateKey.export({ type: 'pkcs8', format: 'der' });
+  if (privateKey.asymmetricKeyType === 'ed25519') {
+    const key = await webcrypto.subtle.importKey('pkcs8', pkcs8, { name: 'Ed25519' }, false, [
+      'sign',
+    ]);
+    return { key, algorithm: { name: 'Ed25519' } };
+  }
+  if (privateKey.asymmetricKeyType === 'ec') {
+    const curve = privateKey.asymmetricKeyDetails?.namedCurve;
+    const namedCurve = curve === 'secp384r1' ? 'P-384' : curve === 'prime256v1' ? 'P-256' : curve;
+    if (namedCurve !== 'P-256' && namedCurve !== 'P-384') {
+      throw new UsageError('KEY_UNSUPPORTED', `unsupported EC curve ${curve ?? 'unknown'}`, {
+        hint: 'use a P-256 or P-384 key',
+      });
+    }
+    const key = await webcrypto.subtle.importKey(
+      'pkcs8',
+      pkcs8,
+      { name: 'ECDSA', namedCurve } as EcKeyImportParams,
+      false,
+      ['sign'],
+    );
+    const hash = namedCurve === 'P-384' ? 'SHA-384' : 'SHA-256';
+    return { key, algorithm: { name: 'ECDSA', hash } as EcdsaParams };
+  }
+  throw new UsageError(
+    'KEY_UNSUPPORTED',
+    `unsupported key type ${privateKey.asymmetricKeyType ?? 'unknown'}`,
+    { hint: 'sark-fed signs with ECDSA (P-256, P-384) or Ed25519 keys' },
+  );
+}

@@ -1,0 +1,47 @@
+import { UsageError } from '../errors.js';
+
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
+
+export interface PemBlock {
+  label: string;
+  der: Buffer;
+}
+
+/** Every PEM block in a text, in order. Text outside blocks (openssl's comments) is ignored. */
+export function pemBlocks(text: string): PemBlock[] {
+  const blocks: PemBlock[] = [];
+  for (const match of text.matchAll(PEM_BLOCK)) {
+    const body = (match[2] ?? '').replace(/\s+/g, '');
+    blocks.push({ label: match[1] ?? '', der: Buffer.from(body, 'base64') });
+  }
+  return blocks;
+}
+
+export function toPem(label: string, der: Uint8Array): string {
+  const base64 = Buffer.from(der).toString('base64');
+  const lines = base64.match(/.{1,64}/g) ?? [];
+  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
+}
+
+/**
+ * The certificates in a file's bytes: one or more PEM CERTIFICATE blocks, or a single DER
+ * certificate (which starts with an ASN.1 SEQUENCE tag).
+ */
+export function certificatesFromBytes(bytes: Buffer, source: string): Buffer[] {
+  const text = bytes.toString('latin1');
+  if (text.includes('-----BEGIN')) {
+    const certificates = pemBlocks(text)
+      .filter((block) => block.label === 'CERTIFICATE' || block.label === 'TRUSTED CERTIFICATE')
+      .map((block) => block.der);
+    if (certificates.length > 0) return certificates;
+  } else if (bytes.length > 0 && bytes[0] === 0x30) {
+    return [bytes];
+  }
+  throw new UsageError('NO_CERTIFICATE', `${source} holds no certificate`, {
+    hint: 'give a PEM file with a CERTIFICATE block, or a DER certificate',
+  });
+}
+
+export function certificatesToPem(certificates: readonly Uint8Array[]): string {
+  return certificates.map((der) => toPem('CERTIFICATE', der)).join('');
+}

@@ -1,0 +1,157 @@
+import Database from 'better-sqlite3';
+import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { NotFoundError, OperationError, messageOf } from '../errors.js';
+import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
+import { describeSqliteError } from './sqlite-errors.js';
+
+export type SqliteDatabase = Database.Database;
+
+export interface OpenStateOptions {
+  /** Create the file (0600, in a 0700 folder) when it does not exist yet. */
+  create: boolean;
+  /** Milliseconds a writer waits for another process's lock before giving up. */
+  busyTimeoutMs?: number;
+}
+
+/** An open state file. One per process; closed by whoever opened it. */
+export class StateStore {
+  constructor(
+    readonly db: SqliteDatabase,
+    readonly path: string,
+  ) {}
+
+  /** Runs fn in a BEGIN IMMEDIATE transaction: the right lock for every read-then-write. */
+  write<T>(fn: (db: SqliteDatabase) => T): T {
+    return this.guard(() => this.db.transaction(() => fn(this.db)).immediate());
+  }
+
+  read<T>(fn: (db: SqliteDatabase) => T): T {
+    return this.guard(() => fn(this.db));
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  private guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (error) {
+      throw describeSqliteError(error, this.path) ?? error;
+    }
+  }
+}
+
+/**
+ * Opens (and when asked, creates) the state file. A file that is not a sark-fed state file, is
+ * corrupt, or carries a newer schema is refused before anything is written to it.
+ */
+export function openState(path: string, options: OpenStateOptions): StateStore {
+  const exists = fileExists(path);
+  if (!exists) {
+    if (!options.create) {
+      throw new NotFoundError('STATE_MISSING', `no state file at ${path}`, {
+        hint: 'run `sark-fed init` first, or point --state / SARK_FED_STATE at an existing one',
+      });
+    }
+    createPrivateFile(path);
+  }
+
+  let db: SqliteDatabase;
+  try {
+    db = new Database(path, { fileMustExist: true });
+  } catch (error) {
+    throw describeSqliteError(error, path) ?? unwritable(path, error);
+  }
+  try {
+    db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    checkOwnership(db, path, options.create);
+    db.pragma('journal_mode = WAL');
+    // Audit rows must survive power loss once acknowledged (DESIGN §7).
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    migrate(db);
+  } catch (error) {
+    db.close();
+    throw describeSqliteError(error, path) ?? error;
+  }
+  return new StateStore(db, path);
+}
+
+function fileExists(path: string): boolean {
+  try {
+    const stats = statSync(path);
+    if (!stats.isFile()) {
+      throw new OperationError('STATE_NOT_A_FILE', `state path ${path} is not a regular file`, {
+        hint: 'point --state at a file, not a folder',
+      });
+    }
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    if (error instanceof OperationError) throw error;
+    throw unwritable(path, error);
+  }
+}
+
+function createPrivateFile(path: string): void {
+  try {
+    // mkdir applies the mode to every folder it creates, and to none that already exist.
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    closeSync(openSync(path, 'wx', 0o600));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return;
+    throw unwritable(path, error);
+  }
+}
+
+function unwritable(path: string, error: unknown): OperationError {
+  const reason = (error as NodeJS.ErrnoException).code ?? messageOf(error);
+  return new OperationError('STATE_UNWRITABLE', `cannot create state file ${path} (${reason})`, {
+    cause: error,
+    hint: 'check that its folder is writable, or choose another location with --state',
+  });
+}
+
+function checkOwnership(db: SqliteDatabase, path: string, mayInitialise: boolean): void {
+  // Reading sqlite_schema forces SQLite to parse page 1, so a damaged file fails here.
+  const tables = (db.prepare('SELECT count(*) AS n FROM sqlite_schema').get() as { n: number }).n;
+  const applicationId = db.pragma('application_id', { simple: true }) as number;
+  const version = db.pragma('user_version', { simple: true }) as number;
+
+  if (applicationId === APPLICATION_ID) {
+    if (version > SCHEMA_VERSION) {
+      throw new OperationError(
+        'STATE_NEWER_SCHEMA',
+        `state file ${path} has schema version ${version}; this sark-fed knows up to ${SCHEMA_VERSION}`,
+        { hint: 'upgrade sark-fed; the file is left as it is' },
+      );
+    }
+    return;
+  }
+  const blank = applicationId === 0 && version === 0 && tables === 0;
+  if (blank && mayInitialise) return;
+  if (blank) {
+    throw new NotFoundError('STATE_MISSING', `state file ${path} is empty`, {
+      hint: 'run `sark-fed init` first',
+    });
+  }
+  throw new OperationError('STATE_FOREIGN', `${path} is not a sark-fed state file`, {
+    hint: 'it is an SQLite database of another program; choose another path with --state',
+  });
+}
+
+function migrate(db: SqliteDatabase): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current >= SCHEMA_VERSION) return;
+  db.transaction(() => {
+    // Another process may have migrated while this one waited for the lock.
+    const version = db.pragma('user_version', { simple: true }) as number;
+    for (let index = version; index < MIGRATIONS.length; index++) {
+      db.exec(MIGRATIONS[index] as string);
+    }
+    db.pragma(`application_id = ${APPLICATION_ID}`);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  }).immediate();
+}

@@ -11,7 +11,7 @@ export interface GlobalOptions {
   quiet?: boolean;
   verbose?: boolean;
   yes?: boolean;
-  interactive?: boolean;
+  nonInteractive?: boolean;
 }
 
 /** What every command action receives: its streams, its renderer, its prompter, its settings. */
@@ -29,7 +29,7 @@ export interface CommandContext {
 export async function createCommandContext(command: Command, io: CliIo): Promise<CommandContext> {
   const globals = command.optsWithGlobals<GlobalOptions>();
   const interactive =
-    globals.interactive !== false &&
+    globals.nonInteractive !== true &&
     !isTruthy(io.env.SARK_FED_NO_PROMPT) &&
     io.stdin.isTTY === true &&
     io.stdout.isTTY === true;

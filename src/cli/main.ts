@@ -94,8 +94,13 @@ function report(error: SarkError, argv: readonly string[], io: CliIo): number {
 function commandPath(program: Command, words: readonly string[]): string {
   const names = [program.name()];
   let command = program;
-  for (const word of words) {
-    if (word.startsWith('-')) continue;
+  for (let index = 0; index < words.length; index++) {
+    const word = words[index] as string;
+    if (word.startsWith('-')) {
+      // The value of a global option (`--state ./a.db init`) is not a command name.
+      if (word === '--state') index++;
+      continue;
+    }
     const sub = command.commands.find(
       (child) => child.name() === word || child.aliases().includes(word),
     );

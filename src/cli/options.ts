@@ -17,3 +17,25 @@ export function integerIn(min: number, max: number) {
 export function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Durations as CLI.md writes them: 500ms, 10s, 2m (a bare number is seconds). */
+export function duration(value: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  if (!match) throw new InvalidArgumentError('expected a duration such as 500ms, 10s or 2m');
+  const milliseconds = Number(match[1]) * (DURATION_UNITS[match[2] ?? 's'] as number);
+  if (milliseconds <= 0 || milliseconds > 86_400_000) {
+    throw new InvalidArgumentError('expected a duration above 0 and at most 24h');
+  }
+  return Math.round(milliseconds);
+}
+
+/** host:port, [v6]:port; the port may be 0 (any free port). */
+export function listenAddress(value: string): { host: string; port: number } {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value.trim());
+  const port = Number(match?.[3]);
+  if (!match || port > 65535)
+    throw new InvalidArgumentError('expected host:port, e.g. 127.0.0.1:8443');
+  return { host: (match[1] ?? match[2]) as string, port };
+}

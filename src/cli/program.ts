@@ -3,7 +3,9 @@ import { registerCompletion } from './commands/completion.js';
 import { registerHelp } from './commands/help.js';
 import { registerInit } from './commands/init.js';
 import { registerPki } from './commands/pki.js';
+import { registerServe } from './commands/serve.js';
 import { registerStatus } from './commands/status.js';
+import { registerTrust } from './commands/trust.js';
 import { withExamples } from './help-text.js';
 import type { CliIo } from './output/output.js';
 import { packageVersion } from './version.js';
@@ -40,6 +42,8 @@ export function buildProgram(io: CliIo): Command {
   registerInit(program, io);
   registerStatus(program, io);
   registerPki(program, io);
+  registerTrust(program, io);
+  registerServe(program, io);
   registerCompletion(program, io);
   registerHelp(program, io);
 

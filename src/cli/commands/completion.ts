@@ -1,7 +1,42 @@
-import type { Command } from 'commander';
+import { Argument, type Command } from 'commander';
+import { withExamples, type Example } from '../help-text.js';
+import type { Shell } from '../completion/generate.js';
 import type { CliIo } from '../output/output.js';
 
+/** How to install each shell's script: shown by `completion --help` and atop the scripts. */
+export function installExamples(name: string): Record<Shell, Example[]> {
+  return {
+    bash: [
+      ['bash, for all users', `${name} completion bash > /etc/bash_completion.d/${name}`],
+      [
+        'bash, for yourself',
+        `${name} completion bash > ~/.local/share/bash-completion/completions/${name}`,
+      ],
+    ],
+    zsh: [
+      [
+        'zsh: into the first folder of $fpath, then start a new shell',
+        `${name} completion zsh > "\${fpath[1]}/_${name}"`,
+      ],
+    ],
+    fish: [['fish', `${name} completion fish > ~/.config/fish/completions/${name}.fish`]],
+  };
+}
+
+/** `completion <shell>`: a completion script generated from the whole command tree. */
 export function registerCompletion(program: Command, io: CliIo): void {
-  void program;
-  void io;
+  const command = program
+    .command('completion')
+    .description('print a shell completion script (bash, zsh or fish) to stdout')
+    .addArgument(
+      new Argument('<shell>', 'the shell to complete for').choices(['bash', 'zsh', 'fish']),
+    )
+    .action(async (shell: Shell, _options: object, self: Command) => {
+      // Loaded only when a script is asked for, so that --help stays cheap.
+      const { completionScript } = await import('../completion/generate.js');
+      let root = self;
+      while (root.parent) root = root.parent;
+      io.stdout.write(completionScript(root, shell));
+    });
+  withExamples(command, Object.values(installExamples(program.name())).flat());
 }

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { UsageError } from '../errors.js';
 
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
@@ -33,13 +34,32 @@ export function certificatesFromBytes(bytes: Buffer, source: string): Buffer[] {
     const certificates = pemBlocks(text)
       .filter((block) => block.label === 'CERTIFICATE' || block.label === 'TRUSTED CERTIFICATE')
       .map((block) => block.der);
+    certificates.forEach((der, index) => {
+      if (!parses(der)) {
+        throw new UsageError(
+          'BAD_CERTIFICATE',
+          `certificate ${index + 1} of ${source} is damaged: it cannot be parsed`,
+          { hint: 'check that the file was copied whole, or export the certificate again' },
+        );
+      }
+    });
     if (certificates.length > 0) return certificates;
-  } else if (bytes.length > 0 && bytes[0] === 0x30) {
+  } else if (bytes.length > 0 && bytes[0] === 0x30 && parses(bytes)) {
+    // Any DER structure starts with 0x30 (a key, a CSR, a CRL): only a certificate is taken.
     return [bytes];
   }
   throw new UsageError('NO_CERTIFICATE', `${source} holds no certificate`, {
     hint: 'give a PEM file with a CERTIFICATE block, or a DER certificate',
   });
+}
+
+function parses(der: Buffer): boolean {
+  try {
+    new X509Certificate(der);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function certificatesToPem(certificates: readonly Uint8Array[]): string {

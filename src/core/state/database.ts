@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { NotFoundError, OperationError, messageOf } from '../errors.js';
 import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
@@ -56,6 +56,8 @@ export function openState(path: string, options: OpenStateOptions): StateStore {
       });
     }
     createPrivateFile(path);
+  } else {
+    assertSqliteHeader(path);
   }
 
   let db: SqliteDatabase;
@@ -93,6 +95,31 @@ function fileExists(path: string): boolean {
     if (error instanceof OperationError) throw error;
     throw unwritable(path, error);
   }
+}
+
+const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
+
+/**
+ * SQLite reports any file without its header as SQLITE_NOTADB, which would read as "corrupt": a
+ * non-empty file that does not start with the header is someone else's file, not a damaged one.
+ */
+function assertSqliteHeader(path: string): void {
+  const header = Buffer.alloc(SQLITE_HEADER.length);
+  let length: number;
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      length = readSync(fd, header, 0, header.length, 0);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return; // Unreadable: opening it below reports why, as for any other state file.
+  }
+  if (length === 0 || header.equals(SQLITE_HEADER)) return;
+  throw new OperationError('STATE_FOREIGN', `${path} is not a sark-fed state file`, {
+    hint: 'it is not an SQLite database; choose another path with --state',
+  });
 }
 
 function createPrivateFile(path: string): void {

@@ -20,6 +20,53 @@ export const MIGRATIONS: readonly string[] = [
     updated_at     TEXT NOT NULL
   ) STRICT;
   `,
+  // 2: trust anchors (each bound to one trust domain), imported CRLs, known peers and their
+  // trust decisions, and node settings.
+  `
+  CREATE TABLE trust_anchors (
+    fingerprint     TEXT PRIMARY KEY,
+    trust_domain    TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    certificate_der BLOB NOT NULL,
+    not_after       TEXT NOT NULL,
+    added_at        TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX trust_anchors_by_domain ON trust_anchors (trust_domain);
+
+  CREATE TABLE revocation_lists (
+    issuer           TEXT NOT NULL,
+    authority_key_id TEXT NOT NULL,
+    crl_number       TEXT,
+    this_update      TEXT NOT NULL,
+    next_update      TEXT,
+    revoked_count    INTEGER NOT NULL,
+    der              BLOB NOT NULL,
+    imported_at      TEXT NOT NULL,
+    PRIMARY KEY (issuer, authority_key_id)
+  ) STRICT;
+
+  CREATE TABLE peers (
+    node_id            TEXT PRIMARY KEY,
+    trust_domain       TEXT NOT NULL,
+    spiffe_id          TEXT NOT NULL,
+    endpoint           TEXT,
+    trust_level        TEXT NOT NULL DEFAULT 'untrusted'
+                       CHECK (trust_level IN ('untrusted', 'pending', 'trusted', 'revoked')),
+    pinned_fingerprint TEXT,
+    certificate_pem    TEXT,
+    trust_expires_at   TEXT,
+    established_at     TEXT,
+    revoked_at         TEXT,
+    revoke_reason      TEXT,
+    created_at         TEXT NOT NULL,
+    updated_at         TEXT NOT NULL
+  ) STRICT;
+
+  CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  ) STRICT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

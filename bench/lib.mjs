@@ -1,0 +1,156 @@
+// Shared helpers for the benchmark suites: timing real processes, statistics, and the report
+// (a table for people, one JSON document for scripts). Each suite is a module in bench/ that
+// exports { name, description, run(options) } and returns the result shape documented in
+// docs/benchmarks.md; run.mjs selects suites and prints what they return.
+import { spawnSync } from 'node:child_process';
+import { cpus, platform, arch, release } from 'node:os';
+import { performance } from 'node:perf_hooks';
+
+/** An error that ends the benchmark run with exit code 1 (a missed target never does). */
+export class BenchError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'BenchError';
+  }
+}
+
+/**
+ * Runs a command to completion and returns its wall time in milliseconds. The output is captured
+ * (as a script calling the CLI would) and the run is checked, so a broken build cannot pass for a
+ * fast one.
+ */
+export function timeProcess({ label, command, args, expectStdout = false }) {
+  const started = performance.now();
+  const result = spawnSync(command, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  const elapsed = performance.now() - started;
+  if (result.error) throw new BenchError(`${label}: ${result.error.message}`);
+  if (result.status !== 0) {
+    const stderr = result.stderr.toString().trim().split('\n').slice(0, 3).join(' / ');
+    throw new BenchError(
+      `${label} exited with ${result.status ?? result.signal}${stderr ? `: ${stderr}` : ''}`,
+    );
+  }
+  if (expectStdout && result.stdout.length === 0) {
+    throw new BenchError(`${label} printed nothing on stdout`);
+  }
+  return elapsed;
+}
+
+/**
+ * Runs each subject once per round, round-robin, so machine noise lands on all of them alike.
+ * The starting subject rotates each round, so none is always first after a pause. Warm-up rounds
+ * are discarded. Stops early, and says so, when the time budget is spent.
+ */
+export function interleave({ subjects, rounds, warmupRounds, timeLimitMs, onRound = () => {} }) {
+  const samples = subjects.map(() => []);
+  const started = performance.now();
+  let completed = 0;
+  let warmedUp = 0;
+  let stoppedEarly = false;
+  for (let round = 0; round < warmupRounds + rounds; round++) {
+    if (performance.now() - started > timeLimitMs) {
+      stoppedEarly = true;
+      break;
+    }
+    const measured = round >= warmupRounds;
+    for (let offset = 0; offset < subjects.length; offset++) {
+      const index = (round + offset) % subjects.length;
+      const elapsed = subjects[index].measure();
+      if (measured) samples[index].push(elapsed);
+    }
+    if (measured) completed++;
+    else warmedUp++;
+    onRound({ round: completed, rounds, warmup: !measured });
+  }
+  return {
+    samples,
+    rounds: completed,
+    roundsRequested: rounds,
+    warmupRounds: warmedUp,
+    stoppedEarly,
+    elapsedSeconds: round2((performance.now() - started) / 1000),
+  };
+}
+
+/** The q-quantile (0..1) by linear interpolation between the closest ranks. */
+export function quantile(values, q) {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const position = (sorted.length - 1) * q;
+  const lower = Math.floor(position);
+  const upper = Math.ceil(position);
+  return sorted[lower] + (sorted[upper] - sorted[lower]) * (position - lower);
+}
+
+export function summarize(values) {
+  return {
+    medianMs: round2(quantile(values, 0.5)),
+    p90Ms: round2(quantile(values, 0.9)),
+    minMs: round2(Math.min(...values)),
+    maxMs: round2(Math.max(...values)),
+  };
+}
+
+export function round2(value) {
+  return Math.round(value * 100) / 100;
+}
+
+/** What the figures were measured on: they mean little without it. */
+export function machineInfo() {
+  const processors = cpus();
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    platform: `${platform()} ${release()} ${arch()}`,
+    cpus: processors.length,
+    cpuModel: processors[0]?.model.trim() ?? 'unknown',
+  };
+}
+
+/**
+ * The report for people. Each suite result has rows of { label, medianMs, p90Ms, ratio, target,
+ * verdict }; the baseline row has no ratio.
+ */
+export function renderText(report) {
+  const { machine } = report;
+  const lines = [
+    `sark-fed benchmarks, ${machine.date}`,
+    `node ${machine.node}, ${machine.platform}, ${machine.cpus} × ${machine.cpuModel}`,
+  ];
+  for (const suite of report.suites) {
+    lines.push('', `${suite.suite}: ${suite.description}`);
+    const roundsNote = suite.stoppedEarly
+      ? `${suite.rounds} of ${suite.roundsRequested} rounds (stopped at the ${suite.timeLimitSeconds} s time limit)`
+      : `${suite.rounds} rounds`;
+    lines.push(
+      `${roundsNote} after ${suite.warmupRounds} warm-up, interleaved, ${suite.elapsedSeconds} s`,
+    );
+    lines.push('');
+    const header = ['', 'median ms', 'p90 ms', 'ratio', 'target', 'result'];
+    const rows = suite.rows.map((row) => [
+      row.label,
+      row.medianMs.toFixed(1),
+      row.p90Ms.toFixed(1),
+      row.ratio === null ? 'baseline' : `${row.ratio.toFixed(2)}×`,
+      row.target === null ? '' : `≤ ${row.target}×`,
+      row.verdict ?? '',
+    ]);
+    lines.push(...alignColumns([header, ...rows]));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function alignColumns(rows) {
+  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
+  return rows.map((row) =>
+    row
+      .map((cell, column) =>
+        column === 0 ? cell.padEnd(widths[column]) : cell.padStart(widths[column]),
+      )
+      .join('  ')
+      .trimEnd(),
+  );
+}

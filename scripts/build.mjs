@@ -1,0 +1,32 @@
+// Builds the CLI into dist/cli/: one bundled entry (main.js) plus chunks for what commands load
+// lazily. Bundling saves Node 20 the resolution and loading of ~30 small modules on every start,
+// which is most of what `sark-fed --help` costs beyond Node itself (docs/benchmarks.md).
+// Type checking is `npm run typecheck`; esbuild only strips types.
+import { build } from 'esbuild';
+import { readFileSync, rmSync } from 'node:fs';
+
+const { dependencies } = JSON.parse(
+  readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
+);
+// commander is on every start-up path, so it is bundled; every other dependency is loaded lazily
+// by the commands that need it, and better-sqlite3 carries a native addon that cannot be bundled.
+const external = Object.keys(dependencies).filter((name) => name !== 'commander');
+
+rmSync(new URL('../dist', import.meta.url), { recursive: true, force: true });
+await build({
+  entryPoints: { main: 'src/cli/main.ts' },
+  outdir: 'dist/cli',
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  external,
+  sourcemap: 'linked',
+  chunkNames: 'chunks/[name]-[hash]',
+  // commander is CommonJS and requires node built-ins; give the ESM bundle a real require().
+  banner: {
+    js: "import { createRequire as __sarkCreateRequire } from 'node:module'; const require = __sarkCreateRequire(import.meta.url);",
+  },
+  logLevel: 'warning',
+});

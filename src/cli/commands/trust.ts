@@ -1,0 +1,481 @@
+import type { Command } from 'commander';
+import type { KeyObject } from 'node:crypto';
+import type { NodeIdentity } from '../../core/identity/node-identity.js';
+import type { StateStore } from '../../core/state/database.js';
+import type { Peer, TrustAnchor } from '../../core/state/trust-repository.js';
+import type { CommandContext } from '../context.js';
+import { action } from '../action.js';
+import { withExamples } from '../help-text.js';
+import { duration } from '../options.js';
+import type { Cell, CliIo } from '../output/output.js';
+
+interface EstablishOptions {
+  fingerprint?: string;
+  timeout: number;
+}
+
+interface RevokeOptions {
+  reason?: string;
+  notify: boolean;
+  timeout: number;
+}
+
+export function registerTrust(program: Command, io: CliIo): void {
+  const trust = program
+    .command('trust')
+    .description('mutual-TLS trust between nodes: anchors, CRLs, peers');
+
+  const establish = trust
+    .command('establish')
+    .description('prove identities to a peer in both directions, then pin its certificate')
+    .argument('<node|endpoint>', 'a known node ID, or https://host:port')
+    .option('--fingerprint <sha256>', 'the peer certificate fingerprint you expect (no prompt)')
+    .option('--timeout <duration>', 'how long to wait for the peer', duration, 10_000)
+    .action(
+      action<EstablishOptions>(io, async (context, options, [target]) => {
+        const { establishTrust } = await import('../../core/trust/establish.js');
+        const { normalizeFingerprint } = await import('../../core/identity/fingerprint.js');
+        const expectedFingerprint =
+          options.fingerprint === undefined ? undefined : normalizeFingerprint(options.fingerprint);
+        await withNode(context, async ({ store, identity, privateKey }) => {
+          const { endpoint, expectedNodeId } = await resolveTarget(
+            context,
+            store,
+            target as string,
+          );
+          const spinner = await context.output.spinner(`establishing trust with ${target}`);
+          let result;
+          try {
+            result = await establishTrust({
+              store,
+              identity,
+              privateKey,
+              endpoint,
+              expectedNodeId,
+              expectedFingerprint,
+              timeoutMs: options.timeout,
+              now: context.now,
+              confirm: async (contact) => {
+                spinner.stop();
+                const { TrustError } = await import('../../core/errors.js');
+                if (contact.wasRevoked && !context.assumeYes && !context.interactive) {
+                  throw new TrustError('PEER_REVOKED', `${contact.peer.nodeId} is revoked here`, {
+                    hint: 'to restore trust in it, run again with --yes (or --fingerprint)',
+                  });
+                }
+                if (!context.interactive || context.assumeYes) {
+                  return context.prompter.confirm({
+                    message: '',
+                    flag: '--fingerprint <sha256> (or --yes to accept what the peer presents)',
+                    action: `trusting ${contact.peer.spiffeId} on first contact`,
+                  });
+                }
+                const { output } = context;
+                output.info(output.err.bold(`${contact.endpoint} presents:`));
+                output.info(`  SPIFFE ID    ${contact.peer.spiffeId}`);
+                output.info(`  Subject      ${contact.certificate.subject}`);
+                output.info(`  Issuer       ${contact.certificate.issuer}`);
+                output.info(`  Valid until  ${contact.certificate.notAfter}`);
+                output.info(`  Fingerprint  ${output.err.cyan(contact.peer.fingerprint)}`);
+                if (contact.previousFingerprint) {
+                  output.warn(
+                    `its certificate changed; the pinned fingerprint was ${contact.previousFingerprint}`,
+                  );
+                }
+                if (contact.wasRevoked)
+                  output.warn(`${contact.peer.nodeId} is revoked here; confirming restores trust`);
+                return context.prompter.confirm({
+                  message: `Trust ${contact.peer.spiffeId} with this fingerprint?`,
+                  flag: '--fingerprint <sha256>',
+                  action: `trusting ${contact.peer.spiffeId}`,
+                });
+              },
+            });
+          } catch (error) {
+            spinner.fail();
+            throw error;
+          }
+          spinner.stop();
+          if (!result) {
+            context.output.info('nothing was recorded');
+            return;
+          }
+          context.output.success(
+            result.remoteStatus === 'pending'
+              ? `trusted ${result.peer.spiffeId}; it recorded this node as pending its operator's approval`
+              : `mutual trust established with ${result.peer.spiffeId}`,
+          );
+          if (context.output.json) {
+            context.output.writeJson({
+              peer: peerReport(result.peer),
+              remoteStatus: result.remoteStatus,
+              correlationId: result.correlationId,
+            });
+          } else {
+            renderPeer(context, result.peer);
+          }
+        });
+      }),
+    );
+  withExamples(establish, [
+    [
+      "In a script, with the fingerprint the peer's operator gave you",
+      'sark-fed trust establish https://127.0.0.1:8443 --fingerprint 4f3a…e1',
+    ],
+    ['At a terminal: review the certificate and confirm', 'sark-fed trust establish node-b'],
+  ]);
+
+  trust
+    .command('list')
+    .description('peers and their trust level')
+    .option('--pending', 'only peers awaiting approval')
+    .action(
+      action<{ pending?: boolean }>(io, async (context, options) => {
+        const { listPeers } = await import('../../core/state/trust-repository.js');
+        const peers = await withStore(context, (store) =>
+          store.read((db) => listPeers(db, options.pending ? 'pending' : undefined)),
+        );
+        if (context.output.json) {
+          context.output.writeJson(peers.map(peerReport));
+          return;
+        }
+        if (peers.length === 0)
+          context.output.info(options.pending ? 'no peer awaits approval' : 'no peers yet');
+        context.output.table(
+          ['node', 'trust domain', 'trust', 'endpoint', 'fingerprint', 'expires'],
+          peers.map((peer) => [
+            peer.nodeId,
+            peer.trustDomain,
+            levelCell(peer.trustLevel),
+            peer.endpoint ?? '-',
+            shortOnTty(context, peer.pinnedFingerprint),
+            peer.trustExpiresAt ?? '-',
+          ]),
+        );
+      }),
+    );
+
+  trust
+    .command('show')
+    .description('one peer in detail')
+    .argument('<node>', 'node ID')
+    .action(
+      action<object>(io, async (context, _options, [nodeId]) => {
+        const peer = await withStore(context, (store) => requirePeer(store, nodeId as string));
+        if (context.output.json) context.output.writeJson(peerReport(await peer));
+        else renderPeer(context, await peer);
+      }),
+    );
+
+  trust
+    .command('approve')
+    .description('trust a peer that is pending approval')
+    .argument('<node>', 'node ID')
+    .action(
+      action<object>(io, async (context, _options, [nodeId]) => {
+        const { savePeer } = await import('../../core/state/trust-repository.js');
+        const { UsageError } = await import('../../core/errors.js');
+        const peer = await withStore(context, async (store) => {
+          const current = await requirePeer(store, nodeId as string);
+          if (current.trustLevel !== 'pending') {
+            throw new UsageError(
+              'NOT_PENDING',
+              `${current.nodeId} is ${current.trustLevel}, not pending`,
+              {
+                hint: 'only peers that asked for trust while this node requires approval can be approved',
+              },
+            );
+          }
+          const approved: Peer = {
+            ...current,
+            trustLevel: 'trusted',
+            updatedAt: context.now().toISOString(),
+          };
+          store.write((db) => savePeer(db, approved));
+          return approved;
+        });
+        context.output.success(`approved ${peer.spiffeId}`);
+        if (context.output.json) context.output.writeJson(peerReport(peer));
+      }),
+    );
+
+  const revoke = trust
+    .command('revoke')
+    .description('stop trusting a peer at once, and tell it so')
+    .argument('<node>', 'node ID')
+    .option('--reason <text>', 'why, recorded here and sent to the peer')
+    .option('--no-notify', 'do not tell the peer')
+    .option(
+      '--timeout <duration>',
+      'how long to wait for the peer when notifying it',
+      duration,
+      5_000,
+    )
+    .action(
+      action<RevokeOptions>(io, async (context, options, [nodeId]) => {
+        const { revokePeer, notifyRevocation } = await import('../../core/trust/revoke.js');
+        await withNode(context, async ({ store, identity, privateKey }) => {
+          const peer = await requirePeer(store, nodeId as string);
+          const confirmed = await context.prompter.confirm({
+            message: `Revoke trust in ${peer.spiffeId}? Its requests will be refused at once.`,
+            flag: '--yes',
+            action: `revoking ${peer.nodeId}`,
+          });
+          if (!confirmed) {
+            context.output.info('nothing was changed');
+            return;
+          }
+          const revoked = revokePeer(store, peer.nodeId, options.reason ?? null, context.now());
+          context.output.success(`revoked ${revoked.spiffeId}`);
+          let notified: boolean | null = null;
+          if (options.notify && revoked.endpoint) {
+            try {
+              await notifyRevocation({
+                store,
+                identity,
+                privateKey,
+                peer: revoked,
+                reason: options.reason,
+                timeoutMs: options.timeout,
+                now: context.now,
+              });
+              notified = true;
+              context.output.info(`notified ${revoked.nodeId}`);
+            } catch (error) {
+              notified = false;
+              context.output.warn(
+                `could not notify ${revoked.nodeId}: ${(error as Error).message}`,
+              );
+            }
+          }
+          if (context.output.json)
+            context.output.writeJson({ peer: peerReport(revoked), notified });
+        });
+      }),
+    );
+  withExamples(revoke, [
+    ['Revoke and notify', 'sark-fed trust revoke node-b --reason "key compromise" --yes'],
+    ['Revoke without contacting the peer', 'sark-fed trust revoke node-b --yes --no-notify'],
+  ]);
+
+  registerAnchorCommands(trust, io);
+}
+
+function registerAnchorCommands(trust: Command, io: CliIo): void {
+  const anchor = trust
+    .command('anchor')
+    .description('trust anchors: CA certificates, each bound to one trust domain');
+  const add = anchor
+    .command('add')
+    .description('import a CA certificate as the anchor of a trust domain')
+    .argument('<ca.pem>', 'CA certificate (PEM or DER)')
+    .option(
+      '--trust-domain <domain>',
+      'the domain it vouches for (default: the one its SPIFFE ID names)',
+    )
+    .action(
+      action<{ trustDomain?: string }>(io, async (context, options, [file]) => {
+        const { addAnchor } = await import('../../core/trust/anchor-store.js');
+        const { certificatesFromBytes } = await import('../../core/identity/pem.js');
+        const { readInputFile } = await import('../../core/identity/files.js');
+        const [der] = certificatesFromBytes(
+          readInputFile(file as string, 'CA certificate'),
+          file as string,
+        );
+        const result = await withStore(
+          context,
+          (store) => addAnchor(store, der as Buffer, options.trustDomain, context.now()),
+          true,
+        );
+        if (result.added)
+          context.output.success(
+            `added anchor for ${result.anchor.trustDomain}: ${result.anchor.subject}`,
+          );
+        else
+          context.output.info(
+            `already an anchor for ${result.anchor.trustDomain}: ${result.anchor.subject}`,
+          );
+        if (context.output.json)
+          context.output.writeJson({ ...anchorReport(result.anchor), added: result.added });
+        else context.output.line(result.anchor.fingerprint);
+      }),
+    );
+  withExamples(add, [
+    [
+      "Trust org B's CA for org B's nodes only",
+      'sark-fed trust anchor add ./ca-b/ca.pem --trust-domain org-b.example',
+    ],
+  ]);
+
+  anchor
+    .command('list')
+    .description('the trust anchors, by trust domain')
+    .action(
+      action<object>(io, async (context) => {
+        const { listAnchors } = await import('../../core/state/trust-repository.js');
+        const anchors = await withStore(context, (store) => store.read((db) => listAnchors(db)));
+        if (context.output.json) {
+          context.output.writeJson(anchors.map(anchorReport));
+          return;
+        }
+        if (anchors.length === 0)
+          context.output.info('no trust anchors yet; add one with `sark-fed trust anchor add`');
+        context.output.table(
+          ['trust domain', 'subject', 'fingerprint', 'expires'],
+          anchors.map((item) => [
+            item.trustDomain,
+            item.subject,
+            shortOnTty(context, item.fingerprint),
+            item.notAfter,
+          ]),
+        );
+      }),
+    );
+
+  anchor
+    .command('remove')
+    .description('remove a trust anchor')
+    .argument('<fingerprint>', 'its SHA-256 fingerprint')
+    .action(
+      action<object>(io, async (context, _options, [fingerprint]) => {
+        const { removeAnchor } = await import('../../core/trust/anchor-store.js');
+        const { normalizeFingerprint } = await import('../../core/identity/fingerprint.js');
+        const canonical = normalizeFingerprint(fingerprint as string);
+        await withStore(context, (store) => removeAnchor(store, canonical));
+        context.output.success(`removed anchor ${canonical}`);
+      }),
+    );
+
+  const crl = trust.command('crl').description('certificate revocation lists of the anchors');
+  crl
+    .command('import')
+    .description('import a CRL signed by a trust anchor; revoked certificates are refused at once')
+    .argument('<crl>', 'CRL file, PEM or DER')
+    .action(
+      action<object>(io, async (context, _options, [file]) => {
+        const { importRevocationList } = await import('../../core/trust/anchor-store.js');
+        const { readInputFile } = await import('../../core/identity/files.js');
+        const { pemBlocks } = await import('../../core/identity/pem.js');
+        const bytes = readInputFile(file as string, 'CRL');
+        const block = pemBlocks(bytes.toString('latin1')).find((item) => item.label === 'X509 CRL');
+        const list = await withStore(context, (store) =>
+          importRevocationList(store, block?.der ?? bytes, context.now()),
+        );
+        context.output.success(
+          `imported the CRL of ${list.issuer}: ${list.revokedCount} revoked certificate(s)`,
+        );
+        const { der: _der, ...report } = list;
+        if (context.output.json) context.output.writeJson(report);
+      }),
+    );
+}
+
+async function withStore<T>(
+  context: CommandContext,
+  use: (store: StateStore) => T | Promise<T>,
+  create = false,
+): Promise<T> {
+  const { openState } = await import('../../core/state/database.js');
+  const store = openState(context.statePath, { create });
+  try {
+    return await use(store);
+  } finally {
+    store.close();
+  }
+}
+
+/** Runs with the state, this node's identity and its private key: what talking to peers needs. */
+async function withNode<T>(
+  context: CommandContext,
+  use: (node: { store: StateStore; identity: NodeIdentity; privateKey: KeyObject }) => Promise<T>,
+): Promise<T> {
+  const { loadIdentity } = await import('../../core/state/identity-repository.js');
+  const { readPrivateKeyFile } = await import('../../core/identity/keys.js');
+  const { NotFoundError } = await import('../../core/errors.js');
+  return withStore(context, async (store) => {
+    const identity = store.read(loadIdentity);
+    if (!identity) {
+      throw new NotFoundError('NO_IDENTITY', `no node identity in ${context.statePath}`, {
+        hint: 'run `sark-fed init` first',
+      });
+    }
+    return use({ store, identity, privateKey: readPrivateKeyFile(identity.keyPath) });
+  });
+}
+
+async function requirePeer(store: StateStore, nodeId: string): Promise<Peer> {
+  const { findPeer } = await import('../../core/state/trust-repository.js');
+  const { NotFoundError } = await import('../../core/errors.js');
+  const peer = store.read((db) => findPeer(db, nodeId));
+  if (!peer) {
+    throw new NotFoundError('NO_SUCH_NODE', `no node ${nodeId} is known here`, {
+      hint: 'see `sark-fed trust list`',
+    });
+  }
+  return peer;
+}
+
+async function resolveTarget(
+  context: CommandContext,
+  store: StateStore,
+  target: string,
+): Promise<{ endpoint: string; expectedNodeId: string | undefined }> {
+  const { normalizeEndpoint } = await import('../../core/identity/node-identity.js');
+  if (/^https:\/\//i.test(target))
+    return { endpoint: normalizeEndpoint(target), expectedNodeId: undefined };
+  const peer = await requirePeer(store, target).catch(async (error: unknown) => {
+    const { NotFoundError } = await import('../../core/errors.js');
+    throw new NotFoundError('NO_SUCH_NODE', `no node ${target} is known here`, {
+      hint: `give its endpoint instead: sark-fed trust establish https://host:port`,
+      cause: error,
+    });
+  });
+  if (!peer.endpoint) {
+    const { UsageError } = await import('../../core/errors.js');
+    throw new UsageError('NO_ENDPOINT', `no endpoint is recorded for ${target}`, {
+      hint: 'give its endpoint instead: sark-fed trust establish https://host:port',
+    });
+  }
+  void context;
+  return { endpoint: peer.endpoint, expectedNodeId: peer.nodeId };
+}
+
+export function peerReport(peer: Peer) {
+  const { certificatePem: _pem, ...rest } = peer;
+  return rest;
+}
+
+function anchorReport(anchor: TrustAnchor) {
+  const { certificateDer: _der, ...rest } = anchor;
+  return rest;
+}
+
+function renderPeer(context: CommandContext, peer: Peer): void {
+  context.output.fields([
+    ['Node', peer.nodeId],
+    ['Trust domain', peer.trustDomain],
+    ['SPIFFE ID', peer.spiffeId],
+    ['Trust', levelCell(peer.trustLevel)],
+    ['Endpoint', peer.endpoint ?? '-'],
+    ['Pinned', peer.pinnedFingerprint ?? '-'],
+    ['Trust expires', peer.trustExpiresAt ?? '-'],
+    ['Established', peer.establishedAt ?? '-'],
+    ...(peer.revokedAt
+      ? ([
+          ['Revoked', `${peer.revokedAt}${peer.revokeReason ? ` (${peer.revokeReason})` : ''}`],
+        ] as const)
+      : []),
+  ]);
+}
+
+function levelCell(level: Peer['trustLevel']): Cell {
+  const style = (
+    { trusted: 'green', pending: 'yellow', revoked: 'red', untrusted: 'dim' } as const
+  )[level];
+  return { text: level, style };
+}
+
+function shortOnTty(context: CommandContext, fingerprint: string | null): string {
+  if (!fingerprint) return '-';
+  return context.output.stdoutIsTTY ? fingerprint.slice(0, 16) : fingerprint;
+}

@@ -1,0 +1,71 @@
+import { z } from 'zod';
+
+/** Wire bodies of DESIGN §5, validated on both ends. snake_case as the original protocol. */
+const base64url = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]+$/, 'expected base64url')
+  .max(1024);
+const nodeId = z.string().regex(/^[a-z0-9][a-z0-9.-]{0,62}$/);
+const fingerprint = z.string().regex(/^[0-9a-f]{64}$/);
+
+export const InfoResponse = z.object({
+  node_id: nodeId,
+  trust_domain: z.string().min(1).max(255),
+  spiffe_id: z.string().startsWith('spiffe://').max(2048),
+  version: z.string().max(64),
+  api_version: z.string().max(16),
+  fingerprint,
+  endpoint: z.string().max(2048).nullable(),
+});
+export type InfoResponse = z.infer<typeof InfoResponse>;
+
+export const HealthResponse = z.object({
+  node_id: nodeId,
+  status: z.enum(['healthy', 'degraded']),
+  checks: z.record(
+    z.string(),
+    z.object({ status: z.enum(['ok', 'warn', 'fail']), detail: z.string() }),
+  ),
+});
+export type HealthResponse = z.infer<typeof HealthResponse>;
+
+export const ChallengeRequest = z.object({}).strict();
+
+export const ChallengeResponse = z.object({
+  challenge_id: z.uuid(),
+  nonce: base64url,
+  expires_at: z.iso.datetime(),
+  node_id: nodeId,
+});
+export type ChallengeResponse = z.infer<typeof ChallengeResponse>;
+
+export const TrustRequest = z
+  .object({
+    challenge_id: z.uuid(),
+    signature: base64url,
+    counter_nonce: base64url,
+    endpoint: z.string().url().max(2048).nullable().optional(),
+  })
+  .strict();
+export type TrustRequest = z.infer<typeof TrustRequest>;
+
+export const TrustResponse = z.object({
+  status: z.enum(['trusted', 'pending']),
+  node_id: nodeId,
+  spiffe_id: z.string().startsWith('spiffe://'),
+  fingerprint,
+  signature: base64url,
+});
+export type TrustResponse = z.infer<typeof TrustResponse>;
+
+export const RevokeRequest = z.object({ reason: z.string().max(512).optional() }).strict();
+export type RevokeRequest = z.infer<typeof RevokeRequest>;
+
+export const RevokeResponse = z.object({ status: z.literal('revoked'), node_id: nodeId });
+
+export const ResourcesResponse = z.object({ node_id: nodeId, resources: z.array(z.unknown()) });
+
+export const ErrorResponse = z.object({
+  error: z.object({ code: z.string(), message: z.string(), correlation_id: z.string().nullable() }),
+});
+export type ErrorResponse = z.infer<typeof ErrorResponse>;

@@ -1,0 +1,263 @@
+import { randomUUID, type KeyObject } from 'node:crypto';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { NotFoundError, TrustError } from '../core/errors.js';
+import { readPrivateKeyFile } from '../core/identity/keys.js';
+import type { NodeIdentity } from '../core/identity/node-identity.js';
+import { CORRELATION_HEADER, TLS_CIPHERS, TLS_MIN_VERSION } from '../core/protocol/constants.js';
+import { openState, type StateStore } from '../core/state/database.js';
+import { loadIdentity } from '../core/state/identity-repository.js';
+import { authenticateChain, isChainFailure } from '../core/trust/authenticate.js';
+import type { ClaimedIdentity } from '../core/trust/peer-identity.js';
+import { authorizePeer } from '../core/trust/peer-trust.js';
+import { ChallengeStore } from './challenges.js';
+import { HttpError, sendError } from './http-io.js';
+import type { Logger } from './logger.js';
+import { routeFor, type HandlerContext } from './routes.js';
+import { TrustView } from './trust-view.js';
+import { presentedChain } from '../core/trust/tls-chain.js';
+
+export interface DaemonOptions {
+  statePath: string;
+  host: string;
+  port: number;
+  /** New peers wait as `pending` until `trust approve`. */
+  requireApproval: boolean;
+  version: string;
+  logger: Logger;
+  now?: () => Date;
+  /** Milliseconds; every timeout is explicit rather than Node's defaults. */
+  timeouts?: { headers: number; request: number; keepAlive: number; shutdownGrace: number };
+}
+
+export interface RunningDaemon {
+  host: string;
+  port: number;
+  identity: NodeIdentity;
+  /** Stops accepting, lets in-flight requests finish (up to the grace period), closes the state. */
+  close(): Promise<void>;
+}
+
+const DEFAULT_TIMEOUTS = {
+  headers: 10_000,
+  request: 30_000,
+  keepAlive: 5_000,
+  shutdownGrace: 10_000,
+};
+
+interface SocketAuthentication {
+  generation: number;
+  result: ClaimedIdentity | { code: string; reason: string };
+}
+
+export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
+  const now = options.now ?? (() => new Date());
+  const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
+  const store = openState(options.statePath, { create: false });
+  let server: Server | undefined;
+  try {
+    const identity = store.read(loadIdentity);
+    if (!identity) {
+      throw new NotFoundError('NO_IDENTITY', `no node identity in ${options.statePath}`, {
+        hint: 'run `sark-fed init` before `sark-fed serve`',
+      });
+    }
+    if (now() > new Date(identity.notAfter)) {
+      throw new TrustError(
+        'CERT_EXPIRED',
+        `this node's certificate expired at ${identity.notAfter}`,
+        {
+          hint: 'issue a new certificate and run `sark-fed init` again',
+        },
+      );
+    }
+    const privateKey = readPrivateKeyFile(identity.keyPath);
+    const context: HandlerContext = {
+      identity,
+      privateKey,
+      store,
+      trust: new TrustView(store),
+      challenges: new ChallengeStore(() => now().getTime()),
+      requireApproval: options.requireApproval,
+      version: options.version,
+      logger: options.logger,
+      now,
+    };
+    server = createHttpsServer(identity, privateKey, context, timeouts);
+    await listen(server, options.host, options.port);
+    const address = server.address() as AddressInfo;
+    options.logger.info('listening', {
+      address: address.address,
+      port: address.port,
+      node_id: identity.nodeId,
+      spiffe_id: identity.spiffeId,
+    });
+    return {
+      host: address.address,
+      port: address.port,
+      identity,
+      close: () => shutdown(server as Server, store, context, timeouts.shutdownGrace),
+    };
+  } catch (error) {
+    server?.close();
+    store.close();
+    throw error;
+  }
+}
+
+function createHttpsServer(
+  identity: NodeIdentity,
+  privateKey: KeyObject,
+  context: HandlerContext,
+  timeouts: typeof DEFAULT_TIMEOUTS,
+): Server {
+  const authentications = new WeakMap<TLSSocket, SocketAuthentication>();
+  const server = createServer(
+    {
+      cert: identity.certChainPem,
+      key: privateKey.export({ type: 'pkcs8', format: 'pem' }),
+      // Ask every client for a certificate but decide in the application: Node's
+      // rejectUnauthorized would only hang up, and it knows nothing of per-domain anchors.
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: TLS_MIN_VERSION,
+      ciphers: TLS_CIPHERS,
+      honorCipherOrder: true,
+    },
+    (request, response) => {
+      void handleRequest(request, response, context, authentications);
+    },
+  );
+  server.headersTimeout = timeouts.headers;
+  server.requestTimeout = timeouts.request;
+  server.keepAliveTimeout = timeouts.keepAlive;
+  server.on('tlsClientError', (error) => {
+    context.logger.warn('tls handshake failed', { error: error.message });
+  });
+  return server;
+}
+
+async function handleRequest(
+  request: IncomingMessage,
+  response: ServerResponse,
+  context: HandlerContext,
+  authentications: WeakMap<TLSSocket, SocketAuthentication>,
+): Promise<void> {
+  const started = process.hrtime.bigint();
+  const correlationId = correlationIdOf(request);
+  const socket = request.socket as TLSSocket;
+  const path = (request.url ?? '/').split('?')[0] as string;
+  let peer: ClaimedIdentity | undefined;
+  let status = 500;
+  response.setHeader(CORRELATION_HEADER, correlationId);
+  try {
+    // With TLS 1.3 a request can arrive on a socket that is already being torn down.
+    if (socket.destroyed || !socket.encrypted)
+      throw new HttpError(400, 'CONNECTION_CLOSED', 'the connection is closed');
+    const route = routeFor(request.method ?? 'GET', path);
+    peer = authenticate(socket, context, authentications);
+    if (route.access === 'trusted') {
+      const failure = authorizePeer(context.trust.peer(peer.nodeId), peer, context.now());
+      if (failure) throw new HttpError(403, failure.code, failure.reason);
+    }
+    const result = await route.handler(
+      { request, socket, peer, correlationId, params: route.params },
+      context,
+    );
+    status = result.status;
+    if (!response.headersSent) {
+      const payload = JSON.stringify(result.body);
+      response.writeHead(result.status, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(payload),
+        'cache-control': 'no-store',
+      });
+      response.end(payload);
+    }
+  } catch (error) {
+    const httpError =
+      error instanceof HttpError
+        ? error
+        : new HttpError(500, 'INTERNAL', 'the node failed to answer');
+    if (!(error instanceof HttpError)) {
+      context.logger.error('request failed', {
+        correlation_id: correlationId,
+        error: String(error),
+      });
+    }
+    status = httpError.status;
+    sendError(response, httpError, correlationId);
+    // A client that sent more than the cap is not read to the end: close rather than drain it.
+    if (httpError.status === 413) request.socket.end();
+  } finally {
+    context.logger.info('request', {
+      correlation_id: correlationId,
+      method: request.method,
+      path,
+      status,
+      peer: peer?.spiffeId ?? null,
+      duration_ms: Number((process.hrtime.bigint() - started) / 1_000n) / 1000,
+    });
+  }
+}
+
+/** Validates the client's chain once per connection and trust-state generation. */
+function authenticate(
+  socket: TLSSocket,
+  context: HandlerContext,
+  authentications: WeakMap<TLSSocket, SocketAuthentication>,
+): ClaimedIdentity {
+  const generation = context.trust.refresh();
+  let cached = authentications.get(socket);
+  if (!cached || cached.generation !== generation) {
+    cached = {
+      generation,
+      result: authenticateChain(presentedChain(socket), context.trust, context.now()),
+    };
+    authentications.set(socket, cached);
+  }
+  const result = cached.result;
+  if (isChainFailure(result)) {
+    const status = result.code === 'NO_CLIENT_CERTIFICATE' ? 401 : 403;
+    throw new HttpError(status, result.code, `client certificate refused: ${result.reason}`);
+  }
+  if (context.now() > result.notAfter) {
+    throw new HttpError(403, 'CERT_EXPIRED', 'client certificate refused: it has expired');
+  }
+  return result;
+}
+
+function correlationIdOf(request: IncomingMessage): string {
+  const given = request.headers[CORRELATION_HEADER];
+  return typeof given === 'string' && /^[0-9a-f-]{36}$/i.test(given)
+    ? given.toLowerCase()
+    : randomUUID();
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+async function shutdown(
+  server: Server,
+  store: StateStore,
+  context: HandlerContext,
+  graceMs: number,
+): Promise<void> {
+  context.logger.info('shutting down');
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const grace = setTimeout(() => server.closeAllConnections(), graceMs);
+  await closed;
+  clearTimeout(grace);
+  store.close();
+  context.logger.info('stopped');
+}

@@ -1,0 +1,193 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  PROJECT_ROOT,
+  expectRefusal,
+  expectSuccess,
+  runCli,
+  tempDir,
+  type RunResult,
+} from '../helpers/cli.js';
+
+const VERSION = (
+  JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }
+).version;
+
+const EXIT_CODES = [0, 1, 2, 3, 4, 5, 6, 130];
+
+describe.concurrent('version and help', () => {
+  it.each([['--version'], ['-V']])('%s prints the package.json version', async (flag) => {
+    const result = await runCli([flag]);
+    expectSuccess(result);
+    expect(result.stdout).toBe(`${VERSION}\n`);
+    expect(result.stderr).toBe('');
+  });
+
+  it('--help exits 0 and lists the commands and the exit codes', async () => {
+    const result = await runCli(['--help']);
+    expectSuccess(result);
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toMatch(/^Usage: sark-fed \[options\] \[command\]/);
+    for (const command of ['init', 'status', 'pki', 'help']) {
+      expect(result.stdout).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
+    }
+    for (const option of ['--state <path>', '--json', '--no-color', '--yes', '--non-interactive']) {
+      expect(result.stdout).toContain(option);
+    }
+    expect(result.stdout).toContain('Examples:');
+    expect(result.stdout).toContain('sark-fed help exit-codes');
+  });
+
+  it('help exit-codes prints the eight codes as tab-separated rows in a pipe', async () => {
+    const result = await runCli(['help', 'exit-codes']);
+    expectSuccess(result);
+    expect(result.stderr).toBe('');
+    const rows = result.stdout.trimEnd().split('\n');
+    expect(rows).toHaveLength(8);
+    const cells = rows.map((row) => row.split('\t'));
+    expect(cells.every((row) => row.length === 2 && (row[1] ?? '').length > 0)).toBe(true);
+    expect(cells.map(([code]) => Number(code))).toEqual(EXIT_CODES);
+    expect(cells[2]?.[1]).toMatch(/^usage error/);
+    expect(cells[7]?.[1]).toMatch(/^interrupted/);
+  });
+
+  it('help exit-codes --json prints an array of {code, meaning}', async () => {
+    for (const args of [
+      ['help', 'exit-codes', '--json'],
+      ['--json', 'help', 'exit-codes'],
+    ]) {
+      const result = await runCli(args);
+      expectSuccess(result);
+      const parsed = JSON.parse(result.stdout) as Array<{ code: number; meaning: string }>;
+      expect(parsed.map((entry) => Object.keys(entry).sort())).toEqual(
+        EXIT_CODES.map(() => ['code', 'meaning']),
+      );
+      expect(parsed.map((entry) => entry.code)).toEqual(EXIT_CODES);
+      expect(parsed.every((entry) => typeof entry.meaning === 'string')).toBe(true);
+    }
+  });
+
+  it('help pki issue prints that command’s help, as pki issue --help does', async () => {
+    const [viaHelp, viaFlag] = await Promise.all([
+      runCli(['help', 'pki', 'issue']),
+      runCli(['pki', 'issue', '--help']),
+    ]);
+    expectSuccess(viaHelp);
+    expectSuccess(viaFlag);
+    expect(viaHelp.stdout).toMatch(/^Usage: sark-fed pki issue \[options\]/);
+    for (const option of ['--ca <dir>', '--node-id <id>', '--out <dir>', '--key-type']) {
+      expect(viaHelp.stdout).toContain(option);
+    }
+    expect(viaHelp.stdout).toContain('$ sark-fed pki issue');
+    expect(viaHelp.stdout).toBe(viaFlag.stdout);
+  });
+
+  it('help of an unknown topic is a usage error', async () => {
+    expectRefusal(await runCli(['help', 'frobnicate']), 2, {
+      message: /frobnicate/,
+      hint: /help exit-codes/,
+    });
+  });
+
+  it.each([[[]], [['pki']], [['pki', 'ca']]])(
+    'a command group without a subcommand (%j) prints help on stderr and exits 2',
+    async (args) => {
+      const result = await runCli(args);
+      expect(result.code).toBe(2);
+      expect(result.stdout).toBe('');
+      expect(result.stderr).toMatch(/^Usage: sark-fed/);
+    },
+  );
+});
+
+describe.concurrent('errors', () => {
+  it('an unknown command exits 2 with a "did you mean" hint', async () => {
+    expectRefusal(await runCli(['statsu']), 2, {
+      message: "unknown command 'statsu'",
+      hint: 'did you mean status? see `sark-fed --help`',
+    });
+    expectRefusal(await runCli(['pki', 'isue', '--ca', 'x']), 2, {
+      message: "unknown command 'isue'",
+      hint: 'did you mean issue? see `sark-fed pki --help`',
+    });
+  });
+
+  it('an unknown option names the command in the hint, even after --state <path>', async () => {
+    expectRefusal(await runCli(['--state', '/tmp/x.db', 'pki', 'inspect', '--frob', 'a']), 2, {
+      message: "unknown option '--frob'",
+      hint: 'see `sark-fed pki inspect --help`',
+    });
+  });
+
+  it('with --json, errors are one JSON object on stderr and stdout stays empty', async () => {
+    const dir = tempDir();
+    const cases: Array<[string[], number, string]> = [
+      [['--json', 'statsu'], 2, 'usage.unknownCommand'],
+      [
+        ['pki', 'ca', 'create', '--json', '--days', 'abc', '--out', dir],
+        2,
+        'usage.invalidArgument',
+      ],
+      [['--json', 'pki', 'inspect', join(dir, 'missing.pem')], 2, 'INPUT_UNREADABLE'],
+      [['--json', '--state', join(dir, 'none.db'), 'status'], 4, 'STATE_MISSING'],
+    ];
+    const results = await Promise.all(cases.map(([args]) => runCli(args)));
+    results.forEach((result, index) => {
+      const [, exitCode, code] = cases[index] as [string[], number, string];
+      expect(result.code, result.stderr).toBe(exitCode);
+      expect(result.stdout).toBe('');
+      expect(result.stderr.endsWith('\n')).toBe(true);
+      expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
+      const parsed = JSON.parse(result.stderr) as { error: Record<string, unknown> };
+      expect(Object.keys(parsed)).toEqual(['error']);
+      expect(Object.keys(parsed.error).sort()).toEqual(['code', 'exitCode', 'hint', 'message']);
+      expect(parsed.error).toMatchObject({ code, exitCode });
+      expect(typeof parsed.error.message).toBe('string');
+      expect(typeof parsed.error.hint).toBe('string');
+    });
+  });
+
+  it('never writes to stdout on an error', async () => {
+    const dir = tempDir();
+    const failing: string[][] = [
+      ['nope'],
+      ['--bogus'],
+      ['status', '--state'],
+      ['--state', join(dir, 'absent.db'), 'status'],
+      ['pki', 'inspect'],
+      ['pki', 'inspect', dir],
+      ['init', '--node-id', 'BAD ID', '--trust-domain', 'x', '--cert', 'c', '--key', 'k'],
+    ];
+    const results: RunResult[] = await Promise.all(failing.map((args) => runCli(args)));
+    results.forEach((result, index) => {
+      expect(result.code, failing[index]?.join(' ')).not.toBe(0);
+      expect(result.stdout, failing[index]?.join(' ')).toBe('');
+      expect(result.stderr).toMatch(/^error: /);
+    });
+  });
+});
+
+describe.concurrent('colour', () => {
+  const RED_ERROR = '\u001b[31merror:\u001b[39m';
+
+  it('colours errors when FORCE_COLOR asks, and not with NO_COLOR or --no-color', async () => {
+    const [forced, noColor, flag, forcedOff] = await Promise.all([
+      runCli(['statsu'], { env: { NO_COLOR: undefined, FORCE_COLOR: '1' } }),
+      runCli(['statsu'], { env: { NO_COLOR: '1', FORCE_COLOR: '1' } }),
+      runCli(['--no-color', 'statsu'], { env: { NO_COLOR: undefined, FORCE_COLOR: '1' } }),
+      runCli(['statsu'], { env: { NO_COLOR: undefined, FORCE_COLOR: '0' } }),
+    ]);
+    expect(forced.stderr.startsWith(RED_ERROR)).toBe(true);
+    for (const result of [noColor, flag, forcedOff]) {
+      expect(result.code).toBe(2);
+      expect(result.stderr).not.toContain('\u001b[');
+    }
+  });
+
+  it('writes no escape codes into a pipe by default', async () => {
+    const result = await runCli(['help', 'exit-codes'], { env: { NO_COLOR: undefined } });
+    expectSuccess(result);
+    expect(result.stdout).not.toContain('\u001b[');
+  });
+});

@@ -1,0 +1,621 @@
+import { chmodSync, cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  expectRefusal,
+  expectSuccess,
+  fileDigest,
+  listDir,
+  modeOf,
+  runCli,
+  tempDir,
+} from '../helpers/cli.js';
+import {
+  normalizeKeyId,
+  normalizeOpensslFingerprint,
+  openssl,
+  opensslExtensions,
+  opensslOk,
+} from '../helpers/openssl.js';
+import { createCa, issueNode, type CaFixture, type NodeFixture } from '../helpers/pki.js';
+
+/** The JSON shape of one certificate in `pki inspect --json` (and `certificate` elsewhere). */
+const SUMMARY_KEYS = [
+  'authorityKeyId',
+  'extendedKeyUsage',
+  'fingerprint',
+  'isCa',
+  'issuer',
+  'keyUsage',
+  'keyUsageCritical',
+  'notAfter',
+  'notBefore',
+  'pathLength',
+  'publicKeyAlgorithm',
+  'serialNumber',
+  'signatureAlgorithm',
+  'spiffeId',
+  'subject',
+  'subjectAltNames',
+  'subjectKeyId',
+];
+
+interface Summary {
+  subject: string;
+  issuer: string;
+  serialNumber: string;
+  notBefore: string;
+  notAfter: string;
+  isCa: boolean;
+  pathLength: number | null;
+  keyUsage: string[] | null;
+  keyUsageCritical: boolean;
+  extendedKeyUsage: string[] | null;
+  subjectAltNames: { dns: string[]; ip: string[]; uri: string[]; email: string[] };
+  spiffeId: string | null;
+  publicKeyAlgorithm: string;
+  signatureAlgorithm: string;
+  subjectKeyId: string | null;
+  authorityKeyId: string | null;
+  fingerprint: string;
+}
+
+function opensslFingerprint(certPath: string): string {
+  return normalizeOpensslFingerprint(
+    opensslOk(['x509', '-in', certPath, '-noout', '-fingerprint', '-sha256']),
+  );
+}
+
+let root: string;
+/** ECDSA CA for org-a.example, and two node certificates from it. */
+let caEc: CaFixture;
+let nodeA: NodeFixture;
+let nodeC: NodeFixture;
+/** Ed25519 CA for org-b.example and an Ed25519 node certificate from it. */
+let caEd: CaFixture;
+let nodeB: NodeFixture;
+/** A second CA with the very same name as caEc (same trust domain), and a node from it. */
+let caTwin: CaFixture;
+let nodeTwin: NodeFixture;
+/** stdout of `pki ca create --json` for caEd. */
+let caEdJson: string;
+
+beforeAll(async () => {
+  root = tempDir();
+  const edResult = runCli([
+    '--json',
+    'pki',
+    'ca',
+    'create',
+    '--out',
+    join(root, 'ca-ed'),
+    '--trust-domain',
+    'org-b.example',
+    '--key-type',
+    'ed25519',
+  ]);
+  [caEc, caTwin] = await Promise.all([
+    createCa(join(root, 'ca-ec'), ['--trust-domain', 'org-a.example']),
+    createCa(join(root, 'ca-twin'), ['--trust-domain', 'org-a.example']),
+  ]);
+  const ed = await edResult;
+  expectSuccess(ed);
+  caEdJson = ed.stdout;
+  caEd = {
+    dir: join(root, 'ca-ed'),
+    certPath: join(root, 'ca-ed', 'ca.pem'),
+    keyPath: join(root, 'ca-ed', 'ca.key'),
+  };
+  [nodeA, nodeB] = await Promise.all([
+    issueNode(caEc.dir, 'node-a', join(root, 'node-a'), [
+      '--dns',
+      'localhost',
+      '--ip',
+      '127.0.0.1',
+    ]),
+    issueNode(caEd.dir, 'node-b', join(root, 'node-b'), ['--key-type', 'ed25519']),
+  ]);
+  [nodeC, nodeTwin] = await Promise.all([
+    issueNode(caEc.dir, 'node-c', join(root, 'node-c')),
+    issueNode(caTwin.dir, 'node-a', join(root, 'node-twin')),
+  ]);
+});
+
+describe.concurrent('pki ca create and pki issue', () => {
+  it('writes keys 0600, certificates 0644, folders 0700', () => {
+    for (const dir of [caEc.dir, caEd.dir, nodeA.dir, nodeB.dir]) expect(modeOf(dir)).toBe(0o700);
+    for (const key of [caEc.keyPath, caEd.keyPath, nodeA.keyPath, nodeB.keyPath]) {
+      expect(modeOf(key)).toBe(0o600);
+    }
+    for (const cert of [caEc.certPath, caEd.certPath, nodeA.certPath, nodeA.caPath]) {
+      expect(modeOf(cert)).toBe(0o644);
+    }
+    expect(listDir(caEc.dir)).toEqual(['ca.key', 'ca.pem']);
+    expect(listDir(nodeA.dir)).toEqual(['ca.pem', 'cert.pem', 'key.pem']);
+    expect(readFileSync(nodeA.caPath, 'utf8')).toBe(readFileSync(caEc.certPath, 'utf8'));
+  });
+
+  it('issues certificates that openssl verifies against the CA (ECDSA and Ed25519)', () => {
+    for (const [ca, node] of [
+      [caEc, nodeA],
+      [caEd, nodeB],
+    ] as const) {
+      const result = openssl(['verify', '-CAfile', ca.certPath, node.certPath]);
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toContain(': OK');
+    }
+    // And not against a CA that did not sign them, even one with the same name.
+    expect(openssl(['verify', '-CAfile', caTwin.certPath, nodeA.certPath]).code).not.toBe(0);
+  });
+
+  it('gives the CA the CA profile: CA:TRUE pathlen 0, keyCertSign and cRLSign, an SKI', () => {
+    const ext = opensslExtensions(caEc.certPath);
+    expect(ext['Basic Constraints']).toEqual({ critical: true, value: 'CA:TRUE, pathlen:0' });
+    expect(ext['Key Usage']).toEqual({ critical: true, value: 'Certificate Sign, CRL Sign' });
+    expect(ext['Subject Key Identifier']?.value).toMatch(/^[0-9A-F:]+$/);
+    expect(ext['Subject Alternative Name']?.value).toBe('URI:spiffe://org-a.example');
+  });
+
+  it('issues the X509-SVID leaf profile, ECDSA P-256 by default', () => {
+    const ext = opensslExtensions(nodeA.certPath);
+    expect(ext['Subject Alternative Name']).toEqual({
+      critical: false,
+      value: 'URI:spiffe://org-a.example/sark/node/node-a, DNS:localhost, IP Address:127.0.0.1',
+    });
+    expect(ext['Key Usage']).toEqual({ critical: true, value: 'Digital Signature' });
+    expect(ext['Extended Key Usage']?.value).toBe(
+      'TLS Web Server Authentication, TLS Web Client Authentication',
+    );
+    expect(ext['Basic Constraints']).toEqual({ critical: true, value: 'CA:FALSE' });
+    const ski = ext['Subject Key Identifier']?.value ?? '';
+    const aki = ext['Authority Key Identifier']?.value ?? '';
+    expect(ski).toMatch(/^[0-9A-F:]{10,}$/);
+    expect(aki).not.toBe('');
+    const caSki = opensslExtensions(caEc.certPath)['Subject Key Identifier']?.value ?? '';
+    expect(normalizeKeyId(aki)).toBe(normalizeKeyId(caSki));
+
+    const text = opensslOk(['x509', '-in', nodeA.certPath, '-noout', '-text']);
+    expect(text).toContain('Public Key Algorithm: id-ecPublicKey');
+    expect(text).toContain('NIST CURVE: P-256');
+    expect(text).toContain('Signature Algorithm: ecdsa-with-SHA256');
+    expect(text).toMatch(/Subject: CN = node-a, O = org-a\.example/);
+  });
+
+  it('issues Ed25519 keys and signatures with --key-type ed25519', () => {
+    const leaf = opensslOk(['x509', '-in', nodeB.certPath, '-noout', '-text']);
+    expect(leaf).toContain('Public Key Algorithm: ED25519');
+    expect(leaf).toContain('Signature Algorithm: ED25519');
+    const ext = opensslExtensions(nodeB.certPath);
+    expect(ext['Subject Alternative Name']?.value).toBe(
+      'URI:spiffe://org-b.example/sark/node/node-b',
+    );
+    expect(ext['Key Usage']).toEqual({ critical: true, value: 'Digital Signature' });
+    const ca = opensslOk(['x509', '-in', caEd.certPath, '-noout', '-text']);
+    expect(ca).toContain('Public Key Algorithm: ED25519');
+    expect(opensslOk(['pkey', '-in', nodeB.keyPath, '-noout', '-text'])).toContain(
+      'ED25519 Private-Key',
+    );
+  });
+
+  it('prints the created CA as JSON with --json', () => {
+    const parsed = JSON.parse(caEdJson) as {
+      certificatePath: string;
+      keyPath: string;
+      certificate: Summary;
+    };
+    expect(parsed.certificatePath).toBe(caEd.certPath);
+    expect(parsed.keyPath).toBe(caEd.keyPath);
+    expect(Object.keys(parsed.certificate).sort()).toEqual(SUMMARY_KEYS);
+    expect(parsed.certificate).toMatchObject({
+      isCa: true,
+      pathLength: 0,
+      spiffeId: 'spiffe://org-b.example',
+      publicKeyAlgorithm: 'Ed25519',
+      fingerprint: opensslFingerprint(caEd.certPath),
+    });
+  });
+});
+
+describe.concurrent('pki inspect', () => {
+  it('prints the fingerprint openssl computes, as tab-separated fields in a pipe', async () => {
+    const result = await runCli(['pki', 'inspect', nodeA.certPath]);
+    expectSuccess(result);
+    expect(result.stderr).toBe('');
+    const fields = new Map(
+      result.stdout
+        .trimEnd()
+        .split('\n')
+        .map((line) => line.split('\t') as [string, string]),
+    );
+    expect(fields.get('Fingerprint')).toBe(opensslFingerprint(nodeA.certPath));
+    expect(fields.get('SPIFFE ID')).toBe('spiffe://org-a.example/sark/node/node-a');
+    expect(fields.get('Key usage')).toBe('digitalSignature (critical)');
+    expect(fields.get('Ext key usage')).toBe('serverAuth, clientAuth');
+    expect(fields.get('CA')).toBe('no');
+    expect(fields.get('Public key')).toBe('ECDSA P-256');
+  });
+
+  it('has the documented --json shape', async () => {
+    const result = await runCli(['pki', 'inspect', '--json', nodeA.certPath]);
+    expectSuccess(result);
+    const parsed = JSON.parse(result.stdout) as { certificates: Summary[] };
+    expect(Object.keys(parsed)).toEqual(['certificates']);
+    expect(parsed.certificates).toHaveLength(1);
+    const [leaf] = parsed.certificates as [Summary];
+    expect(Object.keys(leaf).sort()).toEqual(SUMMARY_KEYS);
+    const serial = opensslOk(['x509', '-in', nodeA.certPath, '-noout', '-serial'])
+      .trim()
+      .replace(/^serial=/, '')
+      .toLowerCase();
+    const caSki = normalizeKeyId(
+      opensslExtensions(caEc.certPath)['Subject Key Identifier']?.value ?? '',
+    );
+    expect(leaf).toEqual({
+      subject: 'CN=node-a, O=org-a.example',
+      issuer: 'CN=sark-fed development CA, O=org-a.example',
+      serialNumber: serial,
+      notBefore: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$/),
+      notAfter: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$/),
+      isCa: false,
+      pathLength: null,
+      keyUsage: ['digitalSignature'],
+      keyUsageCritical: true,
+      extendedKeyUsage: ['serverAuth', 'clientAuth'],
+      subjectAltNames: {
+        dns: ['localhost'],
+        ip: ['127.0.0.1'],
+        uri: ['spiffe://org-a.example/sark/node/node-a'],
+        email: [],
+      },
+      spiffeId: 'spiffe://org-a.example/sark/node/node-a',
+      publicKeyAlgorithm: 'ECDSA P-256',
+      signatureAlgorithm: 'ECDSA with SHA-256',
+      subjectKeyId: normalizeKeyId(
+        opensslExtensions(nodeA.certPath)['Subject Key Identifier']?.value ?? '',
+      ),
+      authorityKeyId: caSki,
+      fingerprint: opensslFingerprint(nodeA.certPath),
+    });
+    // Default validity of `pki issue`: 365 days.
+    const days = (Date.parse(leaf.notAfter) - Date.parse(leaf.notBefore)) / 86_400_000;
+    expect(Math.round(days)).toBe(365);
+  });
+
+  it('reads a certificate from stdin with -', async () => {
+    const result = await runCli(['pki', 'inspect', '-', '--json'], {
+      input: readFileSync(nodeB.certPath),
+    });
+    expectSuccess(result);
+    const parsed = JSON.parse(result.stdout) as { certificates: Summary[] };
+    expect(parsed.certificates.map((summary) => summary.fingerprint)).toEqual([
+      opensslFingerprint(nodeB.certPath),
+    ]);
+    expect(parsed.certificates[0]?.publicKeyAlgorithm).toBe('Ed25519');
+  });
+
+  it('reads a DER certificate', async () => {
+    const derPath = join(root, 'node-a.der');
+    opensslOk(['x509', '-in', nodeA.certPath, '-outform', 'DER', '-out', derPath]);
+    const result = await runCli(['pki', 'inspect', '--json', derPath]);
+    expectSuccess(result);
+    const parsed = JSON.parse(result.stdout) as { certificates: Summary[] };
+    expect(parsed.certificates).toHaveLength(1);
+    expect(parsed.certificates[0]?.fingerprint).toBe(opensslFingerprint(nodeA.certPath));
+  });
+
+  it('gives one entry per certificate of a bundle, in file order', async () => {
+    const bundle = join(root, 'bundle.pem');
+    writeFileSync(
+      bundle,
+      `some text openssl leaves around\n${readFileSync(nodeA.certPath, 'utf8')}${readFileSync(caEc.certPath, 'utf8')}`,
+    );
+    const json = await runCli(['--json', 'pki', 'inspect', bundle]);
+    expectSuccess(json);
+    const parsed = JSON.parse(json.stdout) as { certificates: Summary[] };
+    expect(parsed.certificates.map((summary) => [summary.isCa, summary.fingerprint])).toEqual([
+      [false, opensslFingerprint(nodeA.certPath)],
+      [true, opensslFingerprint(caEc.certPath)],
+    ]);
+    const text = await runCli(['pki', 'inspect', bundle]);
+    expectSuccess(text);
+    expect(text.stdout.split('\n').filter((line) => line.startsWith('Fingerprint\t'))).toHaveLength(
+      2,
+    );
+  });
+
+  it('refuses a file that holds no certificate with exit 2 and one error line', async () => {
+    const notCert = join(root, 'notes.txt');
+    writeFileSync(notCert, 'just some text\n');
+    expectRefusal(await runCli(['pki', 'inspect', notCert]), 2, {
+      message: `${notCert} holds no certificate`,
+    });
+    // A PEM private key is not a certificate either.
+    expectRefusal(await runCli(['pki', 'inspect', nodeA.keyPath]), 2, {
+      message: /holds no certificate/,
+    });
+    expectRefusal(await runCli(['pki', 'inspect', join(root, 'missing.pem')]), 2, {
+      message: /cannot read certificate .*missing\.pem \(ENOENT\)/,
+    });
+  });
+
+  it('refuses a DER file that is not a certificate, and a damaged PEM certificate, with exit 2', async () => {
+    const keyDer = join(root, 'key.der');
+    opensslOk(['pkey', '-in', nodeA.keyPath, '-outform', 'DER', '-out', keyDer]);
+    expectRefusal(await runCli(['pki', 'inspect', keyDer]), 2, { message: /certificate/ });
+    const damaged = join(root, 'damaged.pem');
+    writeFileSync(damaged, '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n');
+    expectRefusal(await runCli(['pki', 'inspect', damaged]), 2, { message: /certificate/ });
+  });
+});
+
+describe.concurrent('pki crl create', () => {
+  it('writes a CRL openssl verifies, which revokes the certificate and only it', async () => {
+    const crlPath = join(root, 'crl', 'crl.pem');
+    const result = await runCli([
+      'pki',
+      'crl',
+      'create',
+      '--ca',
+      caEc.dir,
+      '--revoke',
+      nodeA.certPath,
+      '--out',
+      crlPath,
+    ]);
+    expectSuccess(result);
+    const serial = opensslOk(['x509', '-in', nodeA.certPath, '-noout', '-serial'])
+      .trim()
+      .replace(/^serial=/, '')
+      .toLowerCase();
+    expect(result.stdout).toBe(`${serial}\t${nodeA.certPath}\n`);
+    expect(modeOf(crlPath)).toBe(0o644);
+
+    const crl = openssl(['crl', '-in', crlPath, '-CAfile', caEc.certPath, '-noout']);
+    expect(crl.code, crl.stderr).toBe(0);
+    expect(crl.stdout + crl.stderr).toContain('verify OK');
+    // The CRL is not signed by the twin CA, even though it has the same name (openssl 3.0 says
+    // so but still exits 0, hence the text).
+    const twin = openssl(['crl', '-in', crlPath, '-CAfile', caTwin.certPath, '-noout']);
+    expect(twin.stdout + twin.stderr).not.toContain('verify OK');
+
+    const revoked = openssl([
+      'verify',
+      '-crl_check',
+      '-CRLfile',
+      crlPath,
+      '-CAfile',
+      caEc.certPath,
+      nodeA.certPath,
+    ]);
+    expect(revoked.code).not.toBe(0);
+    expect(revoked.stdout + revoked.stderr).toContain('certificate revoked');
+
+    const other = openssl([
+      'verify',
+      '-crl_check',
+      '-CRLfile',
+      crlPath,
+      '-CAfile',
+      caEc.certPath,
+      nodeC.certPath,
+    ]);
+    expect(other.code, other.stderr).toBe(0);
+
+    const text = opensslOk(['crl', '-in', crlPath, '-noout', '-text']);
+    expect(text).toContain(`Serial Number: ${serial.toUpperCase()}`);
+    expect(text).toContain('X509v3 CRL Number');
+    expect(text).toContain('X509v3 Authority Key Identifier');
+  });
+
+  it('has a --json shape', async () => {
+    const crlPath = join(root, 'crl-json.pem');
+    const result = await runCli([
+      '--json',
+      'pki',
+      'crl',
+      'create',
+      '--ca',
+      caEc.dir,
+      '--revoke',
+      nodeA.certPath,
+      '--revoke',
+      nodeC.certPath,
+      '--out',
+      crlPath,
+    ]);
+    expectSuccess(result);
+    const parsed = JSON.parse(result.stdout) as Record<string, unknown>;
+    expect(Object.keys(parsed).sort()).toEqual([
+      'issuer',
+      'nextUpdate',
+      'path',
+      'revoked',
+      'thisUpdate',
+    ]);
+    expect(parsed.path).toBe(crlPath);
+    expect(parsed.issuer).toBe('CN=sark-fed development CA, O=org-a.example');
+    expect(parsed.revoked).toEqual([
+      { serialNumber: expect.stringMatching(/^[0-9a-f]+$/), source: nodeA.certPath },
+      { serialNumber: expect.stringMatching(/^[0-9a-f]+$/), source: nodeC.certPath },
+    ]);
+    const days =
+      (Date.parse(parsed.nextUpdate as string) - Date.parse(parsed.thisUpdate as string)) /
+      86_400_000;
+    expect(days).toBe(30);
+  });
+
+  it.each([
+    ['another CA with the same name', () => nodeTwin.certPath],
+    ['another trust domain', () => nodeB.certPath],
+  ])(
+    'refuses to revoke a certificate of %s (exit 2) and writes no CRL',
+    async (_label, certPath) => {
+      const crlPath = join(root, `crl-refused-${Math.random().toString(16).slice(2)}.pem`);
+      const result = await runCli([
+        'pki',
+        'crl',
+        'create',
+        '--ca',
+        caEc.dir,
+        '--revoke',
+        nodeC.certPath,
+        '--revoke',
+        certPath(),
+        '--out',
+        crlPath,
+      ]);
+      expectRefusal(result, 2, { message: /was not issued by this CA/ });
+      expect(existsSync(crlPath)).toBe(false);
+    },
+  );
+});
+
+describe.concurrent('pki refusals', () => {
+  it('refuses to issue for another trust domain than the CA names (exit 2)', async () => {
+    const out = join(root, 'refused-td');
+    const result = await runCli([
+      'pki',
+      'issue',
+      '--ca',
+      caEc.dir,
+      '--node-id',
+      'node-x',
+      '--trust-domain',
+      'org-b.example',
+      '--out',
+      out,
+    ]);
+    expectRefusal(result, 2, { message: /org-a\.example.*org-b\.example/ });
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('will not overwrite a CA without --yes when not interactive, and does with --yes', async () => {
+    const dir = join(root, 'ca-copy');
+    cpSync(caEc.dir, dir, { recursive: true });
+    const before = [fileDigest(join(dir, 'ca.pem')), fileDigest(join(dir, 'ca.key'))];
+
+    const refused = await runCli([
+      'pki',
+      'ca',
+      'create',
+      '--out',
+      dir,
+      '--trust-domain',
+      'org-a.example',
+    ]);
+    expectRefusal(refused, 2, { hint: /--yes/ });
+    expect([fileDigest(join(dir, 'ca.pem')), fileDigest(join(dir, 'ca.key'))]).toEqual(before);
+    expect(listDir(dir)).toEqual(['ca.key', 'ca.pem']);
+
+    const replaced = await runCli([
+      '--yes',
+      'pki',
+      'ca',
+      'create',
+      '--out',
+      dir,
+      '--trust-domain',
+      'org-a.example',
+    ]);
+    expectSuccess(replaced);
+    const after = [fileDigest(join(dir, 'ca.pem')), fileDigest(join(dir, 'ca.key'))];
+    expect(after[0]).not.toBe(before[0]);
+    expect(after[1]).not.toBe(before[1]);
+    expect(modeOf(join(dir, 'ca.key'))).toBe(0o600);
+    expect(modeOf(join(dir, 'ca.pem'))).toBe(0o644);
+    expect(listDir(dir)).toEqual(['ca.key', 'ca.pem']);
+  });
+
+  it('will not overwrite an issued certificate without --yes', async () => {
+    const dir = join(root, 'node-copy');
+    cpSync(nodeC.dir, dir, { recursive: true });
+    const before = listDir(dir).map((name) => fileDigest(join(dir, name)));
+    const refused = await runCli([
+      'pki',
+      'issue',
+      '--ca',
+      caEc.dir,
+      '--node-id',
+      'node-c',
+      '--out',
+      dir,
+    ]);
+    expectRefusal(refused, 2, { hint: /--yes/ });
+    expect(listDir(dir).map((name) => fileDigest(join(dir, name)))).toEqual(before);
+  });
+
+  it.each([
+    ['--days 0', ['pki', 'ca', 'create', '--out', '{out}', '--days', '0'], /--days/],
+    ['--days abc', ['pki', 'ca', 'create', '--out', '{out}', '--days', 'abc'], /--days/],
+    [
+      '--days -5',
+      ['pki', 'issue', '--ca', '{ca}', '--node-id', 'n', '--out', '{out}', '--days', '-5'],
+      /--days|-5/,
+    ],
+    [
+      '--key-type rsa',
+      ['pki', 'ca', 'create', '--out', '{out}', '--key-type', 'rsa'],
+      /--key-type/,
+    ],
+    [
+      'an unknown flag',
+      ['pki', 'ca', 'create', '--out', '{out}', '--bogus'],
+      /unknown option '--bogus'/,
+    ],
+    ['a missing --out', ['pki', 'ca', 'create', '--trust-domain', 'org-a.example'], /--out/],
+    ['a missing --node-id', ['pki', 'issue', '--ca', '{ca}', '--out', '{out}'], /--node-id/],
+    [
+      'a bad node ID',
+      ['pki', 'issue', '--ca', '{ca}', '--node-id', 'Node_A', '--out', '{out}'],
+      /node ID/,
+    ],
+    [
+      'a bad --ip',
+      ['pki', 'issue', '--ca', '{ca}', '--node-id', 'n', '--ip', '1.2.3', '--out', '{out}'],
+      /1\.2\.3/,
+    ],
+    [
+      'a bad trust domain',
+      ['pki', 'ca', 'create', '--out', '{out}', '--trust-domain', 'Org A'],
+      /trust domain/,
+    ],
+    [
+      '--days beyond the CA',
+      ['pki', 'issue', '--ca', '{ca}', '--node-id', 'n', '--out', '{out}', '--days', '36500'],
+      /outlive/,
+    ],
+  ])(
+    'refuses %s with exit 2, an error and a hint line, and nothing on stdout',
+    async (_label, template, message) => {
+      const out = join(root, `refused-${Math.random().toString(16).slice(2)}`);
+      const args = template.map((arg) => arg.replace('{out}', out).replace('{ca}', caEc.dir));
+      expectRefusal(await runCli(args), 2, { message });
+      expect(existsSync(out)).toBe(false);
+    },
+  );
+
+  it('refuses a CA folder whose key is readable by others (exit 2, chmod hint)', async () => {
+    const dir = join(root, 'ca-open');
+    cpSync(caEc.dir, dir, { recursive: true });
+    chmodSync(join(dir, 'ca.key'), 0o644);
+    const out = join(root, 'from-open-ca');
+    const issued = await runCli(['pki', 'issue', '--ca', dir, '--node-id', 'n', '--out', out]);
+    expectRefusal(issued, 2, { message: /0644/, hint: /chmod 600 .*ca\.key/ });
+    expect(existsSync(out)).toBe(false);
+
+    const crlPath = join(root, 'from-open-ca.pem');
+    const crl = await runCli([
+      'pki',
+      'crl',
+      'create',
+      '--ca',
+      dir,
+      '--revoke',
+      nodeA.certPath,
+      '--out',
+      crlPath,
+    ]);
+    expectRefusal(crl, 2, { hint: /chmod 600/ });
+    expect(existsSync(crlPath)).toBe(false);
+  });
+});

@@ -1,4 +1,4 @@
-// Runs the x509-limbo cases of ../shared/limbo through our certificate path validator
+// Runs the x509-limbo cases of test/fixtures/limbo (a copy of ../shared/limbo) through our certificate path validator
 // (src/core/trust) and reports where it disagrees with the suite.
 //
 //   npm run limbo [-- --file <limbo.json>] [--verbose]
@@ -15,7 +15,7 @@ const args = process.argv.slice(2);
 const fileIndex = args.indexOf('--file');
 const file =
   fileIndex === -1
-    ? new URL('../../shared/limbo/limbo-subset.json', import.meta.url)
+    ? new URL('../test/fixtures/limbo/limbo-subset.json', import.meta.url)
     : new URL(args[fileIndex + 1], pathToFileURL(`${process.cwd()}/`));
 const verbose = args.includes('--verbose');
 

@@ -4,7 +4,7 @@ import { runLimbo, runLimboCase, type LimboCase } from '../../../src/core/trust/
 import { validateChain } from '../../../src/core/trust/validator.js';
 import { pemBlocks } from '../../../src/core/identity/pem.js';
 
-const LIMBO = new URL('../../../../shared/limbo/limbo-subset.json', import.meta.url);
+const LIMBO = new URL('../../fixtures/limbo/limbo-subset.json', import.meta.url);
 const cases = (JSON.parse(readFileSync(LIMBO, 'utf8')) as { testcases: LimboCase[] }).testcases;
 const byId = new Map(cases.map((testCase) => [testCase.id, testCase]));
 

@@ -2,6 +2,17 @@ import type { Command } from 'commander';
 import { createCommandContext, type CommandContext } from './context.js';
 import type { CliIo } from './output/output.js';
 
+/**
+ * Thrown when the operator answers "no" to a confirmation. Declining is a decision, not a failure:
+ * the command reports what it left alone and exits 0, whichever command asked.
+ */
+export class Declined extends Error {
+  constructor(readonly outcome: string) {
+    super(outcome);
+    this.name = 'Declined';
+  }
+}
+
 export type ActionHandler<Options> = (
   context: CommandContext,
   options: Options,
@@ -18,10 +29,15 @@ export function action<Options>(io: CliIo, handler: ActionHandler<Options>) {
     const command = received[received.length - 1] as Command;
     const args = received.slice(0, -2).flatMap((value) => (Array.isArray(value) ? value : [value]));
     const context = await createCommandContext(command, io);
-    await handler(
-      context,
-      command.opts<Options & object>(),
-      args.filter((value): value is string => typeof value === 'string'),
-    );
+    try {
+      await handler(
+        context,
+        command.opts<Options & object>(),
+        args.filter((value): value is string => typeof value === 'string'),
+      );
+    } catch (error) {
+      if (!(error instanceof Declined)) throw error;
+      context.output.info(error.outcome);
+    }
   };
 }

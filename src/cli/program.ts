@@ -63,7 +63,7 @@ export function buildProgram(io: CliIo): Command {
   ]);
   program.addHelpText(
     'after',
-    '\nExit codes: 0 ok, 1 failed, 2 usage, 3 trust, 4 not found, 5 unavailable, 6 refused, 130 interrupted.\nRun `sark-fed help exit-codes` for details.\n',
+    'Exit codes: 0 ok, 1 failed, 2 usage, 3 trust, 4 not found, 5 unavailable, 6 refused, 130 interrupted.\nRun `sark-fed help exit-codes` for details.\n',
   );
   return program;
 }

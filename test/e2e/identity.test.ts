@@ -48,6 +48,7 @@ interface IdentityReport {
 }
 
 const REPORT_KEYS = [
+  'counts',
   'endpoint',
   'expired',
   'expiresInDays',
@@ -181,6 +182,8 @@ describe.concurrent('init and status', () => {
       'Expires',
       'Key',
       'State',
+      'Anchors',
+      'Peers',
     ]);
     const values = new Map(fields as Array<[string, string]>);
     expect(values.get('Node')).toBe('node-a');
@@ -191,6 +194,8 @@ describe.concurrent('init and status', () => {
     expect(values.get('Expires')).toMatch(/^\d{4}-.*Z \(in 364 days\)$/);
     expect(values.get('Key')).toBe(nodeA.keyPath);
     expect(values.get('State')).toBe(statePath);
+    expect(values.get('Anchors')).toBe('0 (0 CRLs)');
+    expect(values.get('Peers')).toBe('0 trusted, 0 pending, 0 untrusted, 0 revoked');
     // The pipe form printed by init is the same record.
     expect(initResult.stdout).toBe(result.stdout);
   });
@@ -212,6 +217,11 @@ describe.concurrent('init and status', () => {
       expired: false,
       keyPath: nodeA.keyPath,
       statePath,
+      counts: {
+        anchors: 0,
+        revocationLists: 0,
+        peers: { trusted: 0, pending: 0, untrusted: 0, revoked: 0 },
+      },
     });
   });
 

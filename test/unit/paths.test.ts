@@ -1,5 +1,5 @@
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { resolveHome, resolveStatePath } from '../../src/core/state/paths.js';
 
@@ -54,8 +54,8 @@ describe('resolveStatePath', () => {
     ).toBe('/home/op/.local/state/sark-fed/state.db');
   });
 
-  it('keeps a relative --state as given', () => {
-    expect(resolveStatePath('./node-a/state.db', ALL)).toBe('./node-a/state.db');
+  it('makes a relative --state absolute against the working folder', () => {
+    expect(resolveStatePath('./node-a/state.db', ALL)).toBe(resolve('./node-a/state.db'));
   });
 
   it('resolveHome is the folder of the default state file', () => {

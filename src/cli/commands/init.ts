@@ -2,7 +2,8 @@ import { Option, type Command } from 'commander';
 import { action } from '../action.js';
 import { withExamples } from '../help-text.js';
 import type { CliIo } from '../output/output.js';
-import { renderIdentity } from './status.js';
+import type { TrustCounts } from '../../core/state/trust-repository.js';
+import { renderStatus } from './status.js';
 
 interface InitOptions {
   nodeId: string;
@@ -57,7 +58,9 @@ export function registerInit(program: Command, io: CliIo): void {
           now: context.now(),
         });
 
+        const { countTrust } = await import('../../core/state/trust-repository.js');
         const store = openState(context.statePath, { create: true });
+        let counts: TrustCounts;
         try {
           const previous = store.read(loadIdentity);
           if (previous && previous.fingerprint !== identity.fingerprint) {
@@ -72,11 +75,12 @@ export function registerInit(program: Command, io: CliIo): void {
             }
           }
           store.write((db) => saveIdentity(db, identity, context.now()));
+          counts = store.read(countTrust);
         } finally {
           store.close();
         }
         context.output.success(`initialised ${identity.spiffeId} in ${context.statePath}`);
-        renderIdentity(context, identity);
+        renderStatus(context, identity, counts);
       }),
     );
   withExamples(command, [

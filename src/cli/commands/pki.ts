@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { resolve } from 'node:path';
 import type { CertificateSummary } from '../../core/identity/certificate.js';
-import { action } from '../action.js';
+import { action, Declined } from '../action.js';
 import type { CommandContext } from '../context.js';
 import { withExamples } from '../help-text.js';
 import { collect, integerIn } from '../options.js';
@@ -21,7 +21,7 @@ interface IssueOptions {
   dns?: string[];
   ip?: string[];
   out: string;
-  days: number;
+  days?: number;
   keyType: 'ec' | 'ed25519';
 }
 
@@ -91,7 +91,11 @@ export function registerPki(program: Command, io: CliIo): void {
     .option('--dns <name>', 'DNS name SAN (repeatable)', collect)
     .option('--ip <addr>', 'IP address SAN (repeatable)', collect)
     .requiredOption('--out <dir>', 'folder to write into (created 0700)')
-    .option('--days <n>', 'validity in days', integerIn(1, 36500), 365)
+    .option(
+      '--days <n>',
+      "validity in days (default: 365, or until the CA's own expiry if sooner)",
+      integerIn(1, 36500),
+    )
     .addOption(keyTypeOption())
     .action(
       action<IssueOptions>(io, async (context, options) => {
@@ -244,10 +248,7 @@ async function confirmOverwrite(
     flag: '--yes',
     action: `overwriting ${existing.join(', ')}`,
   });
-  if (!confirmed) {
-    const { InterruptedError } = await import('../../core/errors.js');
-    throw new InterruptedError('nothing was written');
-  }
+  if (!confirmed) throw new Declined('nothing was written');
   return true;
 }
 

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { NodeIdentity } from '../../core/identity/node-identity.js';
+import type { TrustCounts } from '../../core/state/trust-repository.js';
 import { NotFoundError } from '../../core/errors.js';
 import { action } from '../action.js';
 import type { CommandContext } from '../context.js';
@@ -23,6 +24,10 @@ export interface IdentityReport {
   statePath: string;
 }
 
+interface StatusReport extends IdentityReport {
+  counts: TrustCounts;
+}
+
 export function registerStatus(program: Command, io: CliIo): void {
   const command = program
     .command('status')
@@ -31,10 +36,13 @@ export function registerStatus(program: Command, io: CliIo): void {
       action<object>(io, async (context) => {
         const { openState } = await import('../../core/state/database.js');
         const { loadIdentity } = await import('../../core/state/identity-repository.js');
+        const { countTrust } = await import('../../core/state/trust-repository.js');
         const store = openState(context.statePath, { create: false });
         let identity: NodeIdentity | undefined;
+        let counts: TrustCounts;
         try {
           identity = store.read(loadIdentity);
+          counts = store.read(countTrust);
         } finally {
           store.close();
         }
@@ -43,7 +51,7 @@ export function registerStatus(program: Command, io: CliIo): void {
             hint: 'run `sark-fed init` first',
           });
         }
-        renderIdentity(context, identity);
+        renderStatus(context, identity, counts);
       }),
     );
   withExamples(command, [
@@ -76,7 +84,35 @@ export function identityReport(
   };
 }
 
-export function renderIdentity(context: CommandContext, identity: NodeIdentity): void {
+/** Prints what `status` and `init` print: the identity and how much trust the state holds. */
+export function renderStatus(
+  context: CommandContext,
+  identity: NodeIdentity,
+  counts: TrustCounts,
+): void {
+  const report: StatusReport = {
+    ...identityReport(identity, context.statePath, context.now()),
+    counts,
+  };
+  if (context.output.json) {
+    context.output.writeJson(report);
+    return;
+  }
+  renderIdentity(context, identity, [
+    ['Anchors', `${counts.anchors} (${counts.revocationLists} CRLs)`],
+    [
+      'Peers',
+      `${counts.peers.trusted} trusted, ${counts.peers.pending} pending, ` +
+        `${counts.peers.untrusted} untrusted, ${counts.peers.revoked} revoked`,
+    ],
+  ]);
+}
+
+function renderIdentity(
+  context: CommandContext,
+  identity: NodeIdentity,
+  extraFields: readonly (readonly [string, Cell])[] = [],
+): void {
   const report = identityReport(identity, context.statePath, context.now());
   if (context.output.json) {
     context.output.writeJson(report);
@@ -97,6 +133,7 @@ export function renderIdentity(context: CommandContext, identity: NodeIdentity):
     ['Expires', expiry],
     ['Key', report.keyPath],
     ['State', report.statePath],
+    ...extraFields,
   ]);
   if (report.expired) context.output.warn('the node certificate has expired; peers will refuse it');
 }

@@ -125,14 +125,15 @@ export interface IssueNodeOptions {
   trustDomain?: string | undefined;
   dnsNames: readonly string[];
   ipAddresses: readonly string[];
-  days: number;
+  /** Validity in days; without it, a year, cut short where the CA itself expires sooner. */
+  days?: number | undefined;
   keyType: KeyType;
   now: Date;
 }
 
 /** Issues a node certificate with the X509-SVID leaf profile of DESIGN §2. */
 export async function issueNodeCertificate(options: IssueNodeOptions): Promise<IssuedMaterial> {
-  assertDays(options.days);
+  if (options.days !== undefined) assertDays(options.days);
   assertNodeId(options.nodeId);
   const trustDomain = resolveIssuingTrustDomain(options.ca, options.trustDomain);
   for (const ip of options.ipAddresses) {
@@ -149,8 +150,12 @@ export async function issueNodeCertificate(options: IssueNodeOptions): Promise<I
       });
     }
   }
-  const notAfter = new Date(options.now.getTime() + options.days * DAY_MS);
-  if (notAfter > new Date(options.ca.summary.notAfter)) {
+  const caNotAfter = new Date(options.ca.summary.notAfter);
+  const notAfter =
+    options.days === undefined
+      ? new Date(Math.min(options.now.getTime() + DEFAULT_NODE_DAYS * DAY_MS, caNotAfter.getTime()))
+      : new Date(options.now.getTime() + options.days * DAY_MS);
+  if (notAfter > caNotAfter) {
     throw new UsageError(
       'BEYOND_CA_VALIDITY',
       `the certificate would outlive its CA (${options.ca.summary.notAfter})`,

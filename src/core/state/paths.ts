@@ -1,5 +1,5 @@
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 export type Environment = Readonly<Record<string, string | undefined>>;
 
@@ -9,9 +9,10 @@ export type Environment = Readonly<Record<string, string | undefined>>;
  * ~/.local/state/sark-fed.
  */
 export function resolveStatePath(flag: string | undefined, env: Environment): string {
-  if (flag) return flag;
-  if (env.SARK_FED_STATE) return env.SARK_FED_STATE;
-  return join(resolveHome(env), 'state.db');
+  // Absolute, so that messages, `status` and --json name the file unambiguously.
+  if (flag) return resolve(flag);
+  if (env.SARK_FED_STATE) return resolve(env.SARK_FED_STATE);
+  return resolve(resolveHome(env), 'state.db');
 }
 
 export function resolveHome(env: Environment): string {

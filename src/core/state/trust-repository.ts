@@ -138,6 +138,24 @@ export function savePeer(db: SqliteDatabase, peer: Peer): void {
   ).run(peer);
 }
 
+export interface TrustCounts {
+  anchors: number;
+  revocationLists: number;
+  peers: Record<TrustLevel, number>;
+}
+
+/** How many anchors, CRLs and peers at each trust level the state file holds (for `status`). */
+export function countTrust(db: SqliteDatabase): TrustCounts {
+  const peers: Record<TrustLevel, number> = { trusted: 0, pending: 0, untrusted: 0, revoked: 0 };
+  const rows = db
+    .prepare('SELECT trust_level AS level, count(*) AS n FROM peers GROUP BY trust_level')
+    .all() as { level: TrustLevel; n: number }[];
+  for (const row of rows) peers[row.level] = row.n;
+  const count = (table: string) =>
+    (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+  return { anchors: count('trust_anchors'), revocationLists: count('revocation_lists'), peers };
+}
+
 // ---- settings --------------------------------------------------------------------------------
 
 export function getSetting(db: SqliteDatabase, key: string): string | undefined {

@@ -110,8 +110,9 @@ export class PeerClient {
             reject(error);
           }
         };
-        // A reused keep-alive socket has finished its handshake already; a new one has not.
-        if (socket.getProtocol?.()) proceed();
+        // A reused keep-alive socket has finished its handshake already (the server's certificate
+        // is known); a new one has not. getProtocol() is no test: it answers before the handshake.
+        if (hasPeerCertificate(socket)) proceed();
         else socket.once('secureConnect', proceed);
       });
     });
@@ -120,6 +121,11 @@ export class PeerClient {
   close(): void {
     this.agent.destroy();
   }
+}
+
+function hasPeerCertificate(socket: TLSSocket): boolean {
+  const certificate = socket.getPeerCertificate?.() as { raw?: Buffer } | null | undefined;
+  return Boolean(certificate?.raw);
 }
 
 /** Turns a peer's error answer into the typed error (and so the exit code) it stands for. */

@@ -3,7 +3,7 @@
 // which is most of what `sark-fed --help` costs beyond Node itself (docs/benchmarks.md).
 // Type checking is `npm run typecheck`; esbuild only strips types.
 import { build } from 'esbuild';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 
 const { dependencies } = JSON.parse(
   readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
@@ -12,10 +12,17 @@ const { dependencies } = JSON.parse(
 // by the commands that need it, and better-sqlite3 carries a native addon that cannot be bundled.
 const external = Object.keys(dependencies).filter((name) => name !== 'commander');
 
-rmSync(new URL('../dist', import.meta.url), { recursive: true, force: true });
+// Build beside the current output and swap it in at the end: a failed build leaves the previous
+// one working, and CLI processes started during a build (tests, a running daemon's lazy imports)
+// never find dist/ missing.
+const root = new URL('../', import.meta.url);
+const staging = new URL(`dist/.cli-${process.pid}/`, root);
+const target = new URL('dist/cli/', root);
+const retired = new URL(`dist/.old-${process.pid}/`, root);
+rmSync(staging, { recursive: true, force: true });
 await build({
   entryPoints: { main: 'src/cli/main.ts' },
-  outdir: 'dist/cli',
+  outdir: staging.pathname,
   bundle: true,
   splitting: true,
   format: 'esm',
@@ -30,3 +37,8 @@ await build({
   },
   logLevel: 'warning',
 });
+
+mkdirSync(new URL('dist/', root), { recursive: true });
+if (existsSync(target)) renameSync(target, retired);
+renameSync(staging, target);
+rmSync(retired, { recursive: true, force: true });

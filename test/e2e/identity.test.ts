@@ -45,6 +45,7 @@ interface IdentityReport {
   expired: boolean;
   keyPath: string;
   statePath: string;
+  counts: { anchors: number; revocationLists: number; peers: Record<string, number> };
 }
 
 const REPORT_KEYS = [
@@ -359,6 +360,42 @@ describe.concurrent('FEDERATION_* fallbacks', () => {
       keyPath: nodeA.keyPath,
       fingerprint: opensslFingerprint(nodeA.certPath),
     });
+  });
+});
+
+describe.concurrent("the organization's own CA (init --ca, FEDERATION_CA_CERT_PATH)", () => {
+  it('records the CA as the anchor of the node’s trust domain', async () => {
+    const path = join(root, 'own-ca', 'state.db');
+    const report = parseReport(
+      await runCli(['--json', '--state', path, ...initArgs(nodeA, 'node-a'), '--ca', ca.certPath]),
+    );
+    expect(report.counts.anchors).toBe(1);
+    const anchors = await runCli(['--json', '--state', path, 'trust', 'anchor', 'list']);
+    expectSuccess(anchors);
+    expect(JSON.parse(anchors.stdout)).toEqual([
+      expect.objectContaining({ trustDomain: TD, fingerprint: opensslFingerprint(ca.certPath) }),
+    ]);
+  });
+
+  it('takes the CA from FEDERATION_CA_CERT_PATH when --ca is absent', async () => {
+    const path = join(root, 'own-ca-env', 'state.db');
+    const report = parseReport(
+      await runCli(['--json', '--state', path, ...initArgs(nodeA, 'node-a')], {
+        env: { FEDERATION_CA_CERT_PATH: ca.certPath },
+      }),
+    );
+    expect(report.counts.anchors).toBe(1);
+  });
+
+  it('refuses a CA that did not issue the node certificate (exit 3), writing nothing', async () => {
+    const other = await createCa(join(root, 'other-ca'), ['--trust-domain', TD]);
+    const statePath = stateCopy();
+    await expectRefusedUntouched(
+      [...initArgs(nodeA, 'node-a'), '--ca', other.certPath, '--yes'],
+      statePath,
+      3,
+      { message: /does not chain to/, hint: /ca\.pem of the CA that issued/ },
+    );
   });
 });
 

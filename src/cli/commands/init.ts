@@ -11,6 +11,7 @@ interface InitOptions {
   cert: string;
   key: string;
   chain?: string;
+  ca?: string;
   endpoint?: string;
 }
 
@@ -40,6 +41,12 @@ export function registerInit(program: Command, io: CliIo): void {
         .makeOptionMandatory(),
     )
     .option('--chain <pem>', 'intermediate certificates, each followed by its issuer')
+    .addOption(
+      new Option(
+        '--ca <pem>',
+        "this organization's CA certificate: becomes the trust anchor of this trust domain",
+      ).env('FEDERATION_CA_CERT_PATH'),
+    )
     .option('--endpoint <url>', 'where peers reach this node, https://host:port')
     .action(
       action<InitOptions>(io, async (context, options) => {
@@ -59,6 +66,11 @@ export function registerInit(program: Command, io: CliIo): void {
         });
 
         const { countTrust } = await import('../../core/state/trust-repository.js');
+        const { prepareOwnAnchor, recordAnchor } = await import('../../core/trust/anchor-store.js');
+        const ownAnchor =
+          options.ca === undefined
+            ? undefined
+            : prepareOwnAnchor(identity, options.ca, context.now());
         const store = openState(context.statePath, { create: true });
         let counts: TrustCounts;
         try {
@@ -74,7 +86,10 @@ export function registerInit(program: Command, io: CliIo): void {
               return;
             }
           }
-          store.write((db) => saveIdentity(db, identity, context.now()));
+          store.write((db) => {
+            saveIdentity(db, identity, context.now());
+            if (ownAnchor) recordAnchor(db, ownAnchor);
+          });
           counts = store.read(countTrust);
         } finally {
           store.close();
@@ -87,6 +102,10 @@ export function registerInit(program: Command, io: CliIo): void {
     [
       'Record the identity issued by `sark-fed pki issue`',
       'sark-fed init --node-id node-a --trust-domain org-a.example --cert ./node-a/cert.pem --key ./node-a/key.pem --endpoint https://127.0.0.1:8443',
+    ],
+    [
+      "Also trust this organization's CA for its own trust domain",
+      'sark-fed init --node-id node-a --trust-domain org-a.example --cert ./node-a/cert.pem --key ./node-a/key.pem --ca ./ca-a/ca.pem',
     ],
     [
       'Keep a separate state file per node',

@@ -1,7 +1,7 @@
 import { NotFoundError, TrustError, UsageError } from '../errors.js';
 import { summarizeCertificate } from '../identity/certificate.js';
 import { parseSpiffeId, assertTrustDomain } from '../identity/spiffe.js';
-import type { StateStore } from '../state/database.js';
+import type { SqliteDatabase, StateStore } from '../state/database.js';
 import {
   deleteAnchor,
   findAnchor,
@@ -13,6 +13,11 @@ import {
   type TrustAnchor,
 } from '../state/trust-repository.js';
 import { x509 } from '../identity/x509.js';
+import { readInputFile } from '../identity/files.js';
+import type { NodeIdentity } from '../identity/node-identity.js';
+import { certificatesFromBytes, pemBlocks } from '../identity/pem.js';
+import { CLIENT_AUTH, SERVER_AUTH } from './authenticate.js';
+import { validateChain } from './validator.js';
 
 export interface AddAnchorResult {
   anchor: TrustAnchor;
@@ -30,6 +35,16 @@ export function addAnchor(
   trustDomain: string | undefined,
   now: Date,
 ): AddAnchorResult {
+  const anchor = prepareAnchor(der, trustDomain, now);
+  return store.write((db) => recordAnchor(db, anchor));
+}
+
+/** Checks that a certificate can be an anchor of one trust domain, and describes it. */
+export function prepareAnchor(
+  der: Buffer,
+  trustDomain: string | undefined,
+  now: Date,
+): TrustAnchor {
   const summary = summarizeCertificate(der);
   if (!summary.isCa) {
     throw new TrustError('NOT_A_CA', `${summary.subject} is not a CA certificate`, {
@@ -69,31 +84,36 @@ export function addAnchor(
       },
     );
   }
-  return store.write((db) => {
-    const existing = findAnchor(db, summary.fingerprint);
-    if (existing) {
-      if (existing.trustDomain !== domain) {
-        throw new UsageError(
-          'ANCHOR_BOUND',
-          `this CA is already the anchor of ${existing.trustDomain}`,
-          {
-            hint: 'an anchor belongs to one trust domain; remove it first to rebind it',
-          },
-        );
-      }
-      return { anchor: existing, added: false };
+  return {
+    fingerprint: summary.fingerprint,
+    trustDomain: domain,
+    subject: summary.subject,
+    certificateDer: der,
+    notAfter: summary.notAfter,
+    addedAt: now.toISOString(),
+  };
+}
+
+/**
+ * Records a prepared anchor inside a write transaction. The same CA can never be bound to two
+ * domains; adding it again to its own domain changes nothing.
+ */
+export function recordAnchor(db: SqliteDatabase, anchor: TrustAnchor): AddAnchorResult {
+  const existing = findAnchor(db, anchor.fingerprint);
+  if (existing) {
+    if (existing.trustDomain !== anchor.trustDomain) {
+      throw new UsageError(
+        'ANCHOR_BOUND',
+        `this CA is already the anchor of ${existing.trustDomain}`,
+        {
+          hint: 'an anchor belongs to one trust domain; remove it first to rebind it',
+        },
+      );
     }
-    const anchor: TrustAnchor = {
-      fingerprint: summary.fingerprint,
-      trustDomain: domain,
-      subject: summary.subject,
-      certificateDer: der,
-      notAfter: summary.notAfter,
-      addedAt: now.toISOString(),
-    };
-    insertAnchor(db, anchor);
-    return { anchor, added: true };
-  });
+    return { anchor: existing, added: false };
+  }
+  insertAnchor(db, anchor);
+  return { anchor, added: true };
 }
 
 export function removeAnchor(store: StateStore, fingerprint: string): void {
@@ -194,4 +214,31 @@ function integerValue(der: Uint8Array): string | null {
   const length = der[1] as number;
   if (length > 20 || der.length !== length + 2) return null;
   return BigInt(`0x${Buffer.from(der.subarray(2)).toString('hex')}`).toString();
+}
+
+/**
+ * The anchor of this node's own trust domain, given to `init --ca` (FEDERATION_CA_CERT_PATH in
+ * the original deployment): checked to be the CA that issued this node's certificate, so that a
+ * typo cannot make the node trust a stranger for its own organization.
+ */
+export function prepareOwnAnchor(identity: NodeIdentity, caPath: string, now: Date): TrustAnchor {
+  const [caDer] = certificatesFromBytes(readInputFile(caPath, 'CA certificate'), caPath);
+  const [leaf, ...intermediates] = pemBlocks(identity.certChainPem).map((block) => block.der);
+  const result = validateChain({
+    leaf: leaf as Uint8Array,
+    intermediates,
+    anchors: [caDer as Buffer],
+    time: now,
+    requiredExtendedKeyUsages: [SERVER_AUTH, CLIENT_AUTH],
+    profile: 'x509-svid',
+    trustDomain: identity.trustDomain,
+  });
+  if (!result.valid) {
+    throw new TrustError(
+      'NOT_OUR_CA',
+      `the node certificate does not chain to ${caPath}: ${result.reason}`,
+      { hint: 'give the ca.pem of the CA that issued this node certificate' },
+    );
+  }
+  return prepareAnchor(caDer as Buffer, identity.trustDomain, now);
 }

@@ -75,6 +75,54 @@ export function interleave({ subjects, rounds, warmupRounds, timeLimitMs, onRoun
   };
 }
 
+/** interleave() for subjects whose measure() is asynchronous (servers, network clients). */
+export async function interleaveAsync({
+  subjects,
+  rounds,
+  warmupRounds,
+  timeLimitMs,
+  onRound = () => {},
+}) {
+  const samples = subjects.map(() => []);
+  const started = performance.now();
+  let completed = 0;
+  let warmedUp = 0;
+  let stoppedEarly = false;
+  for (let round = 0; round < warmupRounds + rounds; round++) {
+    if (performance.now() - started > timeLimitMs) {
+      stoppedEarly = true;
+      break;
+    }
+    const measured = round >= warmupRounds;
+    for (let offset = 0; offset < subjects.length; offset++) {
+      const index = (round + offset) % subjects.length;
+      const value = await subjects[index].measure();
+      if (measured) samples[index].push(value);
+    }
+    if (measured) completed++;
+    else warmedUp++;
+    onRound({ round: completed, rounds, warmup: !measured });
+  }
+  return {
+    samples,
+    rounds: completed,
+    roundsRequested: rounds,
+    warmupRounds: warmedUp,
+    stoppedEarly,
+    elapsedSeconds: round2((performance.now() - started) / 1000),
+  };
+}
+
+/** Statistics of throughput samples (operations per second): the median, and the worst tenth. */
+export function summarizeRates(values) {
+  return {
+    medianPerSecond: round2(quantile(values, 0.5)),
+    p10PerSecond: round2(quantile(values, 0.1)),
+    minPerSecond: round2(Math.min(...values)),
+    maxPerSecond: round2(Math.max(...values)),
+  };
+}
+
 /** The q-quantile (0..1) by linear interpolation between the closest ranks. */
 export function quantile(values, q) {
   if (values.length === 0) return NaN;
@@ -129,6 +177,10 @@ export function renderText(report) {
       `${roundsNote} after ${suite.warmupRounds} warm-up, interleaved, ${suite.elapsedSeconds} s`,
     );
     lines.push('');
+    if (suite.rows.some((row) => row.unit === 'per second')) {
+      lines.push(...throughputTable(suite.rows));
+      continue;
+    }
     const header = ['', 'median ms', 'p90 ms', 'ratio', 'target', 'result'];
     const rows = suite.rows.map((row) => [
       row.label,
@@ -141,6 +193,22 @@ export function renderText(report) {
     lines.push(...alignColumns([header, ...rows]));
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** Rows measured in operations per second: higher is better, and so is a higher ratio. */
+function throughputTable(rows) {
+  const header = ['', 'median /s', 'p10 /s', 'ratio', 'target', 'result'];
+  return alignColumns([
+    header,
+    ...rows.map((row) => [
+      row.label,
+      row.medianPerSecond.toFixed(1),
+      row.p10PerSecond.toFixed(1),
+      row.ratio === null ? 'baseline' : `${row.ratio.toFixed(2)}×`,
+      row.target === null ? '' : `≥ ${row.target}×`,
+      row.verdict ?? '',
+    ]),
+  ]);
 }
 
 function alignColumns(rows) {

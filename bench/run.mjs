@@ -7,6 +7,7 @@ import { BenchError, machineInfo, renderText } from './lib.mjs';
 /** Suite name → its module, imported only when selected. */
 const SUITES = {
   startup: () => import('./startup.mjs'),
+  trust: () => import('./trust.mjs'),
 };
 
 const USAGE = `Usage: node bench/run.mjs [suite...] [options]

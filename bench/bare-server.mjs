@@ -1,0 +1,52 @@
+// The baseline server of the trust benchmark: Node's https with the daemon's certificate and TLS
+// settings (client certificate requested, TLS 1.2+, ECDHE AEAD suites), and no application work.
+// It answers every GET with a small info-like JSON and every POST with its body's size.
+// Usage: node bench/bare-server.mjs <cert.pem> <key.pem> → prints the port it listens on.
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:https';
+
+const [certPath, keyPath] = process.argv.slice(2);
+const info = JSON.stringify({
+  node_id: 'bare',
+  trust_domain: 'bare.example',
+  spiffe_id: 'spiffe://bare.example/sark/node/bare',
+  version: '0.0.0',
+  api_version: 'v2',
+  fingerprint: '0'.repeat(64),
+  endpoint: null,
+});
+
+const server = createServer(
+  {
+    cert: readFileSync(certPath),
+    key: readFileSync(keyPath),
+    requestCert: true,
+    rejectUnauthorized: false,
+    minVersion: 'TLSv1.2',
+    ciphers: [
+      'TLS_AES_128_GCM_SHA256',
+      'TLS_AES_256_GCM_SHA384',
+      'TLS_CHACHA20_POLY1305_SHA256',
+      'ECDHE-ECDSA-AES128-GCM-SHA256',
+      'ECDHE-ECDSA-AES256-GCM-SHA384',
+      'ECDHE-ECDSA-CHACHA20-POLY1305',
+    ].join(':'),
+  },
+  (request, response) => {
+    let size = 0;
+    request.on('data', (chunk) => (size += chunk.length));
+    request.on('end', () => {
+      const body = request.method === 'GET' ? info : JSON.stringify({ received: size });
+      response.writeHead(200, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+      });
+      response.end(body);
+    });
+  },
+);
+server.listen(0, '127.0.0.1', () => process.stdout.write(`${server.address().port}\n`));
+// Ends with its parent: the benchmark closes stdin or sends SIGTERM.
+process.stdin.resume();
+process.stdin.on('end', () => process.exit(0));
+process.on('SIGTERM', () => process.exit(0));

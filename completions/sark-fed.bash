@@ -15,8 +15,8 @@ _sark_fed_command() {
       value_options='--state'
       ;;
     'sark-fed init')
-      options='--node-id --trust-domain --cert --key --chain --endpoint -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
-      value_options='--node-id --trust-domain --cert --key --chain --endpoint --state'
+      options='--node-id --trust-domain --cert --key --chain --ca --endpoint -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--node-id --trust-domain --cert --key --chain --ca --endpoint --state'
       ;;
     'sark-fed status')
       options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'

@@ -62,7 +62,7 @@ function __sark_fed_takes_value
     switch $argv[1]
         case 'sark-fed --state'
             return 0
-        case 'sark-fed init --node-id' 'sark-fed init --trust-domain' 'sark-fed init --cert' 'sark-fed init --key' 'sark-fed init --chain' 'sark-fed init --endpoint' 'sark-fed init --state'
+        case 'sark-fed init --node-id' 'sark-fed init --trust-domain' 'sark-fed init --cert' 'sark-fed init --key' 'sark-fed init --chain' 'sark-fed init --ca' 'sark-fed init --endpoint' 'sark-fed init --state'
             return 0
         case 'sark-fed status --state'
             return 0
@@ -193,6 +193,7 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed init"' -l trust-domain -r -F
 complete -c sark-fed -n '__sark_fed_using "sark-fed init"' -l cert -r -F -d 'node certificate (leaf first)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed init"' -l key -r -F -d 'private key of the certificate (mode 0600)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed init"' -l chain -r -F -d 'intermediate certificates, each followed by its issuer'
+complete -c sark-fed -n '__sark_fed_using "sark-fed init"' -l ca -r -F -d 'this organization\'s CA certificate: becomes the trust anchor of this trust domain'
 complete -c sark-fed -n '__sark_fed_using "sark-fed init"' -l endpoint -r -F -d 'where peers reach this node, https://host:port'
 
 # sark-fed pki
@@ -217,7 +218,7 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l trust-domain 
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l dns -r -F -d 'DNS name SAN (repeatable)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l ip -r -F -d 'IP address SAN (repeatable)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l out -r -F -d 'folder to write into (created 0700)'
-complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l days -r -F -d 'validity in days'
+complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l days -r -F -d 'validity in days (default: 365, or until the CA\'s own expiry if sooner)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l key-type -x -a 'ec ed25519' -d 'key algorithm'
 
 # sark-fed pki inspect

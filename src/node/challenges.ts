@@ -8,6 +8,12 @@ interface Challenge {
   expiresAt: number;
 }
 
+export interface IssuedChallenge {
+  id: string;
+  nonce: string;
+  expiresAt: Date;
+}
+
 export type ChallengeOutcome =
   | { ok: true; nonce: string }
   | {
@@ -29,14 +35,25 @@ export class ChallengeStore {
   constructor(
     private readonly now: () => number = Date.now,
     private readonly capacity = 10_000,
+    private readonly perPeer = 64,
   ) {}
 
-  issue(issuedTo: string): { id: string; nonce: string; expiresAt: Date } | undefined {
+  /**
+   * A fresh challenge for a peer, or why there is none: the table is full, or this peer already
+   * holds its share of unanswered challenges (so that one peer cannot lock out all others).
+   */
+  issue(issuedTo: string): IssuedChallenge | 'full' | 'peer-limit' {
     this.sweep();
-    if (this.open.size >= this.capacity) return undefined;
+    if (this.open.size >= this.capacity) return 'full';
+    const now = this.now();
+    let held = 0;
+    for (const challenge of this.open.values()) {
+      if (challenge.issuedTo === issuedTo && challenge.expiresAt >= now) held++;
+    }
+    if (held >= this.perPeer) return 'peer-limit';
     const id = randomUUID();
     const nonce = randomBytes(CHALLENGE_NONCE_BYTES).toString('base64url');
-    const expiresAt = this.now() + CHALLENGE_TTL_MS;
+    const expiresAt = now + CHALLENGE_TTL_MS;
     this.open.set(id, { nonce, issuedTo, expiresAt });
     return { id, nonce, expiresAt: new Date(expiresAt) };
   }

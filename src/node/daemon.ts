@@ -1,7 +1,8 @@
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { NotFoundError, TrustError } from '../core/errors.js';
 import { readPrivateKeyFile } from '../core/identity/keys.js';
@@ -127,16 +128,62 @@ function createHttpsServer(
       honorCipherOrder: true,
     },
     (request, response) => {
-      void handleRequest(request, response, context, authentications);
+      handleRequest(request, response, context, authentications).catch((error: unknown) => {
+        // handleRequest answers every failure itself; this is the last line before a crash.
+        context.logger.error('request handling failed', { error: String(error) });
+        response.destroy();
+      });
     },
   );
+  // A TLS 1.2 renegotiation could present another client certificate on a connection that was
+  // already authenticated (and is cached as such): refuse it, as most TLS servers do.
+  server.on('secureConnection', (socket: TLSSocket) => socket.disableRenegotiation());
   server.headersTimeout = timeouts.headers;
   server.requestTimeout = timeouts.request;
   server.keepAliveTimeout = timeouts.keepAlive;
   server.on('tlsClientError', (error) => {
     context.logger.warn('tls handshake failed', { error: error.message });
   });
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) =>
+    refuseConnection(error, socket, context),
+  );
   return server;
+}
+
+/**
+ * A connection that failed below the request handler: unparsable HTTP, a request that took too
+ * long, or a TLS renegotiation attempt. Answered with the JSON error document where HTTP still
+ * can be spoken, and closed in every case (Node's default leaves a refused renegotiation hanging).
+ */
+function refuseConnection(
+  error: NodeJS.ErrnoException,
+  socket: Duplex,
+  context: HandlerContext,
+): void {
+  const code = error.code ?? 'UNKNOWN';
+  if (code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  context.logger.warn('connection refused', { error: error.message, code });
+  const inFlight = ((socket as { _httpMessage?: unknown })._httpMessage ?? null) !== null;
+  if (code.startsWith('ERR_TLS_') || !socket.writable || inFlight) {
+    socket.destroy();
+    return;
+  }
+  const status =
+    code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+  const payload = JSON.stringify({
+    error: {
+      code: status === 408 ? 'REQUEST_TIMEOUT' : 'MALFORMED_REQUEST',
+      message: status === 408 ? 'the request took too long' : 'the request is not valid HTTP/1.1',
+      correlation_id: null,
+    },
+  });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\n` +
+      `content-length: ${Buffer.byteLength(payload)}\r\nconnection: close\r\n\r\n${payload}`,
+  );
 }
 
 async function handleRequest(
@@ -188,9 +235,10 @@ async function handleRequest(
       });
     }
     status = httpError.status;
-    sendError(response, httpError, correlationId);
     // A client that sent more than the cap is not read to the end: close rather than drain it.
-    if (httpError.status === 413) request.socket.end();
+    // (request.socket may already be detached here, so let the response close the connection.)
+    if (httpError.status === 413) response.shouldKeepAlive = false;
+    sendError(response, httpError, correlationId);
   } finally {
     context.logger.info('request', {
       correlation_id: correlationId,

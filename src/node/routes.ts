@@ -7,6 +7,7 @@ import { normalizeEndpoint } from '../core/identity/node-identity.js';
 import { toPem } from '../core/identity/pem.js';
 import {
   API_VERSION,
+  CHALLENGE_TTL_MS,
   CONTROL_BODY_LIMIT,
   PATHS,
   TLS_BINDING_LABEL,
@@ -180,7 +181,15 @@ async function health(_request: RequestContext, context: HandlerContext): Promis
 async function challenge(request: RequestContext, context: HandlerContext): Promise<HandlerResult> {
   await parseBody(request, ChallengeRequest);
   const issued = context.challenges.issue(request.peer.spiffeId);
-  if (!issued) {
+  if (issued === 'peer-limit') {
+    throw new HttpError(
+      429,
+      'TOO_MANY_CHALLENGES',
+      'this node holds too many unanswered challenges; answer or let them expire',
+      { 'retry-after': String(Math.ceil(CHALLENGE_TTL_MS / 1000)) },
+    );
+  }
+  if (issued === 'full') {
     throw new HttpError(
       503,
       'TOO_MANY_CHALLENGES',

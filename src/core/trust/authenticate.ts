@@ -46,8 +46,17 @@ export function authenticateChain(
     time: now,
     requiredExtendedKeyUsages: [SERVER_AUTH, CLIENT_AUTH],
     profile: 'x509-svid',
+    trustDomain: claimed.trustDomain,
   });
   if (!result.valid) return { code: result.code, reason: result.reason };
+  // The identity comes from node:crypto's reading of the SAN; the validator read the same
+  // certificate with its own DER parser. Should the two ever disagree, trust neither.
+  if (result.spiffeId !== claimed.spiffeId) {
+    return {
+      code: 'BAD_SPIFFE_ID',
+      reason: `the certificate's SPIFFE ID reads as ${String(result.spiffeId)} and as ${claimed.spiffeId}`,
+    };
+  }
   return claimed;
 }
 

@@ -67,6 +67,28 @@ export const MIGRATIONS: readonly string[] = [
     value TEXT NOT NULL
   ) STRICT;
   `,
+  // 3: discovery: every sighting of a node by each method (kept per source, cached until its
+  // TTL runs out; manual entries never expire), and the last health check of each node.
+  `
+  CREATE TABLE node_sightings (
+    node_id      TEXT NOT NULL,
+    source       TEXT NOT NULL CHECK (source IN ('mdns', 'dns-sd', 'consul', 'manual')),
+    endpoint     TEXT NOT NULL,
+    trust_domain TEXT,
+    fingerprint  TEXT,
+    seen_at      TEXT NOT NULL,
+    expires_at   TEXT,
+    PRIMARY KEY (node_id, source)
+  ) STRICT;
+
+  CREATE TABLE node_health (
+    node_id    TEXT PRIMARY KEY,
+    status     TEXT NOT NULL CHECK (status IN ('online', 'degraded', 'offline')),
+    latency_ms REAL,
+    detail     TEXT,
+    checked_at TEXT NOT NULL
+  ) STRICT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

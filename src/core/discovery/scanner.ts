@@ -1,0 +1,165 @@
+import { messageOf, SarkError, UnavailableError } from '../errors.js';
+import {
+  DISCOVERY_METHODS,
+  type DiscoveredNode,
+  type DiscoveryMethod,
+  type MethodContext,
+  type MethodProblem,
+} from './types.js';
+
+/**
+ * One discovery method, ready to run: it reports each node it resolves through `found` as soon
+ * as it has it (so `--expect` and `--watch` need not wait), and returns when it has nothing more
+ * to say or its signal is aborted. Throwing means the whole method failed; a bad record or packet
+ * is only `context.skipped(...)`.
+ */
+export interface MethodRunner {
+  method: DiscoveryMethod;
+  run(context: MethodContext, found: (node: DiscoveredNode) => void): Promise<void>;
+}
+
+/** A node as the scan reports it: every method's sighting merged under one node ID. */
+export interface ScannedNode {
+  nodeId: string;
+  endpoint: string;
+  trustDomain: string | null;
+  fingerprint: string | null;
+  /** The methods that saw it, in DISCOVERY_METHODS order. */
+  via: DiscoveryMethod[];
+  /** The shortest TTL among the sightings: how long the merged record may be cached. */
+  ttlSeconds: number;
+  sightings: DiscoveredNode[];
+}
+
+export interface ScanOptions {
+  runners: readonly MethodRunner[];
+  timeoutMs: number;
+  /** Stop as soon as this many distinct nodes are resolved. */
+  expect?: number | undefined;
+  /** Ctrl-C and the like: ends the scan early with what was found. */
+  signal?: AbortSignal | undefined;
+  now?: () => Date;
+  /** Called for each node the first time it is resolved (for progress, `--expect`). */
+  onNode?: (node: ScannedNode) => void;
+}
+
+export interface ScanResult {
+  nodes: ScannedNode[];
+  problems: MethodProblem[];
+  /** Skipped records and packets per method (malformed, pointing nowhere, wrong type). */
+  skipped: Array<{ method: DiscoveryMethod; detail: string }>;
+  /** Methods that completed without failing. */
+  succeeded: DiscoveryMethod[];
+  elapsedMs: number;
+  /** True when `expect` nodes were found before the deadline. */
+  expectMet: boolean;
+}
+
+/**
+ * Runs the methods concurrently under one deadline and merges their sightings by node ID. A
+ * method's failure is a problem in the result, never an exception: the caller decides that only
+ * all methods failing fails the scan.
+ */
+export async function scan(options: ScanOptions): Promise<ScanResult> {
+  const now = options.now ?? (() => new Date());
+  const started = Date.now();
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), options.timeoutMs);
+  const onOuterAbort = () => controller.abort();
+  options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+
+  const merged = new Map<string, ScannedNode>();
+  const problems: MethodProblem[] = [];
+  const skipped: ScanResult['skipped'] = [];
+  const succeeded: DiscoveryMethod[] = [];
+  let expectMet = false;
+
+  const found = (sighting: DiscoveredNode) => {
+    const existing = merged.get(sighting.nodeId);
+    if (!existing) {
+      const node: ScannedNode = {
+        nodeId: sighting.nodeId,
+        endpoint: sighting.endpoint,
+        trustDomain: sighting.trustDomain,
+        fingerprint: sighting.fingerprint,
+        via: [sighting.source],
+        ttlSeconds: sighting.ttlSeconds,
+        sightings: [sighting],
+      };
+      merged.set(sighting.nodeId, node);
+      options.onNode?.(node);
+      if (options.expect !== undefined && merged.size >= options.expect) {
+        expectMet = true;
+        controller.abort();
+      }
+      return;
+    }
+    const index = existing.sightings.findIndex((item) => item.source === sighting.source);
+    if (index === -1) existing.sightings.push(sighting);
+    else existing.sightings[index] = sighting;
+    mergeInto(existing);
+  };
+
+  try {
+    await Promise.all(
+      options.runners.map(async (runner) => {
+        const context: MethodContext = {
+          signal: controller.signal,
+          skipped: (detail) => skipped.push({ method: runner.method, detail }),
+          now,
+        };
+        try {
+          await runner.run(context, (node) => {
+            if (!controller.signal.aborted || node.source === 'manual') found(node);
+          });
+          succeeded.push(runner.method);
+        } catch (error) {
+          if (controller.signal.aborted && isAbort(error)) {
+            succeeded.push(runner.method);
+            return;
+          }
+          problems.push(problemOf(runner.method, error));
+        }
+      }),
+    );
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener('abort', onOuterAbort);
+  }
+  return {
+    nodes: [...merged.values()].sort((a, b) => a.nodeId.localeCompare(b.nodeId)),
+    problems,
+    skipped,
+    succeeded: DISCOVERY_METHODS.filter((method) => succeeded.includes(method)),
+    elapsedMs: Date.now() - started,
+    expectMet,
+  };
+}
+
+/**
+ * The merged view prefers, field by field, the first method in DISCOVERY_METHODS order that has
+ * a value: what the operator wrote by hand would be last otherwise, so manual is consulted for
+ * the endpoint only when no live method saw the node.
+ */
+function mergeInto(node: ScannedNode): void {
+  const ordered = [...node.sightings].sort(
+    (a, b) => DISCOVERY_METHODS.indexOf(a.source) - DISCOVERY_METHODS.indexOf(b.source),
+  );
+  node.via = ordered.map((sighting) => sighting.source);
+  node.endpoint = (ordered[0] as DiscoveredNode).endpoint;
+  node.trustDomain = ordered.find((item) => item.trustDomain !== null)?.trustDomain ?? null;
+  node.fingerprint = ordered.find((item) => item.fingerprint !== null)?.fingerprint ?? null;
+  node.ttlSeconds = Math.min(...ordered.map((item) => item.ttlSeconds));
+}
+
+function isAbort(error: unknown): boolean {
+  return error instanceof Error && (error.name === 'AbortError' || error.name === 'TimeoutError');
+}
+
+function problemOf(method: DiscoveryMethod, error: unknown): MethodProblem {
+  if (error instanceof SarkError) {
+    return { method, code: error.code, message: error.message, hint: error.hint };
+  }
+  const wrapped = new UnavailableError('METHOD_FAILED', `${method}: ${messageOf(error)}`);
+  return { method, code: wrapped.code, message: wrapped.message };
+}

@@ -10,7 +10,7 @@ _sark_fed_command() {
   commands='' options='' value_options='' arguments=''
   case $1 in
     'sark-fed')
-      commands='init status pki trust serve completion help'
+      commands='init status pki nodes trust serve completion help'
       options='-V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive -h --help'
       value_options='--state'
       ;;
@@ -53,6 +53,35 @@ _sark_fed_command() {
     'sark-fed pki crl create')
       options='--ca --revoke --out --days -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
       value_options='--ca --revoke --out --days --state'
+      ;;
+    'sark-fed nodes')
+      commands='list show add remove health'
+      options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--state'
+      ;;
+    'sark-fed nodes list')
+      options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--state'
+      ;;
+    'sark-fed nodes show')
+      options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--state'
+      arguments='<node>'
+      ;;
+    'sark-fed nodes add')
+      options='--endpoint --trust-domain --fingerprint -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--endpoint --trust-domain --fingerprint --state'
+      arguments='<node>'
+      ;;
+    'sark-fed nodes remove')
+      options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--state'
+      arguments='<node>'
+      ;;
+    'sark-fed nodes health')
+      options='--timeout -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--timeout --state'
+      arguments='[node...]'
       ;;
     'sark-fed trust')
       commands='establish list show approve revoke anchor crl'
@@ -135,6 +164,7 @@ _sark_fed_subcommand() {
     'sark-fed init') next='sark-fed init' ;;
     'sark-fed status') next='sark-fed status' ;;
     'sark-fed pki') next='sark-fed pki' ;;
+    'sark-fed nodes') next='sark-fed nodes' ;;
     'sark-fed trust') next='sark-fed trust' ;;
     'sark-fed serve') next='sark-fed serve' ;;
     'sark-fed completion') next='sark-fed completion' ;;
@@ -145,6 +175,11 @@ _sark_fed_subcommand() {
     'sark-fed pki crl') next='sark-fed pki crl' ;;
     'sark-fed pki ca create') next='sark-fed pki ca create' ;;
     'sark-fed pki crl create') next='sark-fed pki crl create' ;;
+    'sark-fed nodes list') next='sark-fed nodes list' ;;
+    'sark-fed nodes show') next='sark-fed nodes show' ;;
+    'sark-fed nodes add') next='sark-fed nodes add' ;;
+    'sark-fed nodes remove') next='sark-fed nodes remove' ;;
+    'sark-fed nodes health') next='sark-fed nodes health' ;;
     'sark-fed trust establish') next='sark-fed trust establish' ;;
     'sark-fed trust list') next='sark-fed trust list' ;;
     'sark-fed trust show') next='sark-fed trust show' ;;

@@ -12,6 +12,8 @@ function __sark_fed_subcommand
             echo 'sark-fed status'
         case 'sark-fed pki'
             echo 'sark-fed pki'
+        case 'sark-fed nodes'
+            echo 'sark-fed nodes'
         case 'sark-fed trust'
             echo 'sark-fed trust'
         case 'sark-fed serve'
@@ -32,6 +34,16 @@ function __sark_fed_subcommand
             echo 'sark-fed pki ca create'
         case 'sark-fed pki crl create'
             echo 'sark-fed pki crl create'
+        case 'sark-fed nodes list'
+            echo 'sark-fed nodes list'
+        case 'sark-fed nodes show'
+            echo 'sark-fed nodes show'
+        case 'sark-fed nodes add'
+            echo 'sark-fed nodes add'
+        case 'sark-fed nodes remove'
+            echo 'sark-fed nodes remove'
+        case 'sark-fed nodes health'
+            echo 'sark-fed nodes health'
         case 'sark-fed trust establish'
             echo 'sark-fed trust establish'
         case 'sark-fed trust list'
@@ -79,6 +91,18 @@ function __sark_fed_takes_value
         case 'sark-fed pki crl --state'
             return 0
         case 'sark-fed pki crl create --ca' 'sark-fed pki crl create --revoke' 'sark-fed pki crl create --out' 'sark-fed pki crl create --days' 'sark-fed pki crl create --state'
+            return 0
+        case 'sark-fed nodes --state'
+            return 0
+        case 'sark-fed nodes list --state'
+            return 0
+        case 'sark-fed nodes show --state'
+            return 0
+        case 'sark-fed nodes add --endpoint' 'sark-fed nodes add --trust-domain' 'sark-fed nodes add --fingerprint' 'sark-fed nodes add --state'
+            return 0
+        case 'sark-fed nodes remove --state'
+            return 0
+        case 'sark-fed nodes health --timeout' 'sark-fed nodes health --state'
             return 0
         case 'sark-fed trust --state'
             return 0
@@ -182,6 +206,7 @@ complete -c sark-fed -s h -l help -d 'show help for a command'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'init' -d 'record this node\'s identity (node ID, trust domain, certificate, key) in the state file'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'status' -d 'show this node\'s identity and certificate expiry'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'pki' -d 'a development PKI: CAs, node certificates, CRLs (X509-SVID profile)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'nodes' -d 'nodes this node knows of: discovered, added by hand, or peers'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'trust' -d 'mutual-TLS trust between nodes: anchors, CRLs, peers'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'serve' -d 'run the node daemon that answers peers over mutual TLS (JSON logs on stderr)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'completion' -d 'print a shell completion script (bash, zsh or fish) to stdout'
@@ -232,6 +257,29 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l ca -r -F
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l revoke -r -F -d 'certificate to revoke (repeatable)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l out -r -F -d 'where to write the CRL (PEM)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l days -r -F -d 'days until the next update'
+
+# sark-fed nodes
+complete -c sark-fed -n '__sark_fed_using "sark-fed nodes"' -a 'list' -d 'every known node with how it was found, its trust level and last health'
+complete -c sark-fed -n '__sark_fed_using "sark-fed nodes"' -a 'show' -d 'one node: trust, every sighting, last health check'
+complete -c sark-fed -n '__sark_fed_using "sark-fed nodes"' -a 'add' -d 'record a node by hand (a manual sighting; it stays until `nodes remove`)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed nodes"' -a 'remove' -d 'forget a node\'s sightings and health; a trust decision is kept'
+complete -c sark-fed -n '__sark_fed_using "sark-fed nodes"' -a 'health' -d 'ask nodes\' health endpoints concurrently and record status and latency'
+
+# sark-fed nodes show
+complete -c sark-fed -n '__sark_fed_argument "sark-fed nodes show" 0' -F -d 'node ID'
+
+# sark-fed nodes add
+complete -c sark-fed -n '__sark_fed_using "sark-fed nodes add"' -l endpoint -r -F -d 'where it answers, https://host:port'
+complete -c sark-fed -n '__sark_fed_using "sark-fed nodes add"' -l trust-domain -r -F -d 'its trust domain, when known'
+complete -c sark-fed -n '__sark_fed_using "sark-fed nodes add"' -l fingerprint -r -F -d 'the certificate fingerprint it is expected to present'
+complete -c sark-fed -n '__sark_fed_argument "sark-fed nodes add" 0' -F -d 'node ID'
+
+# sark-fed nodes remove
+complete -c sark-fed -n '__sark_fed_argument "sark-fed nodes remove" 0' -F -d 'node ID'
+
+# sark-fed nodes health
+complete -c sark-fed -n '__sark_fed_using "sark-fed nodes health"' -l timeout -r -F -d 'how long to wait for each node'
+complete -c sark-fed -n '__sark_fed_argument "sark-fed nodes health" 0+' -F -d 'node IDs (default: every known node with an endpoint)'
 
 # sark-fed trust
 complete -c sark-fed -n '__sark_fed_using "sark-fed trust"' -a 'establish' -d 'prove identities to a peer in both directions, then pin its certificate'

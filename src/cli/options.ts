@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 
 /** An option parser for whole numbers within a range; commander reports the failure as usage. */
 export function integerIn(min: number, max: number) {
@@ -29,6 +29,16 @@ export function duration(value: string): number {
     throw new InvalidArgumentError('expected a duration above 0 and at most 24h');
   }
   return Math.round(milliseconds);
+}
+
+/**
+ * A duration option whose help shows its default as the operator would type it ("10s"), not as
+ * the milliseconds the command receives.
+ */
+export function durationOption(flags: string, description: string, defaultText: string): Option {
+  return new Option(flags, description)
+    .argParser(duration)
+    .default(duration(defaultText), defaultText);
 }
 
 /** host:port, [v6]:port; the port may be 0 (any free port). */

@@ -126,6 +126,9 @@ function createHttpsServer(
       minVersion: TLS_MIN_VERSION,
       ciphers: TLS_CIPHERS,
       honorCipherOrder: true,
+      // Node checks header and request timeouts on this interval (30 s by default), which made a
+      // 10 s header timeout fire after up to 40 s.
+      connectionsCheckingInterval: 1_000,
     },
     (request, response) => {
       handleRequest(request, response, context, authentications).catch((error: unknown) => {
@@ -203,8 +206,10 @@ async function handleRequest(
     // With TLS 1.3 a request can arrive on a socket that is already being torn down.
     if (socket.destroyed || !socket.encrypted)
       throw new HttpError(400, 'CONNECTION_CLOSED', 'the connection is closed');
-    const route = routeFor(request.method ?? 'GET', path);
+    // Authenticate before routing, so that a client without an acceptable certificate learns
+    // nothing, not even which paths exist.
     peer = authenticate(socket, context, authentications);
+    const route = routeFor(request.method ?? 'GET', path);
     if (route.access === 'trusted') {
       const failure = authorizePeer(context.trust.peer(peer.nodeId), peer, context.now());
       if (failure) throw new HttpError(403, failure.code, failure.reason);

@@ -259,7 +259,13 @@ async function establish(request: RequestContext, context: HandlerContext): Prom
     }
     const alreadyTrusted =
       existing?.trustLevel === 'trusted' && existing.pinnedFingerprint === peer.fingerprint;
-    const level = context.requireApproval && !alreadyTrusted ? 'pending' : 'trusted';
+    // A pinned peer that comes back with another certificate has its new pin held for this
+    // node's operator (`trust approve`), whatever --require-approval says: otherwise anyone its
+    // CA would certify under that node ID could replace the pin, and pinning would mean nothing.
+    const pinChanged =
+      existing?.pinnedFingerprint != null && existing.pinnedFingerprint !== peer.fingerprint;
+    const level =
+      (context.requireApproval && !alreadyTrusted) || pinChanged ? 'pending' : 'trusted';
     const record: Peer = {
       nodeId: peer.nodeId,
       trustDomain: peer.trustDomain,

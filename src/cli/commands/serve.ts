@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { UsageError } from '../../core/errors.js';
+import { NotFoundError, OperationError, UsageError } from '../../core/errors.js';
 import { action } from '../action.js';
 import { withExamples } from '../help-text.js';
 import { listenAddress } from '../options.js';
@@ -31,16 +31,24 @@ export function registerServe(program: Command, io: CliIo): void {
         const { openState } = await import('../../core/state/database.js');
         const { loadIdentity } = await import('../../core/state/identity-repository.js');
 
+        // The identity comes first: without one there is nothing to serve, whatever the address.
+        const store = openState(context.statePath, { create: false });
+        const identity = (() => {
+          try {
+            return store.read(loadIdentity);
+          } finally {
+            store.close();
+          }
+        })();
+        if (!identity) {
+          throw new NotFoundError('NO_IDENTITY', `no node identity in ${context.statePath}`, {
+            hint: 'run `sark-fed init` before `sark-fed serve`',
+          });
+        }
+
         let address = options.listen;
         if (!address) {
-          const store = openState(context.statePath, { create: false });
-          const endpoint = (() => {
-            try {
-              return store.read(loadIdentity)?.endpoint;
-            } finally {
-              store.close();
-            }
-          })();
+          const { endpoint } = identity;
           if (!endpoint) {
             throw new UsageError('NO_LISTEN_ADDRESS', 'no address to listen on', {
               hint: 'pass --listen host:port, set FEDERATION_LISTEN_ADDRESS, or give init an --endpoint',
@@ -54,26 +62,30 @@ export function registerServe(program: Command, io: CliIo): void {
         }
 
         const logger = jsonLogger(io.stderr);
-        const daemon = await startDaemon({
-          statePath: context.statePath,
-          host: address.host,
-          port: address.port,
-          requireApproval: options.requireApproval === true,
-          version: packageVersion(),
-          logger,
-        });
-        await new Promise<void>((resolve) => {
-          const stop = (signal: string) => {
-            process.off('SIGTERM', onTerm);
-            process.off('SIGINT', onInt);
-            logger.info('signal received', { signal });
-            daemon.close().then(resolve, resolve);
-          };
-          const onTerm = () => stop('SIGTERM');
-          const onInt = () => stop('SIGINT');
-          process.on('SIGTERM', onTerm);
-          process.on('SIGINT', onInt);
-        });
+        // Listen for signals before the daemon says it listens: a supervisor that stops it as
+        // soon as it logged "listening" must get a clean shutdown, not Node's default death.
+        const signals = nextSignal();
+        let daemon;
+        try {
+          daemon = await startDaemon({
+            statePath: context.statePath,
+            host: address.host,
+            port: address.port,
+            requireApproval: options.requireApproval === true,
+            version: packageVersion(),
+            logger,
+          }).catch((error: unknown) => {
+            throw listenError(error, address);
+          });
+        } catch (error) {
+          signals.dispose();
+          throw error;
+        }
+        const signal = await signals.received;
+        // A second signal now ends the process at once, as operators expect of a second Ctrl-C.
+        signals.dispose();
+        logger.info('signal received', { signal });
+        await daemon.close();
       }),
     );
   withExamples(command, [
@@ -87,4 +99,60 @@ export function registerServe(program: Command, io: CliIo): void {
       'curl --cert node-b/cert.pem --key node-b/key.pem --cacert ca-a/ca.pem https://127.0.0.1:8443/api/v2/federation/info',
     ],
   ]);
+}
+
+/** The first SIGTERM or SIGINT from now on; dispose() restores the default handling. */
+function nextSignal(): { received: Promise<NodeJS.Signals>; dispose(): void } {
+  let deliver: (signal: NodeJS.Signals) => void = () => {};
+  const received = new Promise<NodeJS.Signals>((resolve) => {
+    deliver = resolve;
+  });
+  const onTerm = () => deliver('SIGTERM');
+  const onInt = () => deliver('SIGINT');
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onInt);
+  return {
+    received,
+    dispose() {
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
+    },
+  };
+}
+
+/** A failure to bind the listen address, as an operator reads it rather than as an internal error. */
+function listenError(error: unknown, address: { host: string; port: number }): unknown {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  const where = address.host.includes(':')
+    ? `[${address.host}]:${address.port}`
+    : `${address.host}:${address.port}`;
+  const hint = 'stop whatever uses it, or pass --listen host:port with another address';
+  switch (code) {
+    case 'EADDRINUSE':
+      return new OperationError(
+        'ADDRESS_IN_USE',
+        `cannot listen on ${where}: it is already in use`,
+        {
+          hint,
+          cause: error,
+        },
+      );
+    case 'EACCES':
+      return new OperationError(
+        'ADDRESS_FORBIDDEN',
+        `cannot listen on ${where}: permission denied`,
+        {
+          hint: 'ports below 1024 need privileges; pass --listen host:port with a higher port',
+          cause: error,
+        },
+      );
+    case 'EADDRNOTAVAIL':
+      return new OperationError(
+        'ADDRESS_NOT_AVAILABLE',
+        `cannot listen on ${where}: no such address on this machine`,
+        { hint: 'pass --listen with an address of one of its interfaces', cause: error },
+      );
+    default:
+      return error;
+  }
 }

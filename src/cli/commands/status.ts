@@ -99,7 +99,7 @@ export function renderStatus(
     return;
   }
   renderIdentity(context, identity, [
-    ['Anchors', `${counts.anchors} (${counts.revocationLists} CRLs)`],
+    ['Anchors', `${counts.anchors} (${plural(counts.revocationLists, 'CRL')})`],
     [
       'Peers',
       `${counts.peers.trusted} trusted, ${counts.peers.pending} pending, ` +
@@ -136,4 +136,8 @@ function renderIdentity(
     ...extraFields,
   ]);
   if (report.expired) context.output.warn('the node certificate has expired; peers will refuse it');
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
 }

@@ -1,13 +1,13 @@
 import type { Command } from 'commander';
-import type { KeyObject } from 'node:crypto';
-import type { NodeIdentity } from '../../core/identity/node-identity.js';
 import type { StateStore } from '../../core/state/database.js';
 import type { Peer, TrustAnchor } from '../../core/state/trust-repository.js';
 import type { CommandContext } from '../context.js';
+import { TrustError } from '../../core/errors.js';
 import { action } from '../action.js';
 import { withExamples } from '../help-text.js';
-import { duration } from '../options.js';
-import type { Cell, CliIo } from '../output/output.js';
+import { durationOption } from '../options.js';
+import { levelCell, shortOnTty, withNode, withStore } from './shared.js';
+import type { CliIo } from '../output/output.js';
 
 interface EstablishOptions {
   fingerprint?: string;
@@ -30,7 +30,7 @@ export function registerTrust(program: Command, io: CliIo): void {
     .description('prove identities to a peer in both directions, then pin its certificate')
     .argument('<node|endpoint>', 'a known node ID, or https://host:port')
     .option('--fingerprint <sha256>', 'the peer certificate fingerprint you expect (no prompt)')
-    .option('--timeout <duration>', 'how long to wait for the peer', duration, 10_000)
+    .addOption(durationOption('--timeout <duration>', 'how long to wait for the peer', '10s'))
     .action(
       action<EstablishOptions>(io, async (context, options, [target]) => {
         const { establishTrust } = await import('../../core/trust/establish.js');
@@ -38,11 +38,20 @@ export function registerTrust(program: Command, io: CliIo): void {
         const expectedFingerprint =
           options.fingerprint === undefined ? undefined : normalizeFingerprint(options.fingerprint);
         await withNode(context, async ({ store, identity, privateKey }) => {
-          const { endpoint, expectedNodeId } = await resolveTarget(
+          const { endpoint, expectedNodeId, known } = await resolveTarget(
             context,
             store,
             target as string,
           );
+          // A revoked peer is not called at all unless the operator restores trust on purpose.
+          if (
+            known?.trustLevel === 'revoked' &&
+            expectedFingerprint === undefined &&
+            !context.assumeYes &&
+            !context.interactive
+          ) {
+            throw revokedHere(known.nodeId);
+          }
           const spinner = await context.output.spinner(`establishing trust with ${target}`);
           let result;
           try {
@@ -57,11 +66,19 @@ export function registerTrust(program: Command, io: CliIo): void {
               now: context.now,
               confirm: async (contact) => {
                 spinner.stop();
-                const { TrustError } = await import('../../core/errors.js');
                 if (contact.wasRevoked && !context.assumeYes && !context.interactive) {
-                  throw new TrustError('PEER_REVOKED', `${contact.peer.nodeId} is revoked here`, {
-                    hint: 'to restore trust in it, run again with --yes (or --fingerprint)',
-                  });
+                  throw revokedHere(contact.peer.nodeId, true);
+                }
+                // A pinned peer presenting another certificate is a trust failure, not a first
+                // contact: a script must name the new fingerprint (--yes does not accept it).
+                if (contact.previousFingerprint && !context.interactive) {
+                  throw new TrustError(
+                    'PIN_MISMATCH',
+                    `${contact.peer.nodeId} presented fingerprint ${contact.peer.fingerprint}, not the pinned ${contact.previousFingerprint}`,
+                    {
+                      hint: 'if its operator re-issued its certificate, confirm the new fingerprint with them and run again with --fingerprint <sha256>',
+                    },
+                  );
                 }
                 if (!context.interactive || context.assumeYes) {
                   return context.prompter.confirm({
@@ -205,11 +222,12 @@ export function registerTrust(program: Command, io: CliIo): void {
     .argument('<node>', 'node ID')
     .option('--reason <text>', 'why, recorded here and sent to the peer')
     .option('--no-notify', 'do not tell the peer')
-    .option(
-      '--timeout <duration>',
-      'how long to wait for the peer when notifying it',
-      duration,
-      5_000,
+    .addOption(
+      durationOption(
+        '--timeout <duration>',
+        'how long to wait for the peer when notifying it',
+        '5s',
+      ),
     )
     .action(
       action<RevokeOptions>(io, async (context, options, [nodeId]) => {
@@ -343,6 +361,8 @@ function registerAnchorCommands(trust: Command, io: CliIo): void {
         const canonical = normalizeFingerprint(fingerprint as string);
         await withStore(context, (store) => removeAnchor(store, canonical));
         context.output.success(`removed anchor ${canonical}`);
+        if (context.output.json)
+          context.output.writeJson({ fingerprint: canonical, removed: true });
       }),
     );
 
@@ -370,39 +390,6 @@ function registerAnchorCommands(trust: Command, io: CliIo): void {
     );
 }
 
-async function withStore<T>(
-  context: CommandContext,
-  use: (store: StateStore) => T | Promise<T>,
-  create = false,
-): Promise<T> {
-  const { openState } = await import('../../core/state/database.js');
-  const store = openState(context.statePath, { create });
-  try {
-    return await use(store);
-  } finally {
-    store.close();
-  }
-}
-
-/** Runs with the state, this node's identity and its private key: what talking to peers needs. */
-async function withNode<T>(
-  context: CommandContext,
-  use: (node: { store: StateStore; identity: NodeIdentity; privateKey: KeyObject }) => Promise<T>,
-): Promise<T> {
-  const { loadIdentity } = await import('../../core/state/identity-repository.js');
-  const { readPrivateKeyFile } = await import('../../core/identity/keys.js');
-  const { NotFoundError } = await import('../../core/errors.js');
-  return withStore(context, async (store) => {
-    const identity = store.read(loadIdentity);
-    if (!identity) {
-      throw new NotFoundError('NO_IDENTITY', `no node identity in ${context.statePath}`, {
-        hint: 'run `sark-fed init` first',
-      });
-    }
-    return use({ store, identity, privateKey: readPrivateKeyFile(identity.keyPath) });
-  });
-}
-
 async function requirePeer(store: StateStore, nodeId: string): Promise<Peer> {
   const { findPeer } = await import('../../core/state/trust-repository.js');
   const { NotFoundError } = await import('../../core/errors.js');
@@ -419,10 +406,16 @@ async function resolveTarget(
   context: CommandContext,
   store: StateStore,
   target: string,
-): Promise<{ endpoint: string; expectedNodeId: string | undefined }> {
+): Promise<{ endpoint: string; expectedNodeId: string | undefined; known: Peer | undefined }> {
   const { normalizeEndpoint } = await import('../../core/identity/node-identity.js');
   if (/^https:\/\//i.test(target))
-    return { endpoint: normalizeEndpoint(target), expectedNodeId: undefined };
+    return { endpoint: normalizeEndpoint(target), expectedNodeId: undefined, known: undefined };
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) {
+    const { UsageError } = await import('../../core/errors.js');
+    throw new UsageError('BAD_ENDPOINT', `${target} is not an https:// endpoint`, {
+      hint: 'peers speak HTTPS with mutual TLS only: give https://host:port, or a known node ID',
+    });
+  }
   const peer = await requirePeer(store, target).catch(async (error: unknown) => {
     const { NotFoundError } = await import('../../core/errors.js');
     throw new NotFoundError('NO_SUCH_NODE', `no node ${target} is known here`, {
@@ -437,7 +430,17 @@ async function resolveTarget(
     });
   }
   void context;
-  return { endpoint: peer.endpoint, expectedNodeId: peer.nodeId };
+  return { endpoint: peer.endpoint, expectedNodeId: peer.nodeId, known: peer };
+}
+
+/** `contacted`: the peer was reached (by endpoint) before it turned out to be revoked here. */
+function revokedHere(nodeId: string, contacted = false): Error {
+  const message = contacted
+    ? `${nodeId} is revoked here`
+    : `${nodeId} is revoked here; it is not called`;
+  return new TrustError('PEER_REVOKED', message, {
+    hint: 'to restore trust in it, run again with --fingerprint <sha256> (or --yes)',
+  });
 }
 
 export function peerReport(peer: Peer) {
@@ -466,16 +469,4 @@ function renderPeer(context: CommandContext, peer: Peer): void {
         ] as const)
       : []),
   ]);
-}
-
-function levelCell(level: Peer['trustLevel']): Cell {
-  const style = (
-    { trusted: 'green', pending: 'yellow', revoked: 'red', untrusted: 'dim' } as const
-  )[level];
-  return { text: level, style };
-}
-
-function shortOnTty(context: CommandContext, fingerprint: string | null): string {
-  if (!fingerprint) return '-';
-  return context.output.stdoutIsTTY ? fingerprint.slice(0, 16) : fingerprint;
 }

@@ -156,7 +156,9 @@ export class Output {
 
   /** Spinners only where a person watches: stderr is a terminal, and neither --json nor --quiet. */
   async spinner(text: string): Promise<Spinner> {
-    if (this.io.stderr.isTTY !== true || this.options.json || this.options.quiet)
+    // A terminal that reports no width (`script`, some CI consoles) makes ora redraw endlessly.
+    const columns = (this.io.stderr as { columns?: number }).columns ?? 0;
+    if (this.io.stderr.isTTY !== true || this.options.json || this.options.quiet || columns <= 0)
       return SILENT_SPINNER;
     const { default: ora } = await import('ora');
     const spinner = ora({ text, stream: this.io.stderr as NodeJS.WritableStream }).start();

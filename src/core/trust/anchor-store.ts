@@ -166,7 +166,22 @@ export async function importRevocationList(
       },
     );
   }
-  if (crl.nextUpdate && now > crl.nextUpdate) {
+  // The validator refuses every certificate of a CA whose CRL is not current (it fails closed),
+  // so a CRL it would refuse must not get in at all: one without nextUpdate (RFC 5280 §5.1.2.5
+  // requires it), or one issued in the future.
+  if (!crl.nextUpdate) {
+    throw new TrustError('CRL_NO_NEXT_UPDATE', `the CRL of ${crl.issuer} has no nextUpdate`, {
+      hint: 'ask the issuing organization for a CRL that says when the next one is due',
+    });
+  }
+  if (crl.thisUpdate > now) {
+    throw new TrustError(
+      'CRL_NOT_YET_VALID',
+      `the CRL of ${crl.issuer} is dated ${crl.thisUpdate.toISOString()}, in the future`,
+      { hint: "check this machine's clock, or the issuing CA's" },
+    );
+  }
+  if (now > crl.nextUpdate) {
     throw new TrustError(
       'CRL_EXPIRED',
       `the CRL of ${crl.issuer} was due for renewal at ${crl.nextUpdate.toISOString()}`,

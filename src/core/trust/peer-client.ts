@@ -134,7 +134,9 @@ export function peerError(response: PeerResponse, peerName: string): Error {
   const code = error?.code ?? `HTTP_${response.status}`;
   const message = `${peerName} answered ${response.status} ${code}: ${error?.message ?? 'no details'}`;
   const correlation = response.correlationId ? ` (correlation ID ${response.correlationId})` : '';
-  if (response.status === 401 || response.status === 403) {
+  // 409 is the peer refusing an identity conflict (a node ID it knows under another trust
+  // domain): a trust failure, as when this side detects the same conflict itself.
+  if (response.status === 401 || response.status === 403 || response.status === 409) {
     return new TrustError(code, message, {
       hint: `the peer does not accept this node; check its anchors and trust decisions${correlation}`,
     });

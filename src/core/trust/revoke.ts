@@ -18,11 +18,13 @@ export function revokePeer(
 ): Peer {
   return store.write((db) => {
     const peer = findPeer(db, nodeId) as Peer;
+    // Revoking again keeps the first revocation's time, and its reason unless a new one is given.
+    const again = peer.trustLevel === 'revoked';
     const revoked: Peer = {
       ...peer,
       trustLevel: 'revoked',
-      revokedAt: now.toISOString(),
-      revokeReason: reason,
+      revokedAt: again && peer.revokedAt ? peer.revokedAt : now.toISOString(),
+      revokeReason: reason ?? (again ? peer.revokeReason : null),
       updatedAt: now.toISOString(),
     };
     savePeer(db, revoked);

@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { registerCompletion } from './commands/completion.js';
 import { registerHelp } from './commands/help.js';
 import { registerInit } from './commands/init.js';
+import { registerNodes } from './commands/nodes.js';
 import { registerPki } from './commands/pki.js';
 import { registerServe } from './commands/serve.js';
 import { registerStatus } from './commands/status.js';
@@ -42,6 +43,7 @@ export function buildProgram(io: CliIo): Command {
   registerInit(program, io);
   registerStatus(program, io);
   registerPki(program, io);
+  registerNodes(program, io);
   registerTrust(program, io);
   registerServe(program, io);
   registerCompletion(program, io);

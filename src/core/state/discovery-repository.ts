@@ -149,6 +149,10 @@ export function saveHealth(db: SqliteDatabase, health: NodeHealth): void {
   ).run(health);
 }
 
+export function deleteHealth(db: SqliteDatabase, nodeId: string): boolean {
+  return db.prepare('DELETE FROM node_health WHERE node_id = ?').run(nodeId).changes > 0;
+}
+
 export function listHealth(db: SqliteDatabase): NodeHealth[] {
   return (db.prepare('SELECT * FROM node_health ORDER BY node_id').all() as HealthRow[]).map(
     (row) => ({

@@ -119,6 +119,10 @@ export function findPeer(db: SqliteDatabase, nodeId: string): Peer | undefined {
   return row ? peerFromRow(row) : undefined;
 }
 
+export function deletePeer(db: SqliteDatabase, nodeId: string): boolean {
+  return db.prepare('DELETE FROM peers WHERE node_id = ?').run(nodeId).changes > 0;
+}
+
 /** Inserts or replaces every column of a peer. Call inside StateStore.write. */
 export function savePeer(db: SqliteDatabase, peer: Peer): void {
   db.prepare(

@@ -1,0 +1,172 @@
+import { z } from 'zod';
+import { UsageError } from '../errors.js';
+import { readInputFile } from '../identity/files.js';
+import { normalizeEndpoint } from '../identity/node-identity.js';
+import type { StateStore } from '../state/database.js';
+import { listSightings } from '../state/discovery-repository.js';
+import type { MethodRunner } from './scanner.js';
+import { FINGERPRINT_PATTERN, isNodeId, isTrustDomain, type DiscoveredNode } from './types.js';
+
+/**
+ * Manual entries never expire by TTL: they stay until `nodes remove`. In a scan they carry this
+ * nominal TTL so the merged record's cache time is not pinned by them.
+ */
+const MANUAL_TTL_SECONDS = 24 * 60 * 60;
+const MAX_FILE_BYTES = 4 * 1024 * 1024;
+
+const ManualEntry = z
+  .object({
+    node_id: z.string().refine(isNodeId, 'not a node ID'),
+    endpoint: z.string().max(2048),
+    trust_domain: z.string().refine(isTrustDomain, 'not a trust domain').nullish(),
+    fingerprint: z
+      .string()
+      .transform((value) => value.toLowerCase().replace(/:/g, ''))
+      .refine((value) => FINGERPRINT_PATTERN.test(value), 'not a SHA-256 fingerprint')
+      .nullish(),
+  })
+  .strict();
+type ManualEntry = z.infer<typeof ManualEntry>;
+
+/** docs/guide.md "Manual node lists": `{ "nodes": [...] }`, or the bare list (FEDERATION_NODES). */
+const NodesFile = z.union([
+  z.object({ version: z.literal(1).optional(), nodes: z.array(z.unknown()).max(10_000) }).strict(),
+  z.array(z.unknown()).max(10_000),
+]);
+
+export interface ManualSource {
+  /** Where the entries came from, for messages: a path, or FEDERATION_NODES. */
+  origin: string;
+  nodes: DiscoveredNode[];
+  /** Entries that were refused, with the reason (the rest are used). */
+  rejected: string[];
+}
+
+/** Reads a nodes file (JSON). A file that is not JSON at all, or not a list of nodes, is refused. */
+export function readNodesFile(path: string): ManualSource {
+  const bytes = readInputFile(path, 'nodes file');
+  if (bytes.length > MAX_FILE_BYTES) {
+    throw new UsageError('NODES_FILE_TOO_LARGE', `${path} is over ${MAX_FILE_BYTES} bytes`, {
+      hint: 'split the list, or use DNS-SD or Consul for large federations',
+    });
+  }
+  return parseNodesDocument(bytes.toString('utf8'), path);
+}
+
+/**
+ * FEDERATION_NODES of the original deployment: a JSON list of node objects, or a comma-separated
+ * list of `node-id=https://host:port` pairs.
+ */
+export function parseFederationNodes(value: string): ManualSource {
+  const text = value.trim();
+  if (text.startsWith('[') || text.startsWith('{')) {
+    return parseNodesDocument(text, 'FEDERATION_NODES');
+  }
+  const entries = text
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0)
+    .map((item) => {
+      const equals = item.indexOf('=');
+      return equals === -1
+        ? { node_id: item, endpoint: '' }
+        : { node_id: item.slice(0, equals).trim(), endpoint: item.slice(equals + 1).trim() };
+    });
+  return entriesToSource(entries, 'FEDERATION_NODES');
+}
+
+function parseNodesDocument(text: string, origin: string): ManualSource {
+  let document: unknown;
+  try {
+    document = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError('NODES_FILE_NOT_JSON', `${origin} is not valid JSON (${String(error)})`, {
+      hint: 'see "Manual node lists" in docs/guide.md for the format',
+    });
+  }
+  const parsed = NodesFile.safeParse(document);
+  if (!parsed.success) {
+    throw new UsageError('NODES_FILE_SHAPE', `${origin} is not a list of nodes`, {
+      hint: 'expected {"nodes": [{"node_id": ..., "endpoint": "https://host:port"}, ...]}',
+    });
+  }
+  const list = Array.isArray(parsed.data) ? parsed.data : parsed.data.nodes;
+  return entriesToSource(list, origin);
+}
+
+function entriesToSource(list: readonly unknown[], origin: string): ManualSource {
+  const nodes: DiscoveredNode[] = [];
+  const rejected: string[] = [];
+  const seen = new Set<string>();
+  list.forEach((raw, index) => {
+    const parsed = ManualEntry.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      rejected.push(
+        `${origin} entry ${index + 1}: ${issue?.path.join('.') || 'entry'}: ${issue?.message ?? 'invalid'}`,
+      );
+      return;
+    }
+    const entry: ManualEntry = parsed.data;
+    let endpoint: string;
+    try {
+      endpoint = normalizeEndpoint(entry.endpoint);
+    } catch {
+      rejected.push(
+        `${origin} entry ${index + 1}: endpoint "${entry.endpoint}" is not https://host:port`,
+      );
+      return;
+    }
+    if (seen.has(entry.node_id)) {
+      rejected.push(
+        `${origin} entry ${index + 1}: ${entry.node_id} is listed twice; the first wins`,
+      );
+      return;
+    }
+    seen.add(entry.node_id);
+    nodes.push({
+      nodeId: entry.node_id,
+      endpoint,
+      trustDomain: entry.trust_domain ?? null,
+      fingerprint: entry.fingerprint ?? null,
+      source: 'manual',
+      ttlSeconds: MANUAL_TTL_SECONDS,
+    });
+  });
+  return { origin, nodes, rejected };
+}
+
+/**
+ * The manual method of a scan: the nodes of `--file`, of FEDERATION_NODES, and those recorded
+ * with `nodes add` (manual sightings in the state file). Each rejected entry is a skip.
+ */
+export function manualRunner(options: {
+  file?: string | undefined;
+  federationNodes?: string | undefined;
+  store?: StateStore | undefined;
+}): MethodRunner {
+  return {
+    method: 'manual',
+    async run(context, found) {
+      const sources: ManualSource[] = [];
+      if (options.file !== undefined) sources.push(readNodesFile(options.file));
+      if (options.federationNodes) sources.push(parseFederationNodes(options.federationNodes));
+      for (const source of sources) {
+        for (const detail of source.rejected) context.skipped(detail);
+        for (const node of source.nodes) found(node);
+      }
+      const recorded = options.store?.read((db) => listSightings(db)) ?? [];
+      for (const sighting of recorded) {
+        if (sighting.source !== 'manual') continue;
+        found({
+          nodeId: sighting.nodeId,
+          endpoint: sighting.endpoint,
+          trustDomain: sighting.trustDomain,
+          fingerprint: sighting.fingerprint,
+          source: 'manual',
+          ttlSeconds: MANUAL_TTL_SECONDS,
+        });
+      }
+    },
+  };
+}

@@ -199,11 +199,16 @@ function startProcess(children, args, portPattern) {
   children.push(child);
   return new Promise((resolve, reject) => {
     let output = '';
+    let started = false;
     const timer = setTimeout(() => reject(new BenchError(`${args[0]} did not start`)), 15_000);
     const onData = (chunk) => {
+      // Once started, the output (the daemon's request log) is drained unread: accumulating it
+      // would charge the benchmark's own work to the daemon.
+      if (started) return;
       output += chunk.toString('utf8');
       const match = portPattern.exec(output);
       if (match) {
+        started = true;
         clearTimeout(timer);
         resolve(Number(match[1]));
       }

@@ -1,3 +1,4 @@
+import type { Statement } from 'better-sqlite3';
 import type { StateStore } from '../core/state/database.js';
 import {
   findPeer,
@@ -16,12 +17,16 @@ export class TrustView {
   private generation = 0;
   private anchorsByDomain = new Map<string, Buffer[]>();
   private revocationLists: Buffer[] = [];
+  private dataVersionStatement: Statement | undefined;
 
   constructor(private readonly store: StateStore) {}
 
   /** Reloads when the file changed; returns a number that changes with every reload. */
   refresh(): number {
-    const version = this.store.read((db) => db.pragma('data_version', { simple: true }) as number);
+    // Prepared once: this runs on every request, and db.pragma() prepares a statement each time.
+    this.dataVersionStatement ??= this.store.db.prepare('PRAGMA data_version').pluck();
+    const statement = this.dataVersionStatement;
+    const version = this.store.read(() => statement.get() as number);
     if (version !== this.dataVersion) {
       this.dataVersion = version;
       this.reload();

@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { registerCompletion } from './commands/completion.js';
+import { registerDiscover } from './commands/discover.js';
 import { registerHelp } from './commands/help.js';
 import { registerInit } from './commands/init.js';
 import { registerNodes } from './commands/nodes.js';
@@ -43,6 +44,7 @@ export function buildProgram(io: CliIo): Command {
   registerInit(program, io);
   registerStatus(program, io);
   registerPki(program, io);
+  registerDiscover(program, io);
   registerNodes(program, io);
   registerTrust(program, io);
   registerServe(program, io);

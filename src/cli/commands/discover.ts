@@ -124,7 +124,15 @@ async function buildRunners(
         });
       }
       const { dnsSdRunner } = await import('../../core/discovery/dnssd.js');
-      runners.push(dnsSdRunner({ domain: options.domain, nameserver: options.nameserver }));
+      // A query's first try gets a third of the deadline (c-ares doubles it on the retry), so a
+      // dead nameserver is reported as this method's problem before the deadline ends the scan.
+      runners.push(
+        dnsSdRunner({
+          domain: options.domain,
+          nameserver: options.nameserver,
+          timeoutMs: Math.max(100, Math.floor(options.timeout / 3)),
+        }),
+      );
     } else if (method === 'consul') {
       runners.push(await consulMethod(context, options));
     } else {
@@ -151,6 +159,8 @@ async function consulMethod(
   return consulRunner({
     url: options.consulUrl ?? (env.CONSUL_HTTP_ADDR ? undefined : env.FEDERATION_CONSUL_URL),
     env,
+    // Within the scan's deadline, so that a hanging Consul is reported, not silently cut off.
+    timeoutMs: Math.max(100, Math.floor((options.timeout * 2) / 3)),
   });
 }
 

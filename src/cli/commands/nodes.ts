@@ -116,6 +116,7 @@ export function registerNodes(program: Command, io: CliIo): void {
         const { normalizeEndpoint } = await import('../../core/identity/node-identity.js');
         const { normalizeFingerprint } = await import('../../core/identity/fingerprint.js');
         const { recordSightings } = await import('../../core/state/discovery-repository.js');
+        const { findPeer, savePeer } = await import('../../core/state/trust-repository.js');
         const { loadIdentity } = await import('../../core/state/identity-repository.js');
         const { UsageError, TrustError } = await import('../../core/errors.js');
         assertNodeId(nodeId as string);
@@ -132,7 +133,7 @@ export function registerNodes(program: Command, io: CliIo): void {
                   hint: 'add the other nodes of the federation',
                 });
               }
-              return recordSightings(
+              const recorded = recordSightings(
                 db,
                 [
                   {
@@ -146,6 +147,13 @@ export function registerNodes(program: Command, io: CliIo): void {
                 ],
                 context.now(),
               );
+              // The operator says where the node is: a peer's recorded endpoint (which discovery
+              // never changes for a trusted peer) follows, whatever its trust level.
+              const peer = findPeer(db, nodeId as string);
+              if (recorded.conflicts.length === 0 && peer && peer.endpoint !== endpoint) {
+                savePeer(db, { ...peer, endpoint, updatedAt: context.now().toISOString() });
+              }
+              return recorded;
             }),
           true,
         );
@@ -189,8 +197,12 @@ export function registerNodes(program: Command, io: CliIo): void {
             const peer = findPeer(db, nodeId as string);
             const sightings = deleteSightings(db, nodeId as string);
             const health = deleteHealth(db, nodeId as string);
-            // An untrusted peer row is only what discovery recorded; any decision stays.
-            const peerRemoved = peer?.trustLevel === 'untrusted' && deletePeer(db, peer.nodeId);
+            // An untrusted peer row is only what discovery recorded; any decision stays, the
+            // peer's own revocation of this node (untrusted with revokedAt) included.
+            const peerRemoved =
+              peer?.trustLevel === 'untrusted' &&
+              peer.revokedAt === null &&
+              deletePeer(db, peer.nodeId);
             if (!peer && sightings === 0 && !health) {
               throw new NotFoundError('NO_SUCH_NODE', `no node ${nodeId} is known here`, {
                 hint: 'see `sark-fed nodes list`',
@@ -241,7 +253,9 @@ export function registerNodes(program: Command, io: CliIo): void {
             }
           }
           const targets = (
-            nodeIds.length > 0 ? nodeIds.map((id) => byId.get(id) as KnownNode) : known
+            nodeIds.length > 0
+              ? [...new Set(nodeIds)].map((id) => byId.get(id) as KnownNode)
+              : known
           )
             .filter((node) => node.endpoint !== null)
             .map((node) => ({

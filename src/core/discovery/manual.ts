@@ -1,5 +1,6 @@
+import { statSync, type Stats } from 'node:fs';
 import { z } from 'zod';
-import { UsageError } from '../errors.js';
+import { messageOf, UsageError } from '../errors.js';
 import { readInputFile } from '../identity/files.js';
 import { normalizeEndpoint } from '../identity/node-identity.js';
 import type { StateStore } from '../state/database.js';
@@ -21,7 +22,14 @@ const ManualEntry = z
     trust_domain: z.string().refine(isTrustDomain, 'not a trust domain').nullish(),
     fingerprint: z
       .string()
-      .transform((value) => value.toLowerCase().replace(/:/g, ''))
+      // As `nodes add --fingerprint` takes it: any case, colons, a sha256: prefix.
+      .transform((value) =>
+        value
+          .trim()
+          .replace(/^sha256:/i, '')
+          .replace(/:/g, '')
+          .toLowerCase(),
+      )
       .refine((value) => FINGERPRINT_PATTERN.test(value), 'not a SHA-256 fingerprint')
       .nullish(),
   })
@@ -44,13 +52,33 @@ export interface ManualSource {
 
 /** Reads a nodes file (JSON). A file that is not JSON at all, or not a list of nodes, is refused. */
 export function readNodesFile(path: string): ManualSource {
-  const bytes = readInputFile(path, 'nodes file');
-  if (bytes.length > MAX_FILE_BYTES) {
-    throw new UsageError('NODES_FILE_TOO_LARGE', `${path} is over ${MAX_FILE_BYTES} bytes`, {
+  const tooLarge = () =>
+    new UsageError('NODES_FILE_TOO_LARGE', `${path} is over ${MAX_FILE_BYTES} bytes`, {
       hint: 'split the list, or use DNS-SD or Consul for large federations',
     });
+  // A regular file's size is known before reading it: a huge one is refused unread.
+  let size: Stats | undefined;
+  try {
+    size = statSync(path);
+  } catch {
+    // readInputFile says what is wrong with the path.
   }
+  if (size?.isFile() && size.size > MAX_FILE_BYTES) throw tooLarge();
+  const bytes = readInputFile(path, 'nodes file');
+  if (bytes.length > MAX_FILE_BYTES) throw tooLarge();
   return parseNodesDocument(bytes.toString('utf8'), path);
+}
+
+/**
+ * Text from the file, made safe for a one-line message: control characters (a newline, or a
+ * terminal escape) are shown as \uXXXX, and long text is cut.
+ */
+function printable(text: string, max = 120): string {
+  const cut = text.length > max ? `${text.slice(0, max)}…` : text;
+  return cut.replace(
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /**
@@ -80,7 +108,8 @@ function parseNodesDocument(text: string, origin: string): ManualSource {
   try {
     document = JSON.parse(text);
   } catch (error) {
-    throw new UsageError('NODES_FILE_NOT_JSON', `${origin} is not valid JSON (${String(error)})`, {
+    const reason = printable(messageOf(error), 200);
+    throw new UsageError('NODES_FILE_NOT_JSON', `${origin} is not valid JSON (${reason})`, {
       hint: 'see "Manual node lists" in docs/guide.md for the format',
     });
   }
@@ -113,7 +142,7 @@ function entriesToSource(list: readonly unknown[], origin: string): ManualSource
       endpoint = normalizeEndpoint(entry.endpoint);
     } catch {
       rejected.push(
-        `${origin} entry ${index + 1}: endpoint "${entry.endpoint}" is not https://host:port`,
+        `${origin} entry ${index + 1}: endpoint "${printable(withoutCredentials(entry.endpoint))}" is not https://host:port`,
       );
       return;
     }
@@ -169,4 +198,9 @@ export function manualRunner(options: {
       }
     },
   };
+}
+
+/** A rejected endpoint is echoed in messages: never with the password someone put in it. */
+function withoutCredentials(endpoint: string): string {
+  return endpoint.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/i, '$1***@');
 }

@@ -55,6 +55,9 @@ export interface ScanResult {
   expectMet: boolean;
 }
 
+/** How long a method may take to wind down once the scan's signal is aborted. */
+const ABORT_GRACE_MS = 500;
+
 /**
  * Runs the methods concurrently under one deadline and merges their sightings by node ID. A
  * method's failure is a problem in the result, never an exception: the caller decides that only
@@ -66,15 +69,18 @@ export async function scan(options: ScanOptions): Promise<ScanResult> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), options.timeoutMs);
   const onOuterAbort = () => controller.abort();
-  options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  if (options.signal?.aborted) controller.abort();
+  else options.signal?.addEventListener('abort', onOuterAbort, { once: true });
 
   const merged = new Map<string, ScannedNode>();
   const problems: MethodProblem[] = [];
   const skipped: ScanResult['skipped'] = [];
   const succeeded: DiscoveryMethod[] = [];
   let expectMet = false;
+  let finished = false;
 
   const found = (sighting: DiscoveredNode) => {
+    if (finished) return;
     const existing = merged.get(sighting.nodeId);
     if (!existing) {
       const node: ScannedNode = {
@@ -100,31 +106,59 @@ export async function scan(options: ScanOptions): Promise<ScanResult> {
     mergeInto(existing);
   };
 
+  const pending = new Set(options.runners);
+  // A method that goes on after the scan's signal is aborted is left behind after a short grace:
+  // the deadline bounds the scan whatever a method does.
+  let graceTimer: NodeJS.Timeout | undefined;
+  const abandoned = new Promise<void>((resolve) => {
+    const onAbort = () => {
+      graceTimer = setTimeout(resolve, ABORT_GRACE_MS);
+    };
+    if (controller.signal.aborted) onAbort();
+    else controller.signal.addEventListener('abort', onAbort, { once: true });
+  });
+
   try {
-    await Promise.all(
+    const all = Promise.all(
       options.runners.map(async (runner) => {
         const context: MethodContext = {
           signal: controller.signal,
-          skipped: (detail) => skipped.push({ method: runner.method, detail }),
+          skipped: (detail) => {
+            if (!finished) skipped.push({ method: runner.method, detail });
+          },
           now,
         };
         try {
           await runner.run(context, (node) => {
             if (!controller.signal.aborted || node.source === 'manual') found(node);
           });
-          succeeded.push(runner.method);
+          if (!finished) succeeded.push(runner.method);
         } catch (error) {
+          if (finished) return;
           if (controller.signal.aborted && isAbort(error)) {
             succeeded.push(runner.method);
             return;
           }
           problems.push(problemOf(runner.method, error));
+        } finally {
+          pending.delete(runner);
         }
       }),
     );
+    await Promise.race([all, abandoned]);
   } finally {
+    finished = true;
+    controller.abort();
     clearTimeout(timer);
+    clearTimeout(graceTimer);
     options.signal?.removeEventListener('abort', onOuterAbort);
+  }
+  for (const runner of pending) {
+    problems.push({
+      method: runner.method,
+      code: 'METHOD_DID_NOT_STOP',
+      message: `${runner.method} did not stop when the scan ended; what it found until then is kept`,
+    });
   }
   return {
     nodes: [...merged.values()].sort((a, b) => a.nodeId.localeCompare(b.nodeId)),

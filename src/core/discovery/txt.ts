@@ -11,7 +11,7 @@ export interface SarkTxt {
 /** RFC 6763 §6.1: a string is at most 255 bytes; §6.2: keep the record small. */
 const MAX_STRING_BYTES = 255;
 const MAX_RECORD_BYTES = 1300;
-/** RFC 6763 §6.4: keys are 1-9 printable ASCII characters (9 "SHOULD"; we accept RFC's 1+). */
+/** RFC 6763 §6.4: keys are printable ASCII but '='; over 9 characters (a SHOULD) is ignored. */
 const KEY_PATTERN = /^[\x20-\x3c\x3e-\x7e]{1,9}$/;
 
 /** The TXT record of a node, as its strings (`key=value`), `txtvers` first (RFC 6763 §6.7). */

@@ -181,6 +181,11 @@ export function renderText(report) {
       lines.push(...throughputTable(suite.rows));
       continue;
     }
+    if (suite.rows.some((row) => row.unit === 'discovery')) {
+      lines.push(...discoveryTable(suite.rows));
+      if (suite.note) lines.push('', suite.note);
+      continue;
+    }
     const header = ['', 'median ms', 'p90 ms', 'ratio', 'target', 'result'];
     const rows = suite.rows.map((row) => [
       row.label,
@@ -206,6 +211,38 @@ function throughputTable(rows) {
       row.p10PerSecond.toFixed(1),
       row.ratio === null ? 'baseline' : `${row.ratio.toFixed(2)}×`,
       row.target === null ? '' : `≥ ${row.target}×`,
+      row.verdict ?? '',
+    ]),
+  ]);
+}
+
+/**
+ * Rows of a discovery: how many of the expected nodes each round found (the worst round, and in
+ * how many rounds all of them), and how long it took against an absolute target in ms.
+ */
+function discoveryTable(rows) {
+  const header = [
+    '',
+    'found (min)',
+    'all found',
+    'median ms',
+    'p90 ms',
+    'max ms',
+    'ratio',
+    'target',
+    'result',
+  ];
+  return alignColumns([
+    header,
+    ...rows.map((row) => [
+      row.label,
+      `${row.foundMin}/${row.expected}`,
+      `${row.roundsAllFound}/${row.samplesMs.length}`,
+      row.medianMs.toFixed(1),
+      row.p90Ms.toFixed(1),
+      row.maxMs.toFixed(1),
+      row.ratio === null ? 'baseline' : `${row.ratio.toFixed(2)}×`,
+      row.targetMs === null ? '' : `≤ ${row.targetMs} ms`,
       row.verdict ?? '',
     ]),
   ]);

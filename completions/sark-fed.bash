@@ -10,7 +10,7 @@ _sark_fed_command() {
   commands='' options='' value_options='' arguments=''
   case $1 in
     'sark-fed')
-      commands='init status pki nodes trust serve completion help'
+      commands='init status pki discover nodes trust serve completion help'
       options='-V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive -h --help'
       value_options='--state'
       ;;
@@ -53,6 +53,10 @@ _sark_fed_command() {
     'sark-fed pki crl create')
       options='--ca --revoke --out --days -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
       value_options='--ca --revoke --out --days --state'
+      ;;
+    'sark-fed discover')
+      options='--method --timeout --expect --domain --nameserver --consul-url --file --interface --no-save --watch -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--method --timeout --expect --domain --nameserver --consul-url --file --interface --state'
       ;;
     'sark-fed nodes')
       commands='list show add remove health'
@@ -142,8 +146,8 @@ _sark_fed_command() {
       arguments='<crl>'
       ;;
     'sark-fed serve')
-      options='--listen --require-approval -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
-      value_options='--listen --state'
+      options='--listen --require-approval --announce --interface --consul-url -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--listen --announce --interface --consul-url --state'
       ;;
     'sark-fed completion')
       options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
@@ -164,6 +168,7 @@ _sark_fed_subcommand() {
     'sark-fed init') next='sark-fed init' ;;
     'sark-fed status') next='sark-fed status' ;;
     'sark-fed pki') next='sark-fed pki' ;;
+    'sark-fed discover') next='sark-fed discover' ;;
     'sark-fed nodes') next='sark-fed nodes' ;;
     'sark-fed trust') next='sark-fed trust' ;;
     'sark-fed serve') next='sark-fed serve' ;;
@@ -200,6 +205,7 @@ _sark_fed_values() {
   case $1 in
     'sark-fed pki ca create --key-type') values='ec ed25519' ;;
     'sark-fed pki issue --key-type') values='ec ed25519' ;;
+    'sark-fed discover --method') values='mdns dns-sd consul manual' ;;
     'sark-fed completion <shell>') values='bash zsh fish' ;;
     *) return 1 ;;
   esac

@@ -12,6 +12,8 @@ function __sark_fed_subcommand
             echo 'sark-fed status'
         case 'sark-fed pki'
             echo 'sark-fed pki'
+        case 'sark-fed discover'
+            echo 'sark-fed discover'
         case 'sark-fed nodes'
             echo 'sark-fed nodes'
         case 'sark-fed trust'
@@ -92,6 +94,8 @@ function __sark_fed_takes_value
             return 0
         case 'sark-fed pki crl create --ca' 'sark-fed pki crl create --revoke' 'sark-fed pki crl create --out' 'sark-fed pki crl create --days' 'sark-fed pki crl create --state'
             return 0
+        case 'sark-fed discover --method' 'sark-fed discover --timeout' 'sark-fed discover --expect' 'sark-fed discover --domain' 'sark-fed discover --nameserver' 'sark-fed discover --consul-url' 'sark-fed discover --file' 'sark-fed discover --interface' 'sark-fed discover --state'
+            return 0
         case 'sark-fed nodes --state'
             return 0
         case 'sark-fed nodes list --state'
@@ -128,7 +132,7 @@ function __sark_fed_takes_value
             return 0
         case 'sark-fed trust crl import --state'
             return 0
-        case 'sark-fed serve --listen' 'sark-fed serve --state'
+        case 'sark-fed serve --listen' 'sark-fed serve --announce' 'sark-fed serve --interface' 'sark-fed serve --consul-url' 'sark-fed serve --state'
             return 0
         case 'sark-fed completion --state'
             return 0
@@ -206,6 +210,7 @@ complete -c sark-fed -s h -l help -d 'show help for a command'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'init' -d 'record this node\'s identity (node ID, trust domain, certificate, key) in the state file'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'status' -d 'show this node\'s identity and certificate expiry'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'pki' -d 'a development PKI: CAs, node certificates, CRLs (X509-SVID profile)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'discover' -d 'find nodes by mDNS, DNS-SD, Consul and manual lists, concurrently'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'nodes' -d 'nodes this node knows of: discovered, added by hand, or peers'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'trust' -d 'mutual-TLS trust between nodes: anchors, CRLs, peers'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'serve' -d 'run the node daemon that answers peers over mutual TLS (JSON logs on stderr)'
@@ -257,6 +262,18 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l ca -r -F
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l revoke -r -F -d 'certificate to revoke (repeatable)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l out -r -F -d 'where to write the CRL (PEM)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l days -r -F -d 'days until the next update'
+
+# sark-fed discover
+complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l method -x -a 'mdns dns-sd consul manual' -d 'a method to use (repeatable; default: every configured one)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l timeout -r -F -d 'deadline for the whole scan'
+complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l expect -r -F -d 'stop as soon as this many nodes are resolved'
+complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l domain -r -F -d 'DNS-SD: the domain to browse, _sark._tcp.<domain>'
+complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l nameserver -r -F -d 'DNS-SD: ask this server, not the system resolver'
+complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l consul-url -r -F -d 'Consul: the agent (default: CONSUL_HTTP_ADDR)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l file -r -F -d 'manual: a file of nodes (see docs/guide.md)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l interface -r -F -d 'mDNS: the interface address to browse on'
+complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l no-save -d 'do not record the results in the state file'
+complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l watch -d 'mDNS: stream nodes appearing (+) and leaving (-) until interrupted'
 
 # sark-fed nodes
 complete -c sark-fed -n '__sark_fed_using "sark-fed nodes"' -a 'list' -d 'every known node with how it was found, its trust level and last health'
@@ -331,6 +348,9 @@ complete -c sark-fed -n '__sark_fed_argument "sark-fed trust crl import" 0' -F -
 # sark-fed serve
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l listen -r -F -d 'address to listen on (default: the endpoint given to init)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l require-approval -d 'record new peers as pending until `sark-fed trust approve`'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l announce -r -F -d 'make this node findable: a comma-separated list of mdns, consul'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l interface -r -F -d 'IPv4 address or interface name to announce on over mDNS'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l consul-url -r -F -d 'Consul agent to register with for --announce consul (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500; token from CONSUL_HTTP_TOKEN)'
 
 # sark-fed completion
 complete -c sark-fed -n '__sark_fed_argument "sark-fed completion" 0' -a 'bash zsh fish' -d 'the shell to complete for'

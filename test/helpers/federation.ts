@@ -109,11 +109,18 @@ export async function stopAllServes(): Promise<void> {
   await Promise.all([...runningServes].map((serve) => serve.stop()));
 }
 
-/** Starts `sark-fed serve` for a node and waits until it logs that it listens. */
-export async function startServe(node: TestNode, extraArgs: string[] = []): Promise<RunningServe> {
+/**
+ * Starts `sark-fed serve` for a node and waits until it logs that it listens. `env` is added to
+ * the clean environment (CONSUL_HTTP_TOKEN and the like).
+ */
+export async function startServe(
+  node: TestNode,
+  extraArgs: string[] = [],
+  env: Record<string, string | undefined> = {},
+): Promise<RunningServe> {
   const child = spawn(process.execPath, [CLI_PATH, '--state', node.state, 'serve', ...extraArgs], {
     cwd: PROJECT_ROOT,
-    env: cleanEnv(),
+    env: cleanEnv(env),
   });
   const logs: Array<Record<string, unknown>> = [];
   const waiters = new Set<(entry: Record<string, unknown>) => void>();

@@ -115,7 +115,9 @@ async function buildRunners(
   const runners: MethodRunner[] = [];
   for (const method of methods) {
     if (method === 'mdns') {
-      const { mdnsRunner } = await import('../../core/discovery/mdns.js');
+      const { mdnsRunner, interfaceAddress } = await import('../../core/discovery/mdns.js');
+      // A wrong --interface is the operator's mistake: exit 2 now, not a method failure later.
+      if (options.interface !== undefined) interfaceAddress(options.interface);
       runners.push(mdnsRunner({ interface: options.interface }));
     } else if (method === 'dns-sd') {
       if (!options.domain) {
@@ -292,7 +294,8 @@ async function watch(
       hint: 'run it as: sark-fed discover --method mdns --watch',
     });
   }
-  const { watchMdns } = await import('../../core/discovery/mdns.js');
+  const { watchMdns, interfaceAddress } = await import('../../core/discovery/mdns.js');
+  if (options.interface !== undefined) interfaceAddress(options.interface);
   const controller = new AbortController();
   let interrupted = false;
   const onSignal = () => {

@@ -1,14 +1,18 @@
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { NotFoundError, OperationError, UsageError } from '../../core/errors.js';
 import { action } from '../action.js';
 import { withExamples } from '../help-text.js';
 import { listenAddress } from '../options.js';
 import type { CliIo } from '../output/output.js';
+import { ANNOUNCE_KINDS, type AnnounceKind } from '../../node/announce.js';
 import { packageVersion } from '../version.js';
 
 interface ServeOptions {
   listen?: { host: string; port: number };
   requireApproval?: boolean;
+  announce?: AnnounceKind[];
+  interface?: string;
+  consulUrl?: string;
 }
 
 export function registerServe(program: Command, io: CliIo): void {
@@ -24,6 +28,19 @@ export function registerServe(program: Command, io: CliIo): void {
         .argParser(listenAddress),
     )
     .option('--require-approval', 'record new peers as pending until `sark-fed trust approve`')
+    .addOption(
+      new Option(
+        '--announce <methods>',
+        `make this node findable: a comma-separated list of ${ANNOUNCE_KINDS.join(', ')}`,
+      ).argParser(announceKinds),
+    )
+    .option('--interface <addr>', 'IPv4 address or interface name to announce on over mDNS')
+    .addOption(
+      new Option(
+        '--consul-url <url>',
+        'Consul agent to register with for --announce consul (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500; token from CONSUL_HTTP_TOKEN)',
+      ).env('FEDERATION_CONSUL_URL'),
+    )
     .action(
       action<ServeOptions>(io, async (context, options) => {
         const { startDaemon } = await import('../../node/daemon.js');
@@ -81,10 +98,36 @@ export function registerServe(program: Command, io: CliIo): void {
           signals.dispose();
           throw error;
         }
+        const { startAnnouncers } = await import('../../node/announce.js');
+        let announcers;
+        try {
+          announcers = await startAnnouncers(
+            options.announce ?? [],
+            {
+              nodeId: identity.nodeId,
+              trustDomain: identity.trustDomain,
+              fingerprint: identity.fingerprint,
+              listenHost: daemon.host,
+              port: daemon.port,
+              interface: options.interface,
+              endpoint: identity.endpoint,
+              consulUrl: options.consulUrl,
+              env: io.env,
+            },
+            logger,
+          );
+        } catch (error) {
+          signals.dispose();
+          await daemon.close();
+          throw error;
+        }
         const signal = await signals.received;
         // A second signal now ends the process at once, as operators expect of a second Ctrl-C.
         signals.dispose();
         logger.info('signal received', { signal });
+        // Withdraw the announcements first (mDNS goodbye, Consul deregistration), so peers stop
+        // being sent here before the daemon stops answering.
+        await announcers.close();
         await daemon.close();
       }),
     );
@@ -95,10 +138,34 @@ export function registerServe(program: Command, io: CliIo): void {
       'sark-fed serve --listen 127.0.0.1:8443 --require-approval',
     ],
     [
+      'Be found by `sark-fed discover` on the local network (mDNS)',
+      'sark-fed serve --listen 0.0.0.0:8443 --announce mdns --interface 192.168.1.20',
+    ],
+    [
+      'Register with the local Consul agent (deregistered on shutdown)',
+      'CONSUL_HTTP_TOKEN=... sark-fed serve --announce consul',
+    ],
+    [
       'Check it with curl',
       'curl --cert node-b/cert.pem --key node-b/key.pem --cacert ca-a/ca.pem https://127.0.0.1:8443/api/v2/federation/info',
     ],
   ]);
+}
+
+/** `--announce mdns,consul`: each kind once, in the order given. */
+function announceKinds(value: string): AnnounceKind[] {
+  const kinds = value
+    .split(',')
+    .map((kind) => kind.trim())
+    .filter((kind) => kind !== '');
+  const known = (kind: string): kind is AnnounceKind =>
+    (ANNOUNCE_KINDS as readonly string[]).includes(kind);
+  if (kinds.length === 0 || !kinds.every(known)) {
+    throw new InvalidArgumentError(
+      `expected a comma-separated list of ${ANNOUNCE_KINDS.join(', ')}`,
+    );
+  }
+  return [...new Set(kinds)];
 }
 
 /** The first SIGTERM or SIGINT from now on; dispose() restores the default handling. */

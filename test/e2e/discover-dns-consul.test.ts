@@ -1,0 +1,153 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, tempDir } from '../helpers/cli.js';
+import { startConsulStandin, type ConsulStandin } from '../helpers/consul-standin.js';
+import { startDnsmasq, type RunningDnsmasq } from '../helpers/dnsmasq.js';
+
+/**
+ * `sark-fed discover --method dns-sd` against a real dnsmasq, and `--method consul` against the
+ * Consul stand-in (Consul's documented HTTP API; no Consul binary can be had here), through the
+ * built CLI as an operator runs it: the JSON rows, and a failing method reported on stderr.
+ */
+
+const FP = 'd'.repeat(64);
+let dnsmasq: RunningDnsmasq;
+let consul: ConsulStandin;
+let state: string;
+
+beforeAll(async () => {
+  state = join(tempDir(), 'state.db');
+  dnsmasq = await startDnsmasq([
+    'local=/cli.test/',
+    'local=/nx.test/',
+    'local-ttl=90',
+    'ptr-record=_sark._tcp.cli.test,node-a._sark._tcp.cli.test',
+    'srv-host=node-a._sark._tcp.cli.test,host-a.cli.test,8443,0,0',
+    `txt-record=node-a._sark._tcp.cli.test,"txtvers=1","node=node-a","td=org-a.test","fp=${FP}"`,
+    'host-record=host-a.cli.test,127.0.0.71',
+  ]);
+  consul = await startConsulStandin();
+  consul.add({
+    node: 'agent-1',
+    nodeAddress: '127.0.0.72',
+    serviceId: 'sark-node-b',
+    port: 9443,
+    meta: { node_id: 'node-b', trust_domain: 'org-b.test' },
+  });
+});
+
+afterAll(async () => {
+  await dnsmasq?.stop();
+  await consul?.close();
+});
+
+interface Row {
+  nodeId: string;
+  trustDomain: string | null;
+  endpoint: string;
+  fingerprint: string | null;
+  via: string[];
+  ttlSeconds: number;
+}
+
+describe('discover --method dns-sd / consul', () => {
+  it('finds a node by DNS-SD and one by Consul in one scan, each with its source', async () => {
+    const result = await runCli([
+      '--state',
+      state,
+      'discover',
+      '--method',
+      'dns-sd',
+      '--domain',
+      'cli.test',
+      '--nameserver',
+      dnsmasq.nameserver,
+      '--method',
+      'consul',
+      '--consul-url',
+      consul.url,
+      '--no-save',
+      '--json',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    const rows = JSON.parse(result.stdout) as Row[];
+    expect(
+      rows.map(({ nodeId, trustDomain, endpoint, fingerprint, via, ttlSeconds }) => ({
+        nodeId,
+        trustDomain,
+        endpoint,
+        fingerprint,
+        via,
+        ttlSeconds,
+      })),
+    ).toEqual([
+      {
+        nodeId: 'node-a',
+        trustDomain: 'org-a.test',
+        endpoint: 'https://127.0.0.71:8443',
+        fingerprint: FP,
+        via: ['dns-sd'],
+        ttlSeconds: 90,
+      },
+      {
+        nodeId: 'node-b',
+        trustDomain: 'org-b.test',
+        endpoint: 'https://127.0.0.72:9443',
+        fingerprint: null,
+        via: ['consul'],
+        ttlSeconds: 30,
+      },
+    ]);
+  });
+
+  it('reports NXDOMAIN and an unreachable Consul on stderr, and exits 5 when both fail', async () => {
+    const result = await runCli(
+      [
+        '--state',
+        state,
+        'discover',
+        '--method',
+        'dns-sd',
+        '--domain',
+        'nx.test',
+        '--nameserver',
+        dnsmasq.nameserver,
+        '--method',
+        'consul',
+        '--no-save',
+        '--json',
+      ],
+      // CONSUL_HTTP_ADDR without a scheme, where nothing listens.
+      { env: { CONSUL_HTTP_ADDR: '127.0.0.1:1' } },
+    );
+    expect(result.code, result.stderr).toBe(5);
+    expect(result.stderr).toContain(
+      `_sark._tcp.nx.test does not exist (NXDOMAIN from nameserver ${dnsmasq.nameserver})`,
+    );
+    expect(result.stderr).toContain('cannot reach Consul at http://127.0.0.1:1 (ECONNREFUSED)');
+  });
+
+  it('keeps the nodes of the method that worked when the other fails', async () => {
+    const result = await runCli(
+      [
+        '--state',
+        state,
+        'discover',
+        '--method',
+        'dns-sd',
+        '--domain',
+        'nx.test',
+        '--nameserver',
+        dnsmasq.nameserver,
+        '--method',
+        'consul',
+        '--no-save',
+        '--json',
+      ],
+      { env: { CONSUL_HTTP_ADDR: consul.address } },
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect((JSON.parse(result.stdout) as Row[]).map((row) => row.nodeId)).toEqual(['node-b']);
+    expect(result.stderr).toContain('NXDOMAIN');
+  });
+});

@@ -1,4 +1,4 @@
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { MethodRunner, ScannedNode, ScanResult } from '../../core/discovery/scanner.js';
 import type { DiscoveryMethod } from '../../core/discovery/types.js';
 import type { StateStore } from '../../core/state/database.js';
@@ -81,7 +81,11 @@ export function registerDiscover(program: Command, io: CliIo): void {
   ]);
 }
 
+/** Repeatable --method; checks the choice itself, since a custom parser replaces commander's. */
 function collectMethod(value: string, previous: DiscoveryMethod[] | undefined): DiscoveryMethod[] {
+  if (!(METHOD_NAMES as readonly string[]).includes(value)) {
+    throw new InvalidArgumentError(`expected one of ${METHOD_NAMES.join(', ')}`);
+  }
   const list = previous ?? [];
   return list.includes(value as DiscoveryMethod) ? list : [...list, value as DiscoveryMethod];
 }
@@ -138,7 +142,10 @@ async function buildRunners(
     } else if (method === 'consul') {
       runners.push(await consulMethod(context, options));
     } else {
-      const { manualRunner } = await import('../../core/discovery/manual.js');
+      const { manualRunner, readNodesFile } = await import('../../core/discovery/manual.js');
+      // A --file that cannot be read or is not a list of nodes is the operator's mistake: exit 2
+      // before scanning, rather than one failed method among others.
+      if (options.file !== undefined) readNodesFile(options.file);
       runners.push(
         manualRunner({
           file: options.file,

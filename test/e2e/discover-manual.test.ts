@@ -1,0 +1,180 @@
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { expectRefusal, expectSuccess, runCli, tempDir } from '../helpers/cli.js';
+import { initNode, stateRows, type TestNode } from '../helpers/federation.js';
+import { createCa, issueNode } from '../helpers/pki.js';
+
+/**
+ * `sark-fed discover` with the manual method (issue 4, items 4 and 5) as an operator runs it:
+ * a nodes file, FEDERATION_NODES and `nodes add` entries merged by node ID, saved as untrusted
+ * nodes unless --no-save, and refused up front when the file itself is wrong.
+ */
+
+const TD_A = 'org-a.example';
+const TD_B = 'org-b.example';
+const FP_B = 'b0'.repeat(32);
+
+interface ScanRow {
+  nodeId: string;
+  trustDomain: string | null;
+  endpoint: string;
+  fingerprint: string | null;
+  via: string[];
+  trust: string;
+  ttlSeconds: number;
+  sightings: Array<{ source: string; endpoint: string }>;
+}
+
+let root: string;
+let local: TestNode;
+let nodesFile: string;
+
+beforeAll(async () => {
+  root = tempDir('sark-fed-discover-');
+  const ca = await createCa(join(root, 'ca-a'), ['--trust-domain', TD_A]);
+  const certs = await issueNode(ca.dir, 'node-a', join(root, 'node-a'), ['--ip', '127.0.0.1']);
+  local = await initNode(root, certs, 'node-a', TD_A);
+  nodesFile = join(root, 'nodes.json');
+  writeFileSync(
+    nodesFile,
+    JSON.stringify({
+      nodes: [
+        {
+          node_id: 'node-b',
+          endpoint: 'https://127.0.0.1:9443',
+          trust_domain: TD_B,
+          fingerprint: FP_B,
+        },
+        { node_id: 'node-c', endpoint: 'https://127.0.0.1:9444' },
+        // This node itself is never listed as a discovery result.
+        { node_id: 'node-a', endpoint: 'https://127.0.0.1:9400', trust_domain: TD_A },
+        { node_id: 'Not A Node', endpoint: 'https://127.0.0.1:1' },
+      ],
+    }),
+  );
+});
+
+function parseRows(stdout: string): ScanRow[] {
+  return JSON.parse(stdout) as ScanRow[];
+}
+
+describe('discover --method manual', () => {
+  it('lists the file and FEDERATION_NODES merged by node ID, sorted, without this node', async () => {
+    const result = await local.cli(
+      ['--json', 'discover', '--method', 'manual', '--file', nodesFile, '--no-save'],
+      { FEDERATION_NODES: 'node-d=https://127.0.0.1:9445' },
+    );
+    expectSuccess(result);
+    const rows = parseRows(result.stdout);
+    expect(rows.map((row) => row.nodeId)).toEqual(['node-b', 'node-c', 'node-d']);
+    expect(rows[0]).toMatchObject({
+      trustDomain: TD_B,
+      endpoint: 'https://127.0.0.1:9443',
+      fingerprint: FP_B,
+      via: ['manual'],
+      trust: 'untrusted',
+    });
+    expect(rows[1]).toMatchObject({ trustDomain: null, fingerprint: null });
+    // The bad entry is reported on stderr as skipped, not fatal.
+    expect(result.stderr).toMatch(/manual: skipped 1 /);
+  });
+
+  it('--no-save leaves the state file as it was', async () => {
+    const before = stateRows(local.state);
+    expectSuccess(
+      await local.cli(['discover', '--method', 'manual', '--file', nodesFile, '--no-save']),
+    );
+    expect(stateRows(local.state)).toEqual(before);
+  });
+
+  it('saves sightings; a node with a known trust domain becomes an untrusted peer', async () => {
+    const result = await local.cli(['discover', '--method', 'manual', '--file', nodesFile]);
+    expectSuccess(result);
+    // In a pipe: tab-separated rows, full fingerprints, no header.
+    const lines = result.stdout.trimEnd().split('\n');
+    expect(lines).toEqual([
+      ['node-b', TD_B, 'https://127.0.0.1:9443', FP_B, 'manual', 'untrusted'].join('\t'),
+      ['node-c', '-', 'https://127.0.0.1:9444', '-', 'manual', 'untrusted'].join('\t'),
+    ]);
+    const rows = stateRows(local.state);
+    expect(rows.peers).toEqual([
+      expect.objectContaining({ node_id: 'node-b', trust_level: 'untrusted', trust_domain: TD_B }),
+    ]);
+    expect(
+      (rows.node_sightings as Array<{ node_id: string; source: string }>).map(
+        (row) => `${row.node_id}/${row.source}`,
+      ),
+    ).toEqual(['node-b/manual', 'node-c/manual']);
+    const listed = await local.cli(['--json', 'nodes', 'list']);
+    expectSuccess(listed);
+    expect((JSON.parse(listed.stdout) as Array<{ nodeId: string }>).map((n) => n.nodeId)).toEqual([
+      'node-b',
+      'node-c',
+    ]);
+  });
+
+  it('includes nodes recorded with `nodes add`', async () => {
+    expectSuccess(
+      await local.cli(['nodes', 'add', 'node-e', '--endpoint', 'https://127.0.0.1:9446']),
+    );
+    const result = await local.cli(['--json', 'discover', '--method', 'manual', '--no-save']);
+    expectSuccess(result);
+    expect(parseRows(result.stdout).map((row) => row.nodeId)).toContain('node-e');
+  });
+
+  it('refuses a file that is not JSON with exit 2, before scanning, writing nothing', async () => {
+    const bad = join(root, 'bad.json');
+    writeFileSync(bad, 'node-b https://127.0.0.1:9443\n');
+    const before = stateRows(local.state);
+    const result = await local.cli(['discover', '--method', 'manual', '--file', bad]);
+    expectRefusal(result, 2, { message: /not valid JSON/, hint: /docs\/guide\.md|format/ });
+    expect(stateRows(local.state)).toEqual(before);
+  });
+
+  it('refuses a missing file with exit 2', async () => {
+    const result = await local.cli([
+      'discover',
+      '--method',
+      'manual',
+      '--file',
+      join(root, 'missing.json'),
+    ]);
+    expectRefusal(result, 2);
+  });
+
+  it('refuses an unknown method and a DNS-SD scan without --domain with exit 2', async () => {
+    expectRefusal(await local.cli(['discover', '--method', 'carrier-pigeon']), 2, {
+      message: /carrier-pigeon/,
+    });
+    expectRefusal(await local.cli(['discover', '--method', 'dns-sd']), 2, {
+      message: /domain/,
+      hint: /--domain/,
+    });
+  });
+
+  it('refuses --watch with another method than mDNS (exit 2)', async () => {
+    expectRefusal(await local.cli(['discover', '--method', 'manual', '--watch']), 2, {
+      message: /--watch/,
+      hint: /--method mdns --watch/,
+    });
+  });
+
+  it('works without a state file when --no-save is given, and creates none', async () => {
+    const nowhere = join(tempDir('sark-fed-nostate-'), 'state.db');
+    const result = await runCli([
+      '--state',
+      nowhere,
+      '--json',
+      'discover',
+      '--method',
+      'manual',
+      '--file',
+      nodesFile,
+      '--no-save',
+    ]);
+    expectSuccess(result);
+    expect(parseRows(result.stdout).map((row) => row.nodeId)).toContain('node-a');
+    expect(existsSync(nowhere)).toBe(false);
+  });
+});

@@ -63,7 +63,75 @@ export type RevokeRequest = z.infer<typeof RevokeRequest>;
 
 export const RevokeResponse = z.object({ status: z.literal('revoked'), node_id: nodeId });
 
-export const ResourcesResponse = z.object({ node_id: nodeId, resources: z.array(z.unknown()) });
+const resourceIdentifier = z.string().regex(/^[A-Za-z0-9._-]{1,128}$/);
+
+/** A capability as a catalog shows it to a caller: never its backend. */
+export const CatalogCapability = z.object({
+  id: resourceIdentifier,
+  description: z.string().max(1024).nullable().optional(),
+  idempotent: z.boolean(),
+});
+export const CatalogResource = z.object({
+  id: resourceIdentifier,
+  description: z.string().max(1024).nullable().optional(),
+  capabilities: z.array(CatalogCapability).max(1000),
+});
+export type CatalogResource = z.infer<typeof CatalogResource>;
+
+export const ResourcesResponse = z.object({
+  node_id: nodeId,
+  resources: z.array(CatalogResource).max(10_000),
+});
+export type ResourcesResponse = z.infer<typeof ResourcesResponse>;
+
+export const ResourceResponse = z.object({ node_id: nodeId, resource: CatalogResource });
+
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
+
+/** DESIGN §5: the receipt the serving node signs for every invocation. */
+export const ReceiptSchema = z
+  .object({
+    correlation_id: z.string().max(64),
+    source: z.string().startsWith('spiffe://').max(2048),
+    target: z.string().startsWith('spiffe://').max(2048),
+    principal: z.string().max(512),
+    resource: resourceIdentifier,
+    capability: resourceIdentifier,
+    request_sha256: sha256,
+    outcome: z.enum(['success', 'denied', 'error', 'timeout']),
+    result_sha256: sha256.nullable(),
+    timestamp: z.iso.datetime(),
+    signature: base64url,
+  })
+  .strict();
+
+/** The invoke body keeps the original's field names (DESIGN §5). */
+export const InvokeRequest = z
+  .object({
+    resource_id: resourceIdentifier,
+    capability_id: resourceIdentifier,
+    principal_id: z.string().min(1).max(512),
+    arguments: z.unknown(),
+    context: z.record(z.string(), z.unknown()).optional(),
+  })
+  .strict();
+export type InvokeRequest = z.infer<typeof InvokeRequest>;
+
+export const InvokeResponse = z.object({
+  correlation_id: z.string().max(64),
+  success: z.boolean(),
+  result: z.unknown(),
+  error: z
+    .object({
+      code: z.string().max(64),
+      message: z.string().max(2048),
+      correlation_id: z.string().max(64).nullable().optional(),
+    })
+    .optional(),
+  duration_ms: z.number().nonnegative(),
+  receipt: ReceiptSchema,
+});
+export type InvokeResponse = z.infer<typeof InvokeResponse>;
 
 export const ErrorResponse = z.object({
   error: z.object({ code: z.string(), message: z.string(), correlation_id: z.string().nullable() }),

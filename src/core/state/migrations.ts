@@ -89,6 +89,69 @@ export const MIGRATIONS: readonly string[] = [
     checked_at TEXT NOT NULL
   ) STRICT;
   `,
+  // 4: invocation. The audit trail (append-only: triggers refuse UPDATE and DELETE; each row
+  // hash-chained to the one before), circuit breakers shared by every process, the catalogs
+  // peers advertise (the route cache) and the catalog this node's daemon serves.
+  `
+  CREATE TABLE audit_events (
+    seq             INTEGER PRIMARY KEY,
+    event_id        TEXT NOT NULL UNIQUE,
+    correlation_id  TEXT NOT NULL,
+    time            TEXT NOT NULL,
+    direction       TEXT NOT NULL CHECK (direction IN ('outbound', 'inbound')),
+    source_node     TEXT NOT NULL,
+    target_node     TEXT NOT NULL,
+    principal       TEXT NOT NULL,
+    resource        TEXT NOT NULL,
+    capability      TEXT NOT NULL,
+    outcome         TEXT NOT NULL CHECK (outcome IN ('success', 'denied', 'error', 'timeout')),
+    status_code     INTEGER,
+    error_code      TEXT,
+    duration_us     INTEGER NOT NULL,
+    request_sha256  TEXT,
+    request_size    INTEGER,
+    result_sha256   TEXT,
+    result_size     INTEGER,
+    receipt         TEXT,
+    prev_hash       TEXT NOT NULL,
+    hash            TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX audit_by_correlation ON audit_events (correlation_id);
+  CREATE INDEX audit_by_principal ON audit_events (principal, time);
+  CREATE INDEX audit_by_resource ON audit_events (resource, capability, time);
+  CREATE INDEX audit_by_source ON audit_events (source_node, time);
+  CREATE INDEX audit_by_target ON audit_events (target_node, time);
+  CREATE INDEX audit_by_time ON audit_events (time);
+  CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+    BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+  CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+    BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+
+  CREATE TABLE circuit_breakers (
+    node_id              TEXT PRIMARY KEY,
+    state                TEXT NOT NULL CHECK (state IN ('closed', 'open', 'half_open')),
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    opened_at            TEXT,
+    trial_started_at     TEXT,
+    last_failure         TEXT,
+    updated_at           TEXT NOT NULL
+  ) STRICT;
+
+  CREATE TABLE peer_catalogs (
+    node_id     TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    catalog     TEXT NOT NULL,
+    fetched_at  TEXT NOT NULL,
+    expires_at  TEXT NOT NULL,
+    PRIMARY KEY (node_id, resource_id)
+  ) STRICT;
+
+  CREATE TABLE local_catalog (
+    resource_id TEXT PRIMARY KEY,
+    catalog     TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+  ) STRICT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,5 +1,6 @@
 import { X509Certificate, sign, verify, type KeyObject } from 'node:crypto';
 import { canonicalJson } from '../protocol/canonical-json.js';
+import { signatureDigest } from '../identity/signing.js';
 
 /**
  * What each side of `trust establish` signs (DESIGN §3): the other side's fresh nonce, both
@@ -17,7 +18,9 @@ export interface TrustStatement {
 }
 
 export function signTrustStatement(key: KeyObject, statement: TrustStatement): string {
-  return sign(digestFor(key), Buffer.from(canonicalJson(statement)), key).toString('base64url');
+  return sign(signatureDigest(key), Buffer.from(canonicalJson(statement)), key).toString(
+    'base64url',
+  );
 }
 
 export function verifyTrustStatement(
@@ -27,16 +30,9 @@ export function verifyTrustStatement(
 ): boolean {
   const publicKey = new X509Certificate(certificateDer).publicKey;
   return verify(
-    digestFor(publicKey),
+    signatureDigest(publicKey),
     Buffer.from(canonicalJson(statement)),
     publicKey,
     Buffer.from(signature, 'base64url'),
   );
-}
-
-/** Ed25519 hashes internally (no digest); ECDSA P-384 pairs with SHA-384; others SHA-256. */
-function digestFor(key: KeyObject): string | null {
-  if (key.asymmetricKeyType === 'ed25519') return null;
-  if (key.asymmetricKeyDetails?.namedCurve === 'secp384r1') return 'sha384';
-  return 'sha256';
 }

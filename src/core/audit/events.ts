@@ -1,0 +1,228 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { canonicalJson } from '../protocol/canonical-json.js';
+import type { SqliteDatabase, StateStore } from '../state/database.js';
+import type { AuditOutcome, Receipt } from './receipts.js';
+
+/** The hash the first event chains to. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+/**
+ * One side's record of one federated call (DESIGN §7). Both nodes write one, with the same
+ * correlation ID. Arguments and results are never stored: only their SHA-256 and size.
+ */
+export interface AuditEventInput {
+  correlationId: string;
+  time: string;
+  direction: 'outbound' | 'inbound';
+  /** Node IDs of the calling and the serving node. */
+  sourceNode: string;
+  targetNode: string;
+  principal: string;
+  resource: string;
+  capability: string;
+  outcome: AuditOutcome;
+  statusCode: number | null;
+  errorCode: string | null;
+  durationUs: number;
+  requestSha256: string | null;
+  requestSize: number | null;
+  resultSha256: string | null;
+  resultSize: number | null;
+  /** Outbound: the receipt the serving node returned; inbound: the one this node issued. */
+  receipt: Receipt | null;
+}
+
+export interface AuditEvent extends AuditEventInput {
+  seq: number;
+  eventId: string;
+  prevHash: string;
+  hash: string;
+}
+
+/** What is hashed: every field of the event but its position and its own hashes. */
+export function canonicalEvent(event: AuditEventInput & { eventId: string }): string {
+  return canonicalJson({
+    event_id: event.eventId,
+    correlation_id: event.correlationId,
+    time: event.time,
+    direction: event.direction,
+    source_node: event.sourceNode,
+    target_node: event.targetNode,
+    principal: event.principal,
+    resource: event.resource,
+    capability: event.capability,
+    outcome: event.outcome,
+    status_code: event.statusCode,
+    error_code: event.errorCode,
+    duration_us: event.durationUs,
+    request_sha256: event.requestSha256,
+    request_size: event.requestSize,
+    result_sha256: event.resultSha256,
+    result_size: event.resultSize,
+    receipt: event.receipt,
+  });
+}
+
+/** hash = sha256(prev_hash || canonical_event), hex (DESIGN §7). */
+export function chainHash(prevHash: string, event: AuditEventInput & { eventId: string }): string {
+  return createHash('sha256').update(prevHash).update(canonicalEvent(event)).digest('hex');
+}
+
+/**
+ * Appends events in order, each chained to the last. Call inside StateStore.write (BEGIN
+ * IMMEDIATE), so that two processes appending at once cannot fork the chain.
+ */
+export function appendEvents(db: SqliteDatabase, events: readonly AuditEventInput[]): AuditEvent[] {
+  const last = db
+    .prepare('SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1')
+    .pluck()
+    .get() as string | undefined;
+  let prevHash = last ?? GENESIS_HASH;
+  const insert = db.prepare(
+    `INSERT INTO audit_events (event_id, correlation_id, time, direction, source_node, target_node,
+       principal, resource, capability, outcome, status_code, error_code, duration_us,
+       request_sha256, request_size, result_sha256, result_size, receipt, prev_hash, hash)
+     VALUES (@eventId, @correlationId, @time, @direction, @sourceNode, @targetNode, @principal,
+       @resource, @capability, @outcome, @statusCode, @errorCode, @durationUs, @requestSha256,
+       @requestSize, @resultSha256, @resultSize, @receipt, @prevHash, @hash)`,
+  );
+  const appended: AuditEvent[] = [];
+  for (const input of events) {
+    const eventId = randomUUID();
+    const hash = chainHash(prevHash, { ...input, eventId });
+    const info = insert.run({
+      ...input,
+      eventId,
+      durationUs: Math.round(input.durationUs),
+      receipt: input.receipt === null ? null : JSON.stringify(input.receipt),
+      prevHash,
+      hash,
+    });
+    appended.push({ ...input, seq: Number(info.lastInsertRowid), eventId, prevHash, hash });
+    prevHash = hash;
+  }
+  return appended;
+}
+
+/**
+ * Group commit for the daemon's hot path (DESIGN §7): events queue for a few milliseconds and
+ * are committed together in one synchronous=FULL transaction; each caller's promise settles only
+ * once its own row is committed, so a response is never sent for an event that could be lost.
+ */
+export class AuditWriter {
+  private queue: Array<{
+    event: AuditEventInput;
+    resolve: (event: AuditEvent) => void;
+    reject: (error: unknown) => void;
+  }> = [];
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly store: StateStore,
+    private readonly delayMs = 2,
+    private readonly maxBatch = 256,
+  ) {}
+
+  append(event: AuditEventInput): Promise<AuditEvent> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ event, resolve, reject });
+      if (this.queue.length >= this.maxBatch) this.flushSoon(0);
+      else this.flushSoon(this.delayMs);
+    });
+  }
+
+  /** Commits whatever is queued; resolves when it is on disk. */
+  async flush(): Promise<void> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    this.flushing = this.flushing.then(() => this.commitQueued());
+    await this.flushing;
+  }
+
+  private flushSoon(delayMs: number): void {
+    if (this.timer && delayMs > 0) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, delayMs);
+  }
+
+  private commitQueued(): void {
+    const batch = this.queue.splice(0);
+    if (batch.length === 0) return;
+    try {
+      const appended = this.store.write((db) =>
+        appendEvents(
+          db,
+          batch.map((item) => item.event),
+        ),
+      );
+      batch.forEach((item, index) => item.resolve(appended[index] as AuditEvent));
+    } catch (error) {
+      for (const item of batch) item.reject(error);
+    }
+  }
+}
+
+interface AuditRow {
+  seq: number;
+  event_id: string;
+  correlation_id: string;
+  time: string;
+  direction: 'outbound' | 'inbound';
+  source_node: string;
+  target_node: string;
+  principal: string;
+  resource: string;
+  capability: string;
+  outcome: AuditOutcome;
+  status_code: number | null;
+  error_code: string | null;
+  duration_us: number;
+  request_sha256: string | null;
+  request_size: number | null;
+  result_sha256: string | null;
+  result_size: number | null;
+  receipt: string | null;
+  prev_hash: string;
+  hash: string;
+}
+
+export function eventFromRow(row: AuditRow): AuditEvent {
+  return {
+    seq: row.seq,
+    eventId: row.event_id,
+    correlationId: row.correlation_id,
+    time: row.time,
+    direction: row.direction,
+    sourceNode: row.source_node,
+    targetNode: row.target_node,
+    principal: row.principal,
+    resource: row.resource,
+    capability: row.capability,
+    outcome: row.outcome,
+    statusCode: row.status_code,
+    errorCode: row.error_code,
+    durationUs: row.duration_us,
+    requestSha256: row.request_sha256,
+    requestSize: row.request_size,
+    resultSha256: row.result_sha256,
+    resultSize: row.result_size,
+    receipt: row.receipt === null ? null : (JSON.parse(row.receipt) as Receipt),
+    prevHash: row.prev_hash,
+    hash: row.hash,
+  };
+}
+
+/** Events of one correlation ID, in chain order (for tests, `audit trace` builds on it). */
+export function eventsByCorrelation(db: SqliteDatabase, correlationId: string): AuditEvent[] {
+  return (
+    db
+      .prepare('SELECT * FROM audit_events WHERE correlation_id = ? ORDER BY seq')
+      .all(correlationId) as AuditRow[]
+  ).map(eventFromRow);
+}

@@ -1,0 +1,61 @@
+import { X509Certificate, createHash, sign, verify, type KeyObject } from 'node:crypto';
+import { canonicalJson } from '../protocol/canonical-json.js';
+import { signatureDigest } from '../identity/signing.js';
+
+export type AuditOutcome = 'success' | 'denied' | 'error' | 'timeout';
+
+/**
+ * What the serving node signs for every invocation (DESIGN §5), snake_case as on the wire. The
+ * hashes are of the exact bytes of the arguments and result JSON; neither is ever stored.
+ */
+export interface ReceiptClaims {
+  correlation_id: string;
+  /** SPIFFE IDs of the calling and the serving node. */
+  source: string;
+  target: string;
+  principal: string;
+  resource: string;
+  capability: string;
+  request_sha256: string;
+  outcome: AuditOutcome;
+  result_sha256: string | null;
+  timestamp: string;
+}
+
+export interface Receipt extends ReceiptClaims {
+  /** base64url signature over canonicalJson(claims) with the serving node's key. */
+  signature: string;
+}
+
+export function sha256Hex(bytes: Buffer | string): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+export function signReceipt(key: KeyObject, claims: ReceiptClaims): Receipt {
+  const signature = sign(signatureDigest(key), Buffer.from(canonicalJson(claims)), key);
+  return { ...claims, signature: signature.toString('base64url') };
+}
+
+/** The claims of a receipt, without its signature: what was signed. */
+export function receiptClaims(receipt: Receipt): ReceiptClaims {
+  const { signature: _signature, ...claims } = receipt;
+  return claims;
+}
+
+/**
+ * Checks a receipt's signature against the certificate the caller pinned for the serving node.
+ * A receipt signed by any other key, or altered in any field, fails.
+ */
+export function verifyReceipt(receipt: Receipt, signerCertificate: string | Buffer): boolean {
+  try {
+    const publicKey = new X509Certificate(signerCertificate).publicKey;
+    return verify(
+      signatureDigest(publicKey),
+      Buffer.from(canonicalJson(receiptClaims(receipt))),
+      publicKey,
+      Buffer.from(receipt.signature, 'base64url'),
+    );
+  } catch {
+    return false;
+  }
+}

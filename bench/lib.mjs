@@ -42,41 +42,10 @@ export function timeProcess({ label, command, args, expectStdout = false }) {
 /**
  * Runs each subject once per round, round-robin, so machine noise lands on all of them alike.
  * The starting subject rotates each round, so none is always first after a pause. Warm-up rounds
- * are discarded. Stops early, and says so, when the time budget is spent.
+ * are discarded. Stops early, and says so, when the time budget is spent. measure() may return a
+ * number or a promise of one (servers, network clients).
  */
-export function interleave({ subjects, rounds, warmupRounds, timeLimitMs, onRound = () => {} }) {
-  const samples = subjects.map(() => []);
-  const started = performance.now();
-  let completed = 0;
-  let warmedUp = 0;
-  let stoppedEarly = false;
-  for (let round = 0; round < warmupRounds + rounds; round++) {
-    if (performance.now() - started > timeLimitMs) {
-      stoppedEarly = true;
-      break;
-    }
-    const measured = round >= warmupRounds;
-    for (let offset = 0; offset < subjects.length; offset++) {
-      const index = (round + offset) % subjects.length;
-      const elapsed = subjects[index].measure();
-      if (measured) samples[index].push(elapsed);
-    }
-    if (measured) completed++;
-    else warmedUp++;
-    onRound({ round: completed, rounds, warmup: !measured });
-  }
-  return {
-    samples,
-    rounds: completed,
-    roundsRequested: rounds,
-    warmupRounds: warmedUp,
-    stoppedEarly,
-    elapsedSeconds: round2((performance.now() - started) / 1000),
-  };
-}
-
-/** interleave() for subjects whose measure() is asynchronous (servers, network clients). */
-export async function interleaveAsync({
+export async function interleave({
   subjects,
   rounds,
   warmupRounds,
@@ -110,6 +79,22 @@ export async function interleaveAsync({
     warmupRounds: warmedUp,
     stoppedEarly,
     elapsedSeconds: round2((performance.now() - started) / 1000),
+  };
+}
+
+/** The result shape every suite returns (docs/benchmarks.md), from interleave()'s outcome. */
+export function suiteResult({ name, description, measured, timeLimitMs, rows, ...extra }) {
+  return {
+    suite: name,
+    description,
+    rounds: measured.rounds,
+    roundsRequested: measured.roundsRequested,
+    warmupRounds: measured.warmupRounds,
+    stoppedEarly: measured.stoppedEarly,
+    timeLimitSeconds: timeLimitMs / 1000,
+    elapsedSeconds: measured.elapsedSeconds,
+    ...extra,
+    rows,
   };
 }
 

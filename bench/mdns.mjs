@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { BenchError, interleaveAsync, quantile, round2, summarize } from './lib.mjs';
+import { BenchError, interleave, quantile, round2, suiteResult, summarize } from './lib.mjs';
 
 export const name = 'mdns';
 export const description =
@@ -67,7 +67,7 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
       measure: () => started[index].round(),
     }));
 
-    const measured = await interleaveAsync({
+    const measured = await interleave({
       subjects,
       rounds,
       warmupRounds,
@@ -102,21 +102,17 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
         samplesFound: found,
       };
     });
-    return {
-      suite: name,
+    return suiteResult({
+      name,
       description,
-      rounds: measured.rounds,
-      roundsRequested: measured.roundsRequested,
-      warmupRounds: measured.warmupRounds,
-      stoppedEarly: measured.stoppedEarly,
-      timeLimitSeconds: timeLimitMs / 1000,
-      elapsedSeconds: measured.elapsedSeconds,
+      measured,
+      timeLimitMs,
+      rows,
       note:
         'Rounds in one namespace are at least 1.1 s apart (not timed): RFC 6762 §6 keeps a ' +
         'responder from multicasting a record twice within a second, and a one-shot discover ' +
         'meets announcers in that steady state.',
-      rows,
-    };
+    });
   } finally {
     await Promise.all(drivers.map((driver) => driver.stop()));
     rmSync(folder, { recursive: true, force: true });

@@ -2,7 +2,7 @@
 // on one machine, as ratios of median wall time. Target: at most 1.5× (DESIGN §1, §9).
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { BenchError, interleave, round2, summarize, timeProcess } from './lib.mjs';
+import { BenchError, interleave, round2, suiteResult, summarize, timeProcess } from './lib.mjs';
 
 export const name = 'startup';
 export const description = 'CLI start-up time against bare `node -e 0`';
@@ -26,7 +26,7 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
     measure: () => timeProcess({ ...subject, command: process.execPath }),
   }));
 
-  const measured = interleave({ subjects, rounds, warmupRounds, timeLimitMs, onRound });
+  const measured = await interleave({ subjects, rounds, warmupRounds, timeLimitMs, onRound });
   if (measured.rounds === 0) {
     throw new BenchError(`no round finished within ${timeLimitMs / 1000} s`);
   }
@@ -44,15 +44,5 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
       samplesMs: measured.samples[index].map(round2),
     };
   });
-  return {
-    suite: name,
-    description,
-    rounds: measured.rounds,
-    roundsRequested: measured.roundsRequested,
-    warmupRounds: measured.warmupRounds,
-    stoppedEarly: measured.stoppedEarly,
-    timeLimitSeconds: timeLimitMs / 1000,
-    elapsedSeconds: measured.elapsedSeconds,
-    rows,
-  };
+  return suiteResult({ name, description, measured, timeLimitMs, rows });
 }

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
-import { BenchError, interleaveAsync, round2, summarizeRates } from './lib.mjs';
+import { BenchError, interleave, round2, suiteResult, summarizeRates } from './lib.mjs';
 
 export const name = 'trust';
 export const description = 'trust establish and info throughput against a bare Node https server';
@@ -31,7 +31,7 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
   const children = [];
   let initiator;
   try {
-    const driver = await loadDriver(folder);
+    const driver = await loadDriver();
     const federation = setUpFederation(folder);
     const daemon = await startProcess(
       children,
@@ -81,7 +81,7 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
         measure: () => load(daemonUrl),
       },
     ];
-    const measured = await interleaveAsync({
+    const measured = await interleave({
       subjects,
       rounds,
       warmupRounds,
@@ -106,17 +106,7 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
         samplesPerSecond: measured.samples[index].map(round2),
       };
     });
-    return {
-      suite: name,
-      description,
-      rounds: measured.rounds,
-      roundsRequested: measured.roundsRequested,
-      warmupRounds: measured.warmupRounds,
-      stoppedEarly: measured.stoppedEarly,
-      timeLimitSeconds: timeLimitMs / 1000,
-      elapsedSeconds: measured.elapsedSeconds,
-      rows,
-    };
+    return suiteResult({ name, description, measured, timeLimitMs, rows });
   } finally {
     initiator?.close();
     await Promise.all(children.map(stopProcess));
@@ -125,7 +115,7 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
 }
 
 /** Bundles bench/trust-driver.ts (types stripped, dependencies external) and imports it. */
-async function loadDriver(folder) {
+async function loadDriver() {
   const bundle = await build({
     entryPoints: [fileURLToPath(new URL('./trust-driver.ts', import.meta.url))],
     bundle: true,
@@ -143,7 +133,6 @@ async function loadDriver(folder) {
     return await import(pathToFileURL(entry).href);
   } finally {
     rmSync(entry, { force: true });
-    void folder;
   }
 }
 

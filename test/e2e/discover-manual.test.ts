@@ -114,6 +114,22 @@ describe('discover --method manual', () => {
     ]);
   });
 
+  it('an edited file wins over the entry an earlier scan saved from it', async () => {
+    const file = join(root, 'moving.json');
+    const write = (port: number) =>
+      writeFileSync(
+        file,
+        JSON.stringify([{ node_id: 'node-m', endpoint: `https://127.0.0.1:${port}` }]),
+      );
+    write(9501);
+    expectSuccess(await local.cli(['discover', '--method', 'manual', '--file', file]));
+    write(9502);
+    const result = await local.cli(['--json', 'discover', '--method', 'manual', '--file', file]);
+    expectSuccess(result);
+    const row = parseRows(result.stdout).find((item) => item.nodeId === 'node-m');
+    expect(row?.endpoint).toBe('https://127.0.0.1:9502');
+  });
+
   it('includes nodes recorded with `nodes add`', async () => {
     expectSuccess(
       await local.cli(['nodes', 'add', 'node-e', '--endpoint', 'https://127.0.0.1:9446']),

@@ -560,6 +560,31 @@ describe('nodes health, against real daemons', () => {
     expect(row?.[2]).toMatch(/^\d+(\.\d)? ms$/);
   });
 
+  it('trust establish of a node added by hand uses its endpoint and the fingerprint given to nodes add', async () => {
+    const node = await freshNode();
+    await addAnchor(node, cas.b.certPath);
+    const { b } = fed;
+    const right = opensslFingerprint(b.certPath);
+    const wrong = 'cd'.repeat(32);
+    expectSuccess(
+      await node.cli(['nodes', 'add', 'node-b', '--endpoint', b.endpoint, '--fingerprint', wrong]),
+    );
+    const before = stateRows(node.state);
+    const refused = await node.cli(['trust', 'establish', 'node-b']);
+    expectRefusal(refused, 3, { message: new RegExp(right) });
+    expect(stateRows(node.state)).toEqual(before);
+
+    expectSuccess(
+      await node.cli(['nodes', 'add', 'node-b', '--endpoint', b.endpoint, '--fingerprint', right]),
+    );
+    expectSuccess(await node.cli(['trust', 'establish', 'node-b']));
+    const [peer] = (await listJson(node)).filter((item) => item.nodeId === 'node-b');
+    expect(peer).toMatchObject({ trust: 'trusted', fingerprint: right, trustDomain: TD_B });
+    // node-b now records this copy's endpoint for node-a: give it node-a's real one back, as the
+    // tests after this one expect.
+    expectSuccess(await fed.a.cli(['trust', 'establish', 'node-b', '--fingerprint', right]));
+  });
+
   it('an unknown node among the arguments: exit 4 before asking anyone, nothing recorded', async () => {
     const { a } = fed;
     const before = stateRows(a.state);

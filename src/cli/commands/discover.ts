@@ -97,6 +97,8 @@ function collectMethod(value: string, previous: DiscoveryMethod[] | undefined): 
 function chooseMethods(context: CommandContext, options: DiscoverOptions): DiscoveryMethod[] {
   const env = context.io.env;
   if (options.method && options.method.length > 0) return options.method;
+  // --watch streams mDNS events: without --method, it means mDNS alone.
+  if (options.watch) return ['mdns'];
   const fromEnv = env.FEDERATION_DISCOVERY_METHOD?.split(',')
     .map((item) => item.trim())
     .filter((item): item is DiscoveryMethod => (METHOD_NAMES as readonly string[]).includes(item));
@@ -130,13 +132,14 @@ async function buildRunners(
         });
       }
       const { dnsSdRunner } = await import('../../core/discovery/dnssd.js');
-      // A query's first try gets a third of the deadline (c-ares doubles it on the retry), so a
-      // dead nameserver is reported as this method's problem before the deadline ends the scan.
+      // A query's first try gets a quarter of the deadline and c-ares doubles it on the retry:
+      // three quarters in all, so a silent nameserver is reported as this method's problem
+      // before the deadline ends the scan.
       runners.push(
         dnsSdRunner({
           domain: options.domain,
           nameserver: options.nameserver,
-          timeoutMs: Math.max(100, Math.floor(options.timeout / 3)),
+          timeoutMs: Math.max(100, Math.floor(options.timeout / 4)),
         }),
       );
     } else if (method === 'consul') {

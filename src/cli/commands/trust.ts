@@ -35,14 +35,17 @@ export function registerTrust(program: Command, io: CliIo): void {
       action<EstablishOptions>(io, async (context, options, [target]) => {
         const { establishTrust } = await import('../../core/trust/establish.js');
         const { normalizeFingerprint } = await import('../../core/identity/fingerprint.js');
-        const expectedFingerprint =
+        const givenFingerprint =
           options.fingerprint === undefined ? undefined : normalizeFingerprint(options.fingerprint);
         await withNode(context, async ({ store, identity, privateKey }) => {
-          const { endpoint, expectedNodeId, known } = await resolveTarget(
+          const { endpoint, expectedNodeId, known, manualFingerprint } = await resolveTarget(
             context,
             store,
             target as string,
           );
+          // What the operator wrote down with `nodes add --fingerprint` is as good as the flag;
+          // a fingerprint merely advertised by mDNS, DNS-SD or Consul never is.
+          const expectedFingerprint = givenFingerprint ?? manualFingerprint;
           // A revoked peer is not called at all unless the operator restores trust on purpose.
           if (
             known?.trustLevel === 'revoked' &&
@@ -406,7 +409,13 @@ async function resolveTarget(
   context: CommandContext,
   store: StateStore,
   target: string,
-): Promise<{ endpoint: string; expectedNodeId: string | undefined; known: Peer | undefined }> {
+): Promise<{
+  endpoint: string;
+  expectedNodeId: string | undefined;
+  known: Peer | undefined;
+  /** The fingerprint given to `nodes add --fingerprint`, used when --fingerprint is absent. */
+  manualFingerprint?: string | undefined;
+}> {
   const { normalizeEndpoint } = await import('../../core/identity/node-identity.js');
   if (/^https:\/\//i.test(target))
     return { endpoint: normalizeEndpoint(target), expectedNodeId: undefined, known: undefined };
@@ -416,21 +425,32 @@ async function resolveTarget(
       hint: 'peers speak HTTPS with mutual TLS only: give https://host:port, or a known node ID',
     });
   }
-  const peer = await requirePeer(store, target).catch(async (error: unknown) => {
-    const { NotFoundError } = await import('../../core/errors.js');
-    throw new NotFoundError('NO_SUCH_NODE', `no node ${target} is known here`, {
-      hint: `give its endpoint instead: sark-fed trust establish https://host:port`,
-      cause: error,
-    });
-  });
-  if (!peer.endpoint) {
+  const { findPeer } = await import('../../core/state/trust-repository.js');
+  const peer = store.read((db) => findPeer(db, target));
+  if (peer?.endpoint) return { endpoint: peer.endpoint, expectedNodeId: peer.nodeId, known: peer };
+  // A node only discovered or added by hand (no trust domain yet, so no peer row): its freshest
+  // sighting's endpoint, and the fingerprint the operator gave to `nodes add`, if any.
+  const { findKnownNode } = await import('../../core/discovery/node-view.js');
+  const sighted = store.read((db) => findKnownNode(db, target, context.now()));
+  if (sighted?.endpoint) {
+    const manual = sighted.sightings.find((item) => item.source === 'manual');
+    return {
+      endpoint: sighted.endpoint,
+      expectedNodeId: target,
+      known: peer,
+      manualFingerprint: manual?.fingerprint ?? undefined,
+    };
+  }
+  if (peer) {
     const { UsageError } = await import('../../core/errors.js');
     throw new UsageError('NO_ENDPOINT', `no endpoint is recorded for ${target}`, {
-      hint: 'give its endpoint instead: sark-fed trust establish https://host:port',
+      hint: `record one: sark-fed nodes add ${target} --endpoint https://host:port`,
     });
   }
-  void context;
-  return { endpoint: peer.endpoint, expectedNodeId: peer.nodeId, known: peer };
+  const { NotFoundError } = await import('../../core/errors.js');
+  throw new NotFoundError('NO_SUCH_NODE', `no node ${target} is known here`, {
+    hint: 'give its endpoint instead: sark-fed trust establish https://host:port',
+  });
 }
 
 /** `contacted`: the peer was reached (by endpoint) before it turned out to be revoked here. */

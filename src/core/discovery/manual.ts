@@ -177,13 +177,6 @@ export function manualRunner(options: {
   return {
     method: 'manual',
     async run(context, found) {
-      const sources: ManualSource[] = [];
-      if (options.file !== undefined) sources.push(readNodesFile(options.file));
-      if (options.federationNodes) sources.push(parseFederationNodes(options.federationNodes));
-      for (const source of sources) {
-        for (const detail of source.rejected) context.skipped(detail);
-        for (const node of source.nodes) found(node);
-      }
       const recorded = options.store?.read((db) => listSightings(db)) ?? [];
       for (const sighting of recorded) {
         if (sighting.source !== 'manual') continue;
@@ -195,6 +188,15 @@ export function manualRunner(options: {
           source: 'manual',
           ttlSeconds: MANUAL_TTL_SECONDS,
         });
+      }
+      // The file and FEDERATION_NODES come after what the state file holds, so that an edited
+      // file wins over the entry an earlier scan saved from it.
+      const sources: ManualSource[] = [];
+      if (options.file !== undefined) sources.push(readNodesFile(options.file));
+      if (options.federationNodes) sources.push(parseFederationNodes(options.federationNodes));
+      for (const source of sources) {
+        for (const detail of source.rejected) context.skipped(detail);
+        for (const node of source.nodes) found(node);
       }
     },
   };

@@ -183,6 +183,7 @@ async function discover(
 ): Promise<void> {
   const { scan } = await import('../../core/discovery/scanner.js');
   const { recordSightings } = await import('../../core/state/discovery-repository.js');
+  const { incrementCounter } = await import('../../core/state/metric-counters.js');
   const { listPeers } = await import('../../core/state/trust-repository.js');
   const { UnavailableError } = await import('../../core/errors.js');
 
@@ -215,13 +216,21 @@ async function discover(
     const nodes = result.nodes.filter((node) => node.nodeId !== localNodeId);
     let conflicts: Array<{ nodeId: string; known: string; seen: string }> = [];
     if (store && options.save) {
-      const outcome = store.write((db) =>
-        recordSightings(
+      const outcome = store.write((db) => {
+        // For the daemon's federation_discovery_requests_total (src/node/metrics.ts).
+        for (const method of methods) {
+          const failed = result.problems.some((problem) => problem.method === method);
+          incrementCounter(db, 'federation_discovery_requests_total', {
+            method,
+            outcome: failed ? 'error' : 'success',
+          });
+        }
+        return recordSightings(
           db,
           nodes.flatMap((node) => node.sightings),
           context.now(),
-        ),
-      );
+        );
+      });
       conflicts = outcome.conflicts;
     }
     const peers = new Map<string, Peer>(

@@ -151,6 +151,15 @@ export const MIGRATIONS: readonly string[] = [
     catalog     TEXT NOT NULL,
     updated_at  TEXT NOT NULL
   ) STRICT;
+
+  -- Counters of what short-lived CLI processes do (route lookups, discovery scans), kept here so
+  -- that the daemon's /metrics can report them.
+  CREATE TABLE metric_counters (
+    name   TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    value  INTEGER NOT NULL,
+    PRIMARY KEY (name, labels)
+  ) STRICT;
   `,
 ];
 

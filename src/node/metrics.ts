@@ -1,0 +1,188 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { NodeIdentity } from '../core/identity/node-identity.js';
+import type { StateStore } from '../core/state/database.js';
+import { readCounters } from '../core/state/metric-counters.js';
+import type { Logger } from './logger.js';
+
+/** The metric names of the original design, which dashboards and alerts already use. */
+export const METRIC_NAMES = {
+  invocations: 'federation_invocation_requests_total',
+  invocationDuration: 'federation_invocation_duration_seconds',
+  circuitState: 'federation_circuit_breaker_state',
+  nodeHealth: 'federation_node_health_status',
+  trustEstablishment: 'federation_trust_establishment_total',
+  routeLookups: 'federation_route_lookups_total',
+  discoveryRequests: 'federation_discovery_requests_total',
+  certificateExpiry: 'federation_certificate_expiry_days',
+} as const;
+
+const CIRCUIT_VALUES = { closed: 0, half_open: 1, open: 2 } as const;
+const HEALTH_VALUES = { offline: 0, degraded: 1, online: 2 } as const;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * The daemon's Prometheus metrics (prom-client). What the daemon does itself is counted in
+ * memory; what lives in the state file (circuit breakers, node health, certificate expiry, and
+ * the counters CLI processes keep there) is read at scrape time, so the figures are those of the
+ * node as a whole, not of this process alone.
+ */
+export class DaemonMetrics {
+  readonly registry = new Registry();
+  private readonly invocations: Counter<'node' | 'resource' | 'capability' | 'outcome'>;
+  private readonly invocationDuration: Histogram<'outcome'>;
+  private readonly establishments: Counter<'outcome'>;
+
+  constructor(
+    private readonly store: StateStore,
+    private readonly identity: NodeIdentity,
+    private readonly now: () => Date = () => new Date(),
+  ) {
+    const registers = [this.registry];
+    this.invocations = new Counter({
+      name: METRIC_NAMES.invocations,
+      help: 'Invocations this node served, by calling node, resource, capability and outcome.',
+      labelNames: ['node', 'resource', 'capability', 'outcome'],
+      registers,
+    });
+    this.invocationDuration = new Histogram({
+      name: METRIC_NAMES.invocationDuration,
+      help: 'Time to answer an invocation, backend included, in seconds.',
+      labelNames: ['outcome'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.establishments = new Counter({
+      name: METRIC_NAMES.trustEstablishment,
+      help: 'Trust establishments peers asked of this node, by outcome.',
+      labelNames: ['outcome'],
+      registers,
+    });
+    // Arrow functions keep this instance at hand inside prom-client's collect(), whose `this`
+    // is the metric being collected.
+    const readRows = <T>(sql: string): T[] => this.store.read((db) => db.prepare(sql).all() as T[]);
+    const readStoredCounters = (name: string) => this.store.read((db) => readCounters(db, name));
+    const identity = this.identity;
+    const now = this.now;
+    new Gauge({
+      name: METRIC_NAMES.circuitState,
+      help: 'Circuit breaker per peer: 0 closed, 1 half-open, 2 open.',
+      labelNames: ['node'],
+      registers,
+      collect() {
+        this.reset();
+        for (const row of readRows<{ node_id: string; state: keyof typeof CIRCUIT_VALUES }>(
+          'SELECT node_id, state FROM circuit_breakers',
+        )) {
+          this.set({ node: row.node_id }, CIRCUIT_VALUES[row.state]);
+        }
+      },
+    });
+    new Gauge({
+      name: METRIC_NAMES.nodeHealth,
+      help: 'Last health check per node: 0 offline, 1 degraded, 2 online.',
+      labelNames: ['node'],
+      registers,
+      collect() {
+        this.reset();
+        for (const row of readRows<{ node_id: string; status: keyof typeof HEALTH_VALUES }>(
+          'SELECT node_id, status FROM node_health',
+        )) {
+          this.set({ node: row.node_id }, HEALTH_VALUES[row.status]);
+        }
+      },
+    });
+    new Gauge({
+      name: METRIC_NAMES.certificateExpiry,
+      help: "Days until a certificate expires: this node's, and each trusted peer's pinned one.",
+      labelNames: ['node', 'role'],
+      registers,
+      collect() {
+        this.reset();
+        const days = (notAfter: string) =>
+          Math.floor((new Date(notAfter).getTime() - now().getTime()) / DAY_MS);
+        this.set({ node: identity.nodeId, role: 'self' }, days(identity.notAfter));
+        for (const row of readRows<{ node_id: string; trust_expires_at: string }>(
+          "SELECT node_id, trust_expires_at FROM peers WHERE trust_level = 'trusted' AND trust_expires_at IS NOT NULL",
+        )) {
+          this.set({ node: row.node_id, role: 'peer' }, days(row.trust_expires_at));
+        }
+      },
+    });
+    for (const [name, help, labelNames] of [
+      [METRIC_NAMES.routeLookups, 'Route lookups made on this node, by outcome.', ['outcome']],
+      [
+        METRIC_NAMES.discoveryRequests,
+        'Discovery requests made on this node, by method and outcome.',
+        ['method', 'outcome'],
+      ],
+    ] as const) {
+      new Counter({
+        name,
+        help,
+        labelNames: [...labelNames],
+        registers,
+        collect() {
+          this.reset();
+          for (const { labels, value } of readStoredCounters(name)) this.inc(labels, value);
+        },
+      });
+    }
+  }
+
+  recordInvocation(
+    labels: { node: string; resource: string; capability: string; outcome: string },
+    seconds: number,
+  ): void {
+    this.invocations.inc(labels);
+    this.invocationDuration.observe({ outcome: labels.outcome }, seconds);
+  }
+
+  recordEstablishment(outcome: 'trusted' | 'pending' | 'refused'): void {
+    this.establishments.inc({ outcome });
+  }
+}
+
+/** Serves /metrics over plain HTTP on the given address (keep it on loopback or a private net). */
+export async function serveMetrics(
+  metrics: DaemonMetrics,
+  host: string,
+  port: number,
+  logger: Logger,
+): Promise<{ port: number; close(): Promise<void> }> {
+  const server: Server = createServer((request, response) => {
+    if (request.method !== 'GET' || (request.url ?? '/').split('?')[0] !== '/metrics') {
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics\n');
+      return;
+    }
+    metrics.registry.metrics().then(
+      (text) => {
+        response.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text);
+      },
+      (error: unknown) => {
+        logger.error('metrics failed', { error: String(error) });
+        response.writeHead(500, { 'content-type': 'text/plain' }).end('metrics failed\n');
+      },
+    );
+  });
+  server.requestTimeout = 10_000;
+  server.headersTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = (server.address() as AddressInfo).port;
+  logger.info('metrics listening', { address: host, port: bound, path: '/metrics' });
+  return {
+    port: bound,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -63,8 +63,6 @@ export class DaemonMetrics {
     // is the metric being collected.
     const readRows = <T>(sql: string): T[] => this.store.read((db) => db.prepare(sql).all() as T[]);
     const readStoredCounters = (name: string) => this.store.read((db) => readCounters(db, name));
-    const identity = this.identity;
-    const now = this.now;
     new Gauge({
       name: METRIC_NAMES.circuitState,
       help: 'Circuit breaker per peer: 0 closed, 1 half-open, 2 open.',

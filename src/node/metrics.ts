@@ -34,11 +34,7 @@ export class DaemonMetrics {
   private readonly invocationDuration: Histogram<'outcome'>;
   private readonly establishments: Counter<'outcome'>;
 
-  constructor(
-    private readonly store: StateStore,
-    private readonly identity: NodeIdentity,
-    private readonly now: () => Date = () => new Date(),
-  ) {
+  constructor(store: StateStore, identity: NodeIdentity, now: () => Date = () => new Date()) {
     const registers = [this.registry];
     this.invocations = new Counter({
       name: METRIC_NAMES.invocations,
@@ -61,8 +57,8 @@ export class DaemonMetrics {
     });
     // Arrow functions keep this instance at hand inside prom-client's collect(), whose `this`
     // is the metric being collected.
-    const readRows = <T>(sql: string): T[] => this.store.read((db) => db.prepare(sql).all() as T[]);
-    const readStoredCounters = (name: string) => this.store.read((db) => readCounters(db, name));
+    const readRows = <T>(sql: string): T[] => store.read((db) => db.prepare(sql).all() as T[]);
+    const readStoredCounters = (name: string) => store.read((db) => readCounters(db, name));
     new Gauge({
       name: METRIC_NAMES.circuitState,
       help: 'Circuit breaker per peer: 0 closed, 1 half-open, 2 open.',

@@ -1,6 +1,6 @@
 // The baseline server of the trust benchmark: Node's https with the daemon's certificate and TLS
 // settings (client certificate requested, TLS 1.2+, ECDHE AEAD suites), and no application work.
-// It answers every GET with a small info-like JSON and every POST with its body's size.
+// It answers every GET with a small info-like JSON and every POST with its own body (an echo).
 // Usage: node bench/bare-server.mjs <cert.pem> <key.pem> → prints the port it listens on.
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
@@ -33,10 +33,11 @@ const server = createServer(
     ].join(':'),
   },
   (request, response) => {
-    let size = 0;
-    request.on('data', (chunk) => (size += chunk.length));
+    const chunks = [];
+    request.on('data', (chunk) => chunks.push(chunk));
     request.on('end', () => {
-      const body = request.method === 'GET' ? info : JSON.stringify({ received: size });
+      // An echo: the invoke benchmark's baseline answers with what it was sent.
+      const body = request.method === 'GET' ? info : Buffer.concat(chunks);
       response.writeHead(200, {
         'content-type': 'application/json',
         'content-length': Buffer.byteLength(body),

@@ -161,28 +161,43 @@ export function renderText(report) {
     lines.push(
       `${roundsNote} after ${suite.warmupRounds} warm-up, interleaved, ${suite.elapsedSeconds} s`,
     );
-    lines.push('');
-    if (suite.rows.some((row) => row.unit === 'per second')) {
-      lines.push(...throughputTable(suite.rows));
-      continue;
+    // Rows are grouped by their unit, each group under its own header, in the order they come.
+    for (const group of groupByUnit(suite.rows)) {
+      lines.push('');
+      if (group.unit === 'per second') lines.push(...throughputTable(group.rows));
+      else if (group.unit === 'discovery') lines.push(...discoveryTable(group.rows));
+      else lines.push(...latencyTable(group.rows));
     }
-    if (suite.rows.some((row) => row.unit === 'discovery')) {
-      lines.push(...discoveryTable(suite.rows));
-      if (suite.note) lines.push('', suite.note);
-      continue;
-    }
-    const header = ['', 'median ms', 'p90 ms', 'ratio', 'target', 'result'];
-    const rows = suite.rows.map((row) => [
+    if (suite.note) lines.push('', suite.note);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function groupByUnit(rows) {
+  const groups = [];
+  for (const row of rows) {
+    const unit = row.unit ?? 'ms';
+    const last = groups[groups.length - 1];
+    if (last && last.unit === unit) last.rows.push(row);
+    else groups.push({ unit, rows: [row] });
+  }
+  return groups;
+}
+
+/** Rows measured in wall time per run: lower is better, and so is a lower ratio. */
+function latencyTable(rows) {
+  const header = ['', 'median ms', 'p90 ms', 'ratio', 'target', 'result'];
+  return alignColumns([
+    header,
+    ...rows.map((row) => [
       row.label,
       row.medianMs.toFixed(1),
       row.p90Ms.toFixed(1),
       row.ratio === null ? 'baseline' : `${row.ratio.toFixed(2)}×`,
       row.target === null ? '' : `≤ ${row.target}×`,
       row.verdict ?? '',
-    ]);
-    lines.push(...alignColumns([header, ...rows]));
-  }
-  return `${lines.join('\n')}\n`;
+    ]),
+  ]);
 }
 
 /** Rows measured in operations per second: higher is better, and so is a higher ratio. */

@@ -114,8 +114,8 @@ export function advertisedHost(listenHost: string, interfaceOption?: string): st
 /**
  * Registers the node with the Consul agent (service `sark`, ID `sark-<node-id>`, a TCP check:
  * see serviceDefinition) and returns the deregistration. Peers are told the endpoint recorded by
- * init when there is one, else the listen address; a wildcard listen address registers an empty
- * address, which Consul reads as "this agent's node address".
+ * init when the daemon listens on its port, else the listen address; a wildcard listen address
+ * registers an empty address, which Consul reads as "this agent's node address".
  */
 async function announceConsul(info: AnnounceInfo, logger: Logger): Promise<() => Promise<void>> {
   const { consulTarget, registerConsul } = await import('../core/discovery/consul.js');
@@ -124,8 +124,22 @@ async function announceConsul(info: AnnounceInfo, logger: Logger): Promise<() =>
   let port = info.port;
   if (info.endpoint) {
     const url = new URL(info.endpoint);
-    address = url.hostname.replace(/^\[(.*)\]$/, '$1');
-    port = Number(url.port || 443);
+    const endpointPort = Number(url.port || 443);
+    // The recorded endpoint names the host peers should use (it may be a name, or an address
+    // behind NAT), but only while the daemon listens on its port: a --listen elsewhere means the
+    // record is stale, and registering it would point the health check at nothing.
+    if (endpointPort === info.port) {
+      address = url.hostname.replace(/^\[(.*)\]$/, '$1');
+      port = endpointPort;
+    } else {
+      logger.warn(
+        'the recorded endpoint is not where this daemon listens; registering the listen address',
+        {
+          endpoint: info.endpoint,
+          port: info.port,
+        },
+      );
+    }
   }
   const registration = await registerConsul(target, {
     nodeId: info.nodeId,

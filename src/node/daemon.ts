@@ -19,6 +19,21 @@ import type { Logger } from './logger.js';
 import { routeFor, type HandlerContext } from './routes.js';
 import { TrustView } from './trust-view.js';
 import { presentedChain } from '../core/trust/tls-chain.js';
+import { AuditWriter } from '../core/audit/events.js';
+import { pemBlocks } from '../core/identity/pem.js';
+import { claimedIdentity } from '../core/trust/peer-identity.js';
+import { Backends } from './backends.js';
+import { ConcurrencyLimiter } from './concurrency.js';
+import {
+  DEFAULT_INVOCATION_SETTINGS,
+  InvocationService,
+  type InvocationSettings,
+} from './invoke.js';
+import { clearLocalCatalog, replaceLocalCatalog } from './local-catalog.js';
+import { Policy } from './policy.js';
+import { RateLimiter } from './rate-limit.js';
+import { ResourceCatalog } from './resources.js';
+import { DaemonMetrics, serveMetrics } from './metrics.js';
 
 export interface DaemonOptions {
   statePath: string;
@@ -31,12 +46,22 @@ export interface DaemonOptions {
   now?: () => Date;
   /** Milliseconds; every timeout is explicit rather than Node's defaults. */
   timeouts?: { headers: number; request: number; keepAlive: number; shutdownGrace: number };
+  /** What `serve --resources` declared; nothing is served without it. */
+  resources?: ResourceCatalog;
+  /** What `serve --policy` declared; without it every invocation is denied. */
+  policy?: Policy;
+  /** Body cap, default rate limit and concurrency cap of invocations. */
+  invocation?: Partial<InvocationSettings>;
+  /** `serve --metrics host:port`: Prometheus metrics over plain HTTP. */
+  metrics?: { host: string; port: number };
 }
 
 export interface RunningDaemon {
   host: string;
   port: number;
   identity: NodeIdentity;
+  /** The port /metrics listens on, when `metrics` was given. */
+  metricsPort: number | undefined;
   /** Stops accepting, lets in-flight requests finish (up to the grace period), closes the state. */
   close(): Promise<void>;
 }
@@ -58,6 +83,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
   const store = openState(options.statePath, { create: false });
   let server: Server | undefined;
+  let audit: AuditWriter | undefined;
+  let backends: Backends | undefined;
+  let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   try {
     const identity = store.read(loadIdentity);
     if (!identity) {
@@ -75,6 +103,29 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       );
     }
     const privateKey = readPrivateKeyFile(identity.keyPath);
+    const settings: InvocationSettings = {
+      ...DEFAULT_INVOCATION_SETTINGS,
+      ...options.invocation,
+    };
+    const policy = options.policy ?? new Policy();
+    const catalog = options.resources ?? new ResourceCatalog();
+    audit = new AuditWriter(store);
+    backends = new Backends();
+    const metrics = new DaemonMetrics(store, identity, now);
+    const invocation = new InvocationService({
+      metrics,
+      identity,
+      privateKey,
+      catalog,
+      policy,
+      backends,
+      audit,
+      rateLimiter: new RateLimiter(() => now().getTime()),
+      concurrency: new ConcurrencyLimiter(settings.maxConcurrentPerNode),
+      settings,
+      logger: options.logger,
+      now,
+    });
     const context: HandlerContext = {
       identity,
       privateKey,
@@ -85,6 +136,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       version: options.version,
       logger: options.logger,
       now,
+      invocation,
+      metrics,
+      ownLeafDer: ownLeafOf(identity),
     };
     server = createHttpsServer(identity, privateKey, context, timeouts);
     await listen(server, options.host, options.port);
@@ -95,14 +149,35 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       node_id: identity.nodeId,
       spiffe_id: identity.spiffeId,
     });
+    logServedCatalog(options.logger, catalog, policy);
+    metricsServer = options.metrics
+      ? await serveMetrics(metrics, options.metrics.host, options.metrics.port, options.logger)
+      : undefined;
+    // Written once the address is bound, so that a daemon that failed to start never leaves the
+    // CLI's `route` a local candidate that does not answer.
+    store.write((db) => replaceLocalCatalog(db, invocation.localCatalog(), now()));
+    const running = { server, audit, backends };
     return {
       host: address.address,
       port: address.port,
       identity,
-      close: () => shutdown(server as Server, store, context, timeouts.shutdownGrace),
+      metricsPort: metricsServer?.port,
+      close: async () => {
+        await metricsServer?.close();
+        await shutdown(
+          running.server,
+          store,
+          context,
+          running.audit,
+          running.backends,
+          timeouts.shutdownGrace,
+        );
+      },
     };
   } catch (error) {
+    await metricsServer?.close();
     server?.close();
+    await backends?.close();
     store.close();
     throw error;
   }
@@ -210,7 +285,7 @@ async function handleRequest(
     // nothing, not even which paths exist.
     peer = authenticate(socket, context, authentications);
     const route = routeFor(request.method ?? 'GET', path);
-    if (route.access === 'trusted') {
+    if (route.access === 'trusted' && !isSelf(peer, context)) {
       const failure = authorizePeer(context.trust.peer(peer.nodeId), peer, context.now());
       if (failure) throw new HttpError(403, failure.code, failure.reason);
     }
@@ -221,7 +296,10 @@ async function handleRequest(
     status = result.status;
     if (!response.headersSent) {
       const payload = JSON.stringify(result.body);
+      // An invoke body over the cap is answered without being read: close rather than drain it.
+      if (result.status === 413) response.shouldKeepAlive = false;
       response.writeHead(result.status, {
+        ...result.headers,
         'content-type': 'application/json',
         'content-length': Buffer.byteLength(payload),
         'cache-control': 'no-store',
@@ -265,9 +343,10 @@ function authenticate(
   const generation = context.trust.refresh();
   let cached = authentications.get(socket);
   if (!cached || cached.generation !== generation) {
+    const chain = presentedChain(socket);
     cached = {
       generation,
-      result: authenticateChain(presentedChain(socket), context.trust, context.now()),
+      result: ownLeaf(chain, context) ?? authenticateChain(chain, context.trust, context.now()),
     };
     authentications.set(socket, cached);
   }
@@ -280,6 +359,47 @@ function authenticate(
     throw new HttpError(403, 'CERT_EXPIRED', 'client certificate refused: it has expired');
   }
   return result;
+}
+
+/**
+ * The local CLI calls its own daemon with the node's own certificate, which need not chain to
+ * any anchor this node holds (its own CA is often not one). The TLS handshake proved that the
+ * client holds the key of exactly that certificate, byte for byte this node's: it is this node.
+ */
+function ownLeaf(chain: readonly Buffer[], context: HandlerContext): ClaimedIdentity | undefined {
+  const [leaf] = chain;
+  if (!leaf || !leaf.equals(context.ownLeafDer)) return undefined;
+  const claimed = claimedIdentity(leaf);
+  return 'error' in claimed ? undefined : claimed;
+}
+
+function ownLeafOf(identity: NodeIdentity): Buffer {
+  const [leaf] = pemBlocks(identity.certChainPem);
+  if (!leaf) throw new Error('the node identity has no certificate');
+  return leaf.der;
+}
+
+/** A self-call passes as trusted: this node is not in its own peers table. */
+function isSelf(peer: ClaimedIdentity, context: HandlerContext): boolean {
+  return (
+    peer.spiffeId === context.identity.spiffeId && peer.fingerprint === context.identity.fingerprint
+  );
+}
+
+/** One line that says what is served, and a warning when the policy lets nobody use any of it. */
+function logServedCatalog(logger: Logger, catalog: ResourceCatalog, policy: Policy): void {
+  logger.info('serving resources', {
+    resources: catalog.resources.map((resource) => ({
+      id: resource.id,
+      capabilities: resource.capabilities.map((capability) => capability.id),
+    })),
+  });
+  // A node that serves nothing (trust and discovery only) has nothing to warn about.
+  if (catalog.resources.length > 0 && policy.allowsNothing) {
+    logger.warn('no policy allows anything: every invocation will be denied', {
+      hint: 'pass serve --policy <file> with allow rules (docs/resources.md)',
+    });
+  }
 }
 
 function correlationIdOf(request: IncomingMessage): string {
@@ -303,14 +423,26 @@ async function shutdown(
   server: Server,
   store: StateStore,
   context: HandlerContext,
+  audit: AuditWriter,
+  backends: Backends,
   graceMs: number,
 ): Promise<void> {
   context.logger.info('shutting down');
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
-  const grace = setTimeout(() => server.closeAllConnections(), graceMs);
+  // Calls still waiting on an upstream when the grace period ends are cut off with it.
+  const grace = setTimeout(() => {
+    server.closeAllConnections();
+    void backends.close();
+  }, graceMs);
   await closed;
   clearTimeout(grace);
-  store.close();
+  await backends.close();
+  try {
+    await audit.flush();
+    store.write((db) => clearLocalCatalog(db));
+  } finally {
+    store.close();
+  }
   context.logger.info('stopped');
 }

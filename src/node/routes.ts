@@ -1,3 +1,4 @@
+import type { DaemonMetrics } from './metrics.js';
 import type { KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
@@ -28,6 +29,7 @@ import { findPeer, savePeer, type Peer } from '../core/state/trust-repository.js
 import type { ClaimedIdentity } from '../core/trust/peer-identity.js';
 import { signTrustStatement, verifyTrustStatement } from '../core/trust/trust-statement.js';
 import type { ChallengeStore } from './challenges.js';
+import type { InvocationService } from './invoke.js';
 import { HttpError, readJsonBody } from './http-io.js';
 import type { Logger } from './logger.js';
 import type { TrustView } from './trust-view.js';
@@ -42,6 +44,10 @@ export interface HandlerContext {
   version: string;
   logger: Logger;
   now: () => Date;
+  invocation: InvocationService;
+  metrics?: Pick<DaemonMetrics, 'recordEstablishment'>;
+  /** This node's own leaf certificate (DER): a client presenting it is this node calling itself. */
+  ownLeafDer: Buffer;
 }
 
 export interface RequestContext {
@@ -55,6 +61,7 @@ export interface RequestContext {
 export interface HandlerResult {
   status: number;
   body: unknown;
+  headers?: Record<string, string>;
 }
 
 type Handler = (request: RequestContext, context: HandlerContext) => Promise<HandlerResult>;
@@ -93,7 +100,7 @@ const ROUTES: ReadonlyArray<{
     method: 'POST',
     pattern: exact(PATHS.trust),
     access: 'valid-chain',
-    handler: establish,
+    handler: countedEstablish,
     names: [],
   },
   {
@@ -116,6 +123,13 @@ const ROUTES: ReadonlyArray<{
     access: 'trusted',
     handler: resource,
     names: ['id'],
+  },
+  {
+    method: 'POST',
+    pattern: exact(PATHS.invoke),
+    access: 'trusted',
+    handler: invoke,
+    names: [],
   },
 ];
 
@@ -209,6 +223,22 @@ async function challenge(request: RequestContext, context: HandlerContext): Prom
 }
 
 /** The responder's half of `trust establish` (DESIGN §3). */
+/** establish, counted for federation_trust_establishment_total. */
+async function countedEstablish(
+  request: RequestContext,
+  context: HandlerContext,
+): Promise<HandlerResult> {
+  try {
+    const result = await establish(request, context);
+    const status = (result.body as { status?: string }).status;
+    context.metrics?.recordEstablishment(status === 'pending' ? 'pending' : 'trusted');
+    return result;
+  } catch (error) {
+    context.metrics?.recordEstablishment('refused');
+    throw error;
+  }
+}
+
 async function establish(request: RequestContext, context: HandlerContext): Promise<HandlerResult> {
   const body = await parseBody(request, TrustRequest);
   const { peer, socket } = request;
@@ -336,20 +366,25 @@ async function revokeNotice(
   return { status: 200, body: { status: 'revoked', node_id: context.identity.nodeId } };
 }
 
-/** The catalog is empty until the invocation issue serves resources. */
-async function resources(
-  _request: RequestContext,
-  context: HandlerContext,
-): Promise<HandlerResult> {
-  return { status: 200, body: { node_id: context.identity.nodeId, resources: [] } };
+/** The catalog, limited to what the policy lets the calling node use (docs/resources.md). */
+async function resources(request: RequestContext, context: HandlerContext): Promise<HandlerResult> {
+  return { status: 200, body: context.invocation.resources(request.peer) };
 }
 
-async function resource(request: RequestContext): Promise<HandlerResult> {
-  throw new HttpError(
-    404,
-    'RESOURCE_NOT_FOUND',
-    `no resource ${request.params.id ?? ''} is served to you here`,
-  );
+async function resource(request: RequestContext, context: HandlerContext): Promise<HandlerResult> {
+  return {
+    status: 200,
+    body: context.invocation.resource(request.peer, request.params.id ?? ''),
+  };
+}
+
+/** Never throws: every answer, refusals included, is an InvokeResponse with a signed receipt. */
+async function invoke(request: RequestContext, context: HandlerContext): Promise<HandlerResult> {
+  return context.invocation.invoke({
+    peer: request.peer,
+    correlationId: request.correlationId,
+    request: request.request,
+  });
 }
 
 async function parseBody<T>(request: RequestContext, schema: ZodType<T>): Promise<T> {

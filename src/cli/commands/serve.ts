@@ -2,9 +2,15 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { NotFoundError, OperationError, UsageError } from '../../core/errors.js';
 import { action } from '../action.js';
 import { withExamples } from '../help-text.js';
-import { listenAddress } from '../options.js';
+import { integerIn, listenAddress } from '../options.js';
 import type { CliIo } from '../output/output.js';
 import { ANNOUNCE_KINDS, type AnnounceKind } from '../../node/announce.js';
+import {
+  DEFAULT_MAX_BODY_BYTES,
+  DEFAULT_MAX_CONCURRENT_PER_NODE,
+  DEFAULT_RATE_LIMIT_BURST,
+  DEFAULT_RATE_LIMIT_PER_HOUR,
+} from '../../node/invocation-defaults.js';
 import { packageVersion } from '../version.js';
 
 interface ServeOptions {
@@ -13,6 +19,13 @@ interface ServeOptions {
   announce?: AnnounceKind[];
   interface?: string;
   consulUrl?: string;
+  resources?: string;
+  policy?: string;
+  maxBody: number;
+  rateLimitPerHour: number;
+  rateLimitBurst: number;
+  maxConcurrentPerNode: number;
+  metrics?: { host: string; port: number };
 }
 
 export function registerServe(program: Command, io: CliIo): void {
@@ -28,11 +41,53 @@ export function registerServe(program: Command, io: CliIo): void {
         .argParser(listenAddress),
     )
     .option('--require-approval', 'record new peers as pending until `sark-fed trust approve`')
+    .option(
+      '--resources <file>',
+      'resources, capabilities and backends to serve (JSON or YAML; docs/resources.md)',
+    )
+    .option(
+      '--policy <file>',
+      'who may use what (JSON or YAML); without it every invocation is denied',
+    )
+    .addOption(
+      new Option('--max-body <size>', 'largest invoke body accepted (bytes, or 512KiB, 1MiB)')
+        .argParser(byteSize)
+        .default(DEFAULT_MAX_BODY_BYTES, `${DEFAULT_MAX_BODY_BYTES / 1024 / 1024}MiB`),
+    )
+    .addOption(
+      new Option(
+        '--rate-limit-per-hour <n>',
+        'invocations a calling node earns an hour (per-node token bucket)',
+      )
+        .env('FEDERATION_RATE_LIMIT_PER_HOUR')
+        .argParser(integerIn(1, 1_000_000_000))
+        .default(DEFAULT_RATE_LIMIT_PER_HOUR),
+    )
+    .addOption(
+      new Option('--rate-limit-burst <n>', 'invocations a calling node may make at once')
+        .env('FEDERATION_RATE_LIMIT_BURST')
+        .argParser(integerIn(1, 1_000_000))
+        .default(DEFAULT_RATE_LIMIT_BURST),
+    )
+    .addOption(
+      new Option(
+        '--max-concurrent-per-node <n>',
+        'invocations one calling node may have in progress at once',
+      )
+        .argParser(integerIn(1, 100_000))
+        .default(DEFAULT_MAX_CONCURRENT_PER_NODE),
+    )
     .addOption(
       new Option(
         '--announce <methods>',
         `make this node findable: a comma-separated list of ${ANNOUNCE_KINDS.join(', ')}`,
       ).argParser(announceKinds),
+    )
+    .addOption(
+      new Option(
+        '--metrics <host:port>',
+        'serve Prometheus metrics over plain HTTP at http://host:port/metrics (keep it private)',
+      ).argParser(listenAddress),
     )
     .option('--interface <addr>', 'IPv4 address or interface name to announce on over mDNS')
     .addOption(
@@ -78,6 +133,17 @@ export function registerServe(program: Command, io: CliIo): void {
           };
         }
 
+        // Read before anything listens: a bad file is the operator's words (exit 2), and a daemon
+        // serving half of what was meant is worse than one that does not start.
+        const { loadResourcesFile } = await import('../../node/resources.js');
+        const { loadPolicyFile } = await import('../../node/policy.js');
+        const resources =
+          options.resources === undefined
+            ? undefined
+            : await loadResourcesFile(options.resources, io.env);
+        const policy =
+          options.policy === undefined ? undefined : await loadPolicyFile(options.policy);
+
         const logger = jsonLogger(io.stderr);
         // Listen for signals before the daemon says it listens: a supervisor that stops it as
         // soon as it logged "listening" must get a clean shutdown, not Node's default death.
@@ -91,6 +157,14 @@ export function registerServe(program: Command, io: CliIo): void {
             requireApproval: options.requireApproval === true,
             version: packageVersion(),
             logger,
+            ...(resources ? { resources } : {}),
+            ...(policy ? { policy } : {}),
+            invocation: {
+              maxBodyBytes: options.maxBody,
+              rateLimit: { perHour: options.rateLimitPerHour, burst: options.rateLimitBurst },
+              maxConcurrentPerNode: options.maxConcurrentPerNode,
+            },
+            ...(options.metrics ? { metrics: options.metrics } : {}),
           }).catch((error: unknown) => {
             throw listenError(error, address);
           });
@@ -142,6 +216,14 @@ export function registerServe(program: Command, io: CliIo): void {
       'sark-fed serve --listen 0.0.0.0:8443 --announce mdns --interface 192.168.1.20',
     ],
     [
+      'Serve resources to the peers the policy names',
+      'sark-fed serve --resources resources.yaml --policy policy.yaml',
+    ],
+    [
+      'Allow each calling node 600 invocations an hour, 20 at once',
+      'sark-fed serve --resources resources.yaml --policy policy.yaml --rate-limit-per-hour 600 --rate-limit-burst 20',
+    ],
+    [
       'Register with the local Consul agent (deregistered on shutdown)',
       'CONSUL_HTTP_TOKEN=... sark-fed serve --announce consul',
     ],
@@ -150,6 +232,30 @@ export function registerServe(program: Command, io: CliIo): void {
       'curl --cert node-b/cert.pem --key node-b/key.pem --cacert ca-a/ca.pem https://127.0.0.1:8443/api/v2/federation/info',
     ],
   ]);
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 * 1024,
+  mb: 1024 * 1024,
+  mib: 1024 * 1024,
+};
+
+/** `65536`, `512KiB`, `1MiB` (k and M are binary units here, as body caps usually are). */
+function byteSize(value: string): number {
+  const match = /^(\d+)\s*([a-z]*)$/i.exec(value.trim());
+  const unit = SIZE_UNITS[(match?.[2] ?? '').toLowerCase()];
+  const bytes = match && unit !== undefined ? Number(match[1]) * unit : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < 1024 || bytes > 256 * 1024 * 1024) {
+    throw new InvalidArgumentError(
+      'expected a size from 1KiB to 256MiB, e.g. 65536, 512KiB or 1MiB',
+    );
+  }
+  return bytes;
 }
 
 /** `--announce mdns,consul`: each kind once, in the order given. */

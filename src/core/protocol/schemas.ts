@@ -85,6 +85,7 @@ export const ResourcesResponse = z.object({
 export type ResourcesResponse = z.infer<typeof ResourcesResponse>;
 
 export const ResourceResponse = z.object({ node_id: nodeId, resource: CatalogResource });
+export type ResourceResponse = z.infer<typeof ResourceResponse>;
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
 

@@ -1,0 +1,182 @@
+import { z } from 'zod';
+import { loadConfigFile } from './config-file.js';
+
+/**
+ * Who may use what on this node (`serve --policy`, DESIGN §5). Deny by default: a call is allowed
+ * only when an allow rule matches its node, principal, resource and capability, and no deny rule
+ * matches it too (deny wins, whatever the order of the rules).
+ */
+
+const pattern = z
+  .string()
+  .min(1)
+  .max(512)
+  .regex(/^[^\s]+$/, 'a pattern has no whitespace');
+const patterns = z.array(pattern).min(1, 'list at least one pattern ("*" for any)').max(1000);
+
+const Rule = z
+  .object({
+    effect: z.enum(['allow', 'deny']),
+    description: z.string().max(1024).optional(),
+    /** Node IDs, or SPIFFE IDs when the pattern starts with spiffe:// (whole trust domains). */
+    nodes: patterns,
+    principals: patterns,
+    resources: patterns,
+    capabilities: patterns,
+  })
+  .strict();
+
+const RateLimit = z
+  .object({
+    nodes: patterns,
+    rate_limit_per_hour: z.number().int().min(1).max(1e9),
+    burst: z.number().int().min(1).max(1e6).optional(),
+  })
+  .strict();
+
+export const PolicyFile = z
+  .object({
+    rules: z.array(Rule).max(10_000),
+    /** Per-node rate limits; the first entry whose nodes match applies, else serve's defaults. */
+    rate_limits: z.array(RateLimit).max(1000).optional(),
+  })
+  .strict();
+export type PolicyFile = z.infer<typeof PolicyFile>;
+
+export interface CallingNode {
+  nodeId: string;
+  spiffeId: string;
+}
+
+export interface Call extends CallingNode {
+  principal: string;
+  resource: string;
+  capability: string;
+}
+
+export type Decision =
+  | { allowed: true; rule: number }
+  | { allowed: false; rule: number | null; reason: 'deny-rule' | 'no-allow-rule' };
+
+interface CompiledRule {
+  index: number;
+  effect: 'allow' | 'deny';
+  nodes: NodeMatcher[];
+  principals: Matcher[];
+  resources: Matcher[];
+  capabilities: Matcher[];
+  /** Matches every principal: a deny rule that hides what it covers from catalogs. */
+  anyPrincipal: boolean;
+}
+
+type Matcher = (value: string) => boolean;
+type NodeMatcher = (node: CallingNode) => boolean;
+
+export class Policy {
+  private readonly rules: CompiledRule[];
+  private readonly limits: Array<{ nodes: NodeMatcher[]; perHour: number; burst?: number }>;
+
+  constructor(file: PolicyFile = { rules: [] }) {
+    this.rules = file.rules.map((rule, index) => ({
+      index,
+      effect: rule.effect,
+      nodes: rule.nodes.map(nodeMatcher),
+      principals: rule.principals.map(globMatcher),
+      resources: rule.resources.map(globMatcher),
+      capabilities: rule.capabilities.map(globMatcher),
+      anyPrincipal: rule.principals.includes('*'),
+    }));
+    this.limits = (file.rate_limits ?? []).map((limit) => ({
+      nodes: limit.nodes.map(nodeMatcher),
+      perHour: limit.rate_limit_per_hour,
+      ...(limit.burst === undefined ? {} : { burst: limit.burst }),
+    }));
+  }
+
+  /** True when no rule allows anything: the state without `--policy`. */
+  get allowsNothing(): boolean {
+    return !this.rules.some((rule) => rule.effect === 'allow');
+  }
+
+  decide(call: Call): Decision {
+    let allowedBy: number | undefined;
+    for (const rule of this.rules) {
+      if (!matchesCall(rule, call)) continue;
+      if (rule.effect === 'deny') return { allowed: false, rule: rule.index, reason: 'deny-rule' };
+      allowedBy ??= rule.index;
+    }
+    return allowedBy === undefined
+      ? { allowed: false, rule: null, reason: 'no-allow-rule' }
+      : { allowed: true, rule: allowedBy };
+  }
+
+  /**
+   * Whether a catalog shows a capability to a node. A node calls on behalf of principals the
+   * catalog request does not name, so a capability is shown when some allow rule admits the node
+   * for it, for whichever principal, unless a deny rule refuses it for every principal. The
+   * invocation itself is still decided per principal.
+   */
+  mayList(node: CallingNode, resource: string, capability: string): boolean {
+    let allowed = false;
+    for (const rule of this.rules) {
+      if (!matchesTarget(rule, node, resource, capability)) continue;
+      if (rule.effect === 'deny' && rule.anyPrincipal) return false;
+      if (rule.effect === 'allow') allowed = true;
+    }
+    return allowed;
+  }
+
+  /** The per-node rate limit of the policy file for this node, if any entry names it. */
+  rateLimitFor(node: CallingNode): { perHour: number; burst?: number } | undefined {
+    const limit = this.limits.find((entry) => entry.nodes.some((match) => match(node)));
+    if (!limit) return undefined;
+    return { perHour: limit.perHour, ...(limit.burst === undefined ? {} : { burst: limit.burst }) };
+  }
+}
+
+function matchesTarget(
+  rule: CompiledRule,
+  node: CallingNode,
+  resource: string,
+  capability: string,
+): boolean {
+  return (
+    rule.nodes.some((match) => match(node)) &&
+    rule.resources.some((match) => match(resource)) &&
+    rule.capabilities.some((match) => match(capability))
+  );
+}
+
+function matchesCall(rule: CompiledRule, call: Call): boolean {
+  return (
+    matchesTarget(rule, call, call.resource, call.capability) &&
+    rule.principals.some((match) => match(call.principal))
+  );
+}
+
+/** Node patterns starting with spiffe:// are matched against the SPIFFE ID, others the node ID. */
+function nodeMatcher(text: string): NodeMatcher {
+  const match = globMatcher(text);
+  return text.startsWith('spiffe://')
+    ? (node) => match(node.spiffeId)
+    : (node) => match(node.nodeId);
+}
+
+/**
+ * `*` stands for any run of characters (none included); everything else matches itself, case
+ * and all: `*`, `*@org-a.example`, `mallory@*`, `inventory-*`.
+ */
+export function globMatcher(text: string): Matcher {
+  if (text === '*') return () => true;
+  if (!text.includes('*')) return (value) => value === text;
+  const source = text
+    .split('*')
+    .map((part) => part.replace(/[.+?^${}()|[\]\\/]/g, '\\$&'))
+    .join('.*');
+  const regex = new RegExp(`^${source}$`, 's');
+  return (value) => regex.test(value);
+}
+
+export async function loadPolicyFile(path: string): Promise<Policy> {
+  return new Policy(await loadConfigFile(path, PolicyFile, 'policy', 'BAD_POLICY_FILE'));
+}

@@ -1,0 +1,318 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { verifyReceipt, type Receipt } from '../../src/core/audit/receipts.js';
+import { PATHS } from '../../src/core/protocol/constants.js';
+import { InvokeResponse, ResourcesResponse } from '../../src/core/protocol/schemas.js';
+import { expectSuccess, tempDir } from '../helpers/cli.js';
+import {
+  addAnchor,
+  makeNode,
+  opensslFingerprint,
+  startServe,
+  stateRows,
+  type RunningServe,
+  type TestNode,
+} from '../helpers/federation.js';
+import { send, type Answer, type Credentials } from '../helpers/mtls-request.js';
+import { createCa } from '../helpers/pki.js';
+
+/**
+ * `sark-fed serve --resources --policy` as operators run it (issue 5): real daemon processes,
+ * trust set up with the CLI, invocations over mutual TLS with the caller's own certificate.
+ * The many refusals and backends are covered in-process by test/integration/invoke-serving.
+ */
+
+const TD_A = 'org-a.example';
+const TD_B = 'org-b.example';
+
+const RESOURCES_YAML = `# what node-b serves
+resources:
+  - id: echo
+    description: returns its arguments
+    capabilities:
+      - id: echo
+        backend: { type: echo }
+  - id: inventory
+    capabilities:
+      - id: lookup
+        backend:
+          type: http
+          method: POST
+          url: http://127.0.0.1:9/lookup
+          timeout: 5s
+          idempotent: true
+`;
+
+const POLICY_JSON = JSON.stringify({
+  rules: [
+    {
+      effect: 'allow',
+      nodes: ['node-a'],
+      principals: ['*@org-a.example'],
+      resources: ['echo'],
+      capabilities: ['*'],
+    },
+    {
+      effect: 'deny',
+      nodes: ['*'],
+      principals: ['mallory@*'],
+      resources: ['*'],
+      capabilities: ['*'],
+    },
+    {
+      effect: 'allow',
+      nodes: ['node-b'],
+      principals: ['*'],
+      resources: ['*'],
+      capabilities: ['*'],
+    },
+  ],
+});
+
+const RESOURCES_JSON = JSON.stringify({
+  resources: [{ id: 'echo', capabilities: [{ id: 'echo', backend: { type: 'echo' } }] }],
+});
+
+const POLICY_YAML = `rules:
+  - effect: allow
+    nodes: [node-b]
+    principals: ["*"]
+    resources: [echo]
+    capabilities: ["*"]
+`;
+
+let dir: string;
+let a: TestNode;
+let b: TestNode;
+let stranger: TestNode;
+let daemonB: RunningServe;
+const credentials = (node: TestNode): Credentials => ({
+  certPem: readFileSync(node.certPath, 'utf8'),
+  keyPem: readFileSync(node.keyPath, 'utf8'),
+});
+
+function file(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+function invoke(
+  who: TestNode,
+  port: number,
+  call: { resource: string; capability: string; principal: string; args?: unknown },
+  correlationId = randomUUID(),
+): Promise<Answer> {
+  return send(
+    credentials(who),
+    port,
+    PATHS.invoke,
+    {
+      resource_id: call.resource,
+      capability_id: call.capability,
+      principal_id: call.principal,
+      arguments: call.args ?? null,
+    },
+    { headers: { 'x-sark-correlation-id': correlationId } },
+  );
+}
+
+function receiptOf(answer: Answer, status: number): InvokeResponse & { receipt: Receipt } {
+  expect(answer.status, JSON.stringify(answer.body)).toBe(status);
+  const body = InvokeResponse.parse(answer.body) as InvokeResponse & { receipt: Receipt };
+  expect(verifyReceipt(body.receipt, readFileSync(b.certPath))).toBe(true);
+  return body;
+}
+
+function auditRows(node: TestNode, correlationId: string): Array<Record<string, unknown>> {
+  return (stateRows(node.state).audit_events as Array<Record<string, unknown>>).filter(
+    (row) => row.correlation_id === correlationId,
+  );
+}
+
+beforeAll(async () => {
+  dir = tempDir('sark-fed-serve-resources-');
+  const [caA, caB] = await Promise.all([
+    createCa(join(dir, 'ca-a'), ['--trust-domain', TD_A]),
+    createCa(join(dir, 'ca-b'), ['--trust-domain', TD_B]),
+  ]);
+  [a, b, stranger] = await Promise.all([
+    makeNode(dir, caA.dir, 'node-a', TD_A),
+    makeNode(dir, caB.dir, 'node-b', TD_B),
+    makeNode(dir, caA.dir, 'node-s', TD_A),
+  ]);
+  await Promise.all([addAnchor(a, caB.certPath), addAnchor(b, caA.certPath)]);
+  daemonB = await startServe(b, [
+    '--resources',
+    file('resources.yaml', RESOURCES_YAML),
+    '--policy',
+    file('policy.json', POLICY_JSON),
+  ]);
+  expectSuccess(
+    await a.cli([
+      'trust',
+      'establish',
+      b.endpoint,
+      '--fingerprint',
+      opensslFingerprint(b.certPath),
+    ]),
+  );
+}, 60_000);
+
+describe('serve --resources --policy', () => {
+  it('loads YAML resources and a JSON policy, and says what it serves', async () => {
+    const line = await daemonB.waitForLog((entry) => entry.msg === 'serving resources');
+    expect(line.resources).toEqual([
+      { id: 'echo', capabilities: ['echo'] },
+      { id: 'inventory', capabilities: ['lookup'] },
+    ]);
+    // node-b may use everything on itself: the CLI's `route` finds it in local_catalog.
+    const local = stateRows(b.state).local_catalog as Array<{ resource_id: string }>;
+    expect(local.map((row) => row.resource_id)).toEqual(['echo', 'inventory']);
+  });
+
+  it('invokes echo for a trusted peer: result, signed receipt, and the same correlation ID in the audit trail', async () => {
+    const correlationId = randomUUID();
+    const marker = `MARKER-${randomUUID()}`;
+    const answer = await invoke(
+      a,
+      b.port,
+      { resource: 'echo', capability: 'echo', principal: 'alice@org-a.example', args: { marker } },
+      correlationId,
+    );
+    const body = receiptOf(answer, 200);
+    expect(body).toMatchObject({
+      correlation_id: correlationId,
+      success: true,
+      result: { marker },
+    });
+    expect(body.receipt).toMatchObject({
+      source: 'spiffe://org-a.example/sark/node/node-a',
+      target: 'spiffe://org-b.example/sark/node/node-b',
+      outcome: 'success',
+    });
+    expect(verifyReceipt({ ...body.receipt, outcome: 'error' }, readFileSync(b.certPath))).toBe(
+      false,
+    );
+    const rows = auditRows(b, correlationId);
+    expect(rows).toEqual([
+      expect.objectContaining({
+        direction: 'inbound',
+        source_node: 'node-a',
+        target_node: 'node-b',
+        principal: 'alice@org-a.example',
+        outcome: 'success',
+        status_code: 200,
+      }),
+    ]);
+    expect(JSON.stringify(stateRows(b.state))).not.toContain(marker);
+  });
+
+  it('lists to node-a only what its rules allow', async () => {
+    const answer = await send(credentials(a), b.port, PATHS.resources);
+    expect(answer.status).toBe(200);
+    expect(ResourcesResponse.parse(answer.body).resources.map((r) => r.id)).toEqual(['echo']);
+  });
+
+  it('denies what the policy refuses (403 POLICY_DENIED, deny winning), with a receipt and an audit row', async () => {
+    const correlationId = randomUUID();
+    const body = receiptOf(
+      await invoke(
+        a,
+        b.port,
+        { resource: 'echo', capability: 'echo', principal: 'mallory@org-a.example' },
+        correlationId,
+      ),
+      403,
+    );
+    expect(body.error?.code).toBe('POLICY_DENIED');
+    expect(body.receipt.outcome).toBe('denied');
+    expect(auditRows(b, correlationId)).toEqual([
+      expect.objectContaining({ outcome: 'denied', status_code: 403, error_code: 'POLICY_DENIED' }),
+    ]);
+  });
+
+  it('refuses an untrusted node with 403 before anything else, recording nothing', async () => {
+    const correlationId = randomUUID();
+    const answer = await invoke(
+      stranger,
+      b.port,
+      { resource: 'echo', capability: 'echo', principal: 'alice@org-a.example' },
+      correlationId,
+    );
+    expect(answer.status).toBe(403);
+    expect(answer.body).toEqual({
+      error: { code: 'NOT_TRUSTED', message: expect.any(String), correlation_id: correlationId },
+    });
+    expect(auditRows(b, correlationId)).toEqual([]);
+  });
+
+  it('refuses a body over the default 1 MiB cap with 413', async () => {
+    const answer = await invoke(a, b.port, {
+      resource: 'echo',
+      capability: 'echo',
+      principal: 'alice@org-a.example',
+      args: 'x'.repeat(1024 * 1024 + 1),
+    });
+    expect(receiptOf(answer, 413).error?.code).toBe('BODY_TOO_LARGE');
+  });
+
+  it('takes rate limits from FEDERATION_RATE_LIMIT_*, answering 429 with Retry-After; JSON resources and a YAML policy load too', async (context) => {
+    const limited = await startServe(
+      b,
+      [
+        '--listen',
+        '127.0.0.1:0',
+        '--resources',
+        file('resources.json', RESOURCES_JSON),
+        '--policy',
+        file('policy.yaml', POLICY_YAML),
+      ],
+      { FEDERATION_RATE_LIMIT_PER_HOUR: '1', FEDERATION_RATE_LIMIT_BURST: '2' },
+    );
+    context.onTestFinished(async () => {
+      await limited.stop();
+    });
+    const port = Number((await limited.waitForLog((entry) => entry.msg === 'listening')).port);
+    // node-b calls its own daemon with its own certificate, as its CLI does.
+    const call = () =>
+      invoke(b, port, { resource: 'echo', capability: 'echo', principal: 'ops@org-b.example' });
+    receiptOf(await call(), 200);
+    receiptOf(await call(), 200);
+    const refused = await call();
+    expect(receiptOf(refused, 429).error?.code).toBe('RATE_LIMITED');
+    expect(refused.headers['retry-after']).toBe('3600');
+  });
+});
+
+describe.concurrent('serve: bad files', () => {
+  it.each([
+    ['--resources', 'bad.yaml', 'resources: [\n', /resources file .*bad\.yaml is not valid YAML/],
+    ['--resources', 'bad.json', '{"resources": [', /resources file .*bad\.json is not valid JSON/],
+    [
+      '--resources',
+      'wrong.yaml',
+      'resources:\n  - id: r\n    capabilities:\n      - id: c\n        backend: { type: http, url: "ftp://x" }\n',
+      /invalid resources file .*wrong\.yaml: resources\[0\]\.capabilities\[0\]\.backend\.url: expected an http/,
+    ],
+    [
+      '--policy',
+      'wrong-policy.json',
+      '{"rules":[{"effect":"allow","nodes":["*"]}]}',
+      /invalid policy file .*wrong-policy\.json: rules\[0\]\.principals/,
+    ],
+    ['--policy', 'missing.yaml', null, /cannot read the policy file .*missing\.yaml \(ENOENT\)/],
+  ])(
+    '%s %s: exit 2 with one line naming the file and the place',
+    async (flag, name, text, message) => {
+      const path = text === null ? join(dir, name) : file(name, text);
+      const result = await b.cli(['serve', '--listen', '127.0.0.1:0', flag, path]);
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stderr).toMatch(message);
+      expect(result.stderr.trim().split('\n')[0]).toMatch(message);
+      expect(result.stderr).not.toMatch(/"msg":"listening"/);
+    },
+  );
+});

@@ -10,7 +10,7 @@ _sark_fed_command() {
   commands='' options='' value_options='' arguments=''
   case $1 in
     'sark-fed')
-      commands='init status pki discover nodes trust serve completion help'
+      commands='init status pki discover nodes trust route invoke circuit serve completion help'
       options='-V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive -h --help'
       value_options='--state'
       ;;
@@ -145,9 +145,33 @@ _sark_fed_command() {
       value_options='--state'
       arguments='<crl>'
       ;;
+    'sark-fed route')
+      options='--capability --refresh --timeout -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--capability --timeout --state'
+      arguments='<resource>'
+      ;;
+    'sark-fed invoke')
+      options='--node --principal --args --timeout --retries --correlation-id -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--node --principal --args --timeout --retries --correlation-id --state'
+      arguments='<resource> <capability>'
+      ;;
+    'sark-fed circuit')
+      commands='list reset'
+      options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--state'
+      ;;
+    'sark-fed circuit list')
+      options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--state'
+      ;;
+    'sark-fed circuit reset')
+      options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--state'
+      arguments='<node>'
+      ;;
     'sark-fed serve')
-      options='--listen --require-approval --announce --interface --consul-url -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
-      value_options='--listen --announce --interface --consul-url --state'
+      options='--listen --require-approval --resources --policy --max-body --rate-limit-per-hour --rate-limit-burst --max-concurrent-per-node --announce --metrics --interface --consul-url -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--listen --resources --policy --max-body --rate-limit-per-hour --rate-limit-burst --max-concurrent-per-node --announce --metrics --interface --consul-url --state'
       ;;
     'sark-fed completion')
       options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
@@ -171,6 +195,9 @@ _sark_fed_subcommand() {
     'sark-fed discover') next='sark-fed discover' ;;
     'sark-fed nodes') next='sark-fed nodes' ;;
     'sark-fed trust') next='sark-fed trust' ;;
+    'sark-fed route') next='sark-fed route' ;;
+    'sark-fed invoke') next='sark-fed invoke' ;;
+    'sark-fed circuit') next='sark-fed circuit' ;;
     'sark-fed serve') next='sark-fed serve' ;;
     'sark-fed completion') next='sark-fed completion' ;;
     'sark-fed help') next='sark-fed help' ;;
@@ -196,6 +223,8 @@ _sark_fed_subcommand() {
     'sark-fed trust anchor list') next='sark-fed trust anchor list' ;;
     'sark-fed trust anchor remove') next='sark-fed trust anchor remove' ;;
     'sark-fed trust crl import') next='sark-fed trust crl import' ;;
+    'sark-fed circuit list') next='sark-fed circuit list' ;;
+    'sark-fed circuit reset') next='sark-fed circuit reset' ;;
     *) return 1 ;;
   esac
 }

@@ -18,6 +18,12 @@ function __sark_fed_subcommand
             echo 'sark-fed nodes'
         case 'sark-fed trust'
             echo 'sark-fed trust'
+        case 'sark-fed route'
+            echo 'sark-fed route'
+        case 'sark-fed invoke'
+            echo 'sark-fed invoke'
+        case 'sark-fed circuit'
+            echo 'sark-fed circuit'
         case 'sark-fed serve'
             echo 'sark-fed serve'
         case 'sark-fed completion'
@@ -68,6 +74,10 @@ function __sark_fed_subcommand
             echo 'sark-fed trust anchor remove'
         case 'sark-fed trust crl import'
             echo 'sark-fed trust crl import'
+        case 'sark-fed circuit list'
+            echo 'sark-fed circuit list'
+        case 'sark-fed circuit reset'
+            echo 'sark-fed circuit reset'
     end
 end
 
@@ -132,7 +142,17 @@ function __sark_fed_takes_value
             return 0
         case 'sark-fed trust crl import --state'
             return 0
-        case 'sark-fed serve --listen' 'sark-fed serve --announce' 'sark-fed serve --interface' 'sark-fed serve --consul-url' 'sark-fed serve --state'
+        case 'sark-fed route --capability' 'sark-fed route --timeout' 'sark-fed route --state'
+            return 0
+        case 'sark-fed invoke --node' 'sark-fed invoke --principal' 'sark-fed invoke --args' 'sark-fed invoke --timeout' 'sark-fed invoke --retries' 'sark-fed invoke --correlation-id' 'sark-fed invoke --state'
+            return 0
+        case 'sark-fed circuit --state'
+            return 0
+        case 'sark-fed circuit list --state'
+            return 0
+        case 'sark-fed circuit reset --state'
+            return 0
+        case 'sark-fed serve --listen' 'sark-fed serve --resources' 'sark-fed serve --policy' 'sark-fed serve --max-body' 'sark-fed serve --rate-limit-per-hour' 'sark-fed serve --rate-limit-burst' 'sark-fed serve --max-concurrent-per-node' 'sark-fed serve --announce' 'sark-fed serve --metrics' 'sark-fed serve --interface' 'sark-fed serve --consul-url' 'sark-fed serve --state'
             return 0
         case 'sark-fed completion --state'
             return 0
@@ -213,6 +233,9 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'pki' -d 'a development
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'discover' -d 'find nodes by mDNS, DNS-SD, Consul and manual lists, concurrently'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'nodes' -d 'nodes this node knows of: discovered, added by hand, or peers'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'trust' -d 'mutual-TLS trust between nodes: anchors, CRLs, peers'
+complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'route' -d 'which node an invoke of a resource would go to, the fallbacks, and why others are skipped'
+complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'invoke' -d 'call a capability of a resource on the best node that offers it, over mutual TLS, and verify the signed receipt'
+complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'circuit' -d 'circuit breakers of the nodes this node calls (shared by every process)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'serve' -d 'run the node daemon that answers peers over mutual TLS (JSON logs on stderr)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'completion' -d 'print a shell completion script (bash, zsh or fish) to stdout'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'help' -d 'show help for a command, or a topic: exit-codes'
@@ -345,10 +368,40 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed trust crl"' -a 'import' -d '
 # sark-fed trust crl import
 complete -c sark-fed -n '__sark_fed_argument "sark-fed trust crl import" 0' -F -d 'CRL file, PEM or DER'
 
+# sark-fed route
+complete -c sark-fed -n '__sark_fed_using "sark-fed route"' -l capability -r -F -d 'only nodes that offer this capability of the resource'
+complete -c sark-fed -n '__sark_fed_using "sark-fed route"' -l refresh -d 'ask every peer for its catalog again, whatever the cache holds'
+complete -c sark-fed -n '__sark_fed_using "sark-fed route"' -l timeout -r -F -d 'how long to wait for peers\' catalogs'
+complete -c sark-fed -n '__sark_fed_argument "sark-fed route" 0' -F -d 'resource ID'
+
+# sark-fed invoke
+complete -c sark-fed -n '__sark_fed_using "sark-fed invoke"' -l node -r -F -d 'call this node, skipping routing'
+complete -c sark-fed -n '__sark_fed_using "sark-fed invoke"' -l principal -r -F -d 'on whose behalf (default: your user name @ this node)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed invoke"' -l args -r -F -d 'arguments: JSON text, @file holding JSON, or - for stdin'
+complete -c sark-fed -n '__sark_fed_using "sark-fed invoke"' -l timeout -r -F -d 'deadline for the whole call, retries included'
+complete -c sark-fed -n '__sark_fed_using "sark-fed invoke"' -l retries -r -F -d 'retries per node after the first attempt (default 2); only where safe'
+complete -c sark-fed -n '__sark_fed_using "sark-fed invoke"' -l correlation-id -r -F -d 'correlation ID to use (default: a new one)'
+complete -c sark-fed -n '__sark_fed_argument "sark-fed invoke" 0' -F -d 'resource ID'
+complete -c sark-fed -n '__sark_fed_argument "sark-fed invoke" 1' -F -d 'capability ID'
+
+# sark-fed circuit
+complete -c sark-fed -n '__sark_fed_using "sark-fed circuit"' -a 'list' -d 'the circuit of every trusted peer and of any node that failed: state, failures, retry time'
+complete -c sark-fed -n '__sark_fed_using "sark-fed circuit"' -a 'reset' -d 'close a circuit now (the node is known to be back)'
+
+# sark-fed circuit reset
+complete -c sark-fed -n '__sark_fed_argument "sark-fed circuit reset" 0' -F -d 'node ID'
+
 # sark-fed serve
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l listen -r -F -d 'address to listen on (default: the endpoint given to init)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l require-approval -d 'record new peers as pending until `sark-fed trust approve`'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l resources -r -F -d 'resources, capabilities and backends to serve (JSON or YAML; docs/resources.md)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l policy -r -F -d 'who may use what (JSON or YAML); without it every invocation is denied'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l max-body -r -F -d 'largest invoke body accepted (bytes, or 512KiB, 1MiB)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l rate-limit-per-hour -r -F -d 'invocations a calling node earns an hour (per-node token bucket)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l rate-limit-burst -r -F -d 'invocations a calling node may make at once'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l max-concurrent-per-node -r -F -d 'invocations one calling node may have in progress at once'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l announce -r -F -d 'make this node findable: a comma-separated list of mdns, consul'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l metrics -r -F -d 'serve Prometheus metrics over plain HTTP at http://host:port/metrics (keep it private)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l interface -r -F -d 'IPv4 address or interface name to announce on over mDNS'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l consul-url -r -F -d 'Consul agent to register with for --announce consul (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500; token from CONSUL_HTTP_TOKEN)'
 

@@ -1,10 +1,13 @@
 import { Command, Option } from 'commander';
+import { registerCircuit } from './commands/circuit.js';
 import { registerCompletion } from './commands/completion.js';
 import { registerDiscover } from './commands/discover.js';
 import { registerHelp } from './commands/help.js';
 import { registerInit } from './commands/init.js';
+import { registerInvoke } from './commands/invoke.js';
 import { registerNodes } from './commands/nodes.js';
 import { registerPki } from './commands/pki.js';
+import { registerRoute } from './commands/route.js';
 import { registerServe } from './commands/serve.js';
 import { registerStatus } from './commands/status.js';
 import { registerTrust } from './commands/trust.js';
@@ -47,6 +50,9 @@ export function buildProgram(io: CliIo): Command {
   registerDiscover(program, io);
   registerNodes(program, io);
   registerTrust(program, io);
+  registerRoute(program, io);
+  registerInvoke(program, io);
+  registerCircuit(program, io);
   registerServe(program, io);
   registerCompletion(program, io);
   registerHelp(program, io);

@@ -87,13 +87,14 @@ export function appendEvents(db: SqliteDatabase, events: readonly AuditEventInpu
        @requestSize, @resultSha256, @resultSize, @receipt, @prevHash, @hash)`,
   );
   const appended: AuditEvent[] = [];
-  for (const input of events) {
+  for (const given of events) {
+    // Whole microseconds: what is stored is exactly what is hashed (canonical JSON takes integers).
+    const input = { ...given, durationUs: Math.round(given.durationUs) };
     const eventId = randomUUID();
     const hash = chainHash(prevHash, { ...input, eventId });
     const info = insert.run({
       ...input,
       eventId,
-      durationUs: Math.round(input.durationUs),
       receipt: input.receipt === null ? null : JSON.stringify(input.receipt),
       prevHash,
       hash,

@@ -8,6 +8,7 @@ import { BenchError, machineInfo, renderText } from './lib.mjs';
 const SUITES = {
   startup: () => import('./startup.mjs'),
   trust: () => import('./trust.mjs'),
+  invoke: () => import('./invoke.mjs'),
   mdns: () => import('./mdns.mjs'),
 };
 

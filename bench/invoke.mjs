@@ -1,0 +1,259 @@
+// Invocation (issue 5), in one run:
+//   - throughput through a node: POST invoke of the echo capability over keep-alive mTLS, 16 in
+//     flight, with policy, rate limit, receipt and audit all on, against a bare Node https echo
+//     server with the same certificate (bench/bare-server.mjs). Target: at least 0.6×.
+//   - one-shot `sark-fed invoke` wall time against a bare Node script making the same single
+//     mTLS request (bench/one-request.mjs), and against curl. Target: at most 1.5× the script.
+import { spawnSync } from 'node:child_process';
+import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import {
+  BARE_SERVER,
+  BIN,
+  cli,
+  requireBuild,
+  setUpFederation,
+  startProcess,
+  stopProcess,
+} from './federation.mjs';
+import {
+  BenchError,
+  interleave,
+  round2,
+  suiteResult,
+  summarize,
+  summarizeRates,
+  timeProcess,
+} from './lib.mjs';
+
+export const name = 'invoke';
+export const description =
+  'invoke throughput through a node, and one-shot sark-fed invoke, against bare Node https';
+
+const ONE_REQUEST = fileURLToPath(new URL('./one-request.mjs', import.meta.url));
+const THROUGHPUT_TARGET = 0.6;
+const ONE_SHOT_TARGET = 1.5;
+const CONCURRENCY = 16;
+const REQUESTS_PER_ROUND = 800;
+const INVOKE_PATH = '/api/v2/federation/invoke';
+
+export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
+  requireBuild();
+  const folder = mkdtempSync(join(tmpdir(), 'sark-bench-invoke-'));
+  const children = [];
+  try {
+    const { a, b } = setUpFederation(folder);
+    const resources = join(folder, 'resources.json');
+    const policy = join(folder, 'policy.json');
+    writeFileSync(
+      resources,
+      JSON.stringify({
+        resources: [{ id: 'echo', capabilities: [{ id: 'echo', backend: { type: 'echo' } }] }],
+      }),
+    );
+    writeFileSync(
+      policy,
+      JSON.stringify({
+        rules: [
+          {
+            effect: 'allow',
+            nodes: ['node-a'],
+            principals: ['*'],
+            resources: ['echo'],
+            capabilities: ['*'],
+          },
+        ],
+      }),
+    );
+    // The rate limit is on, set above what the benchmark sends, so its bookkeeping is measured.
+    const daemonPort = await startProcess(
+      children,
+      [
+        BIN,
+        '--state',
+        b.state,
+        'serve',
+        '--listen',
+        '127.0.0.1:0',
+        '--resources',
+        resources,
+        '--policy',
+        policy,
+        '--rate-limit-per-hour',
+        '100000000',
+        '--rate-limit-burst',
+        '100000',
+        '--max-concurrent-per-node',
+        String(CONCURRENCY * 2),
+      ],
+      /"msg":"listening".*"port":(\d+)/,
+    );
+    const barePort = await startProcess(children, [BARE_SERVER, b.cert, b.key], /^(\d+)$/m);
+    const daemonUrl = `https://127.0.0.1:${daemonPort}`;
+    const bareUrl = `https://127.0.0.1:${barePort}`;
+    cli(['--state', a.state, 'trust', 'establish', daemonUrl, '--fingerprint', b.fingerprint]);
+
+    const body = JSON.stringify({
+      resource_id: 'echo',
+      capability_id: 'echo',
+      principal_id: 'bench@node-a',
+      arguments: { message: 'hello', n: 42 },
+    });
+    const client = { cert: readFileSync(a.cert), key: readFileSync(a.key) };
+    const throughput = (url) => () => load(url, client, body);
+    const oneShot = (label, command, args) => ({
+      label,
+      measure: () => timeProcess({ label, command, args, expectStdout: true }),
+    });
+    const throughputSubjects = [
+      { label: `bare https echo, keep-alive ×${CONCURRENCY}`, measure: throughput(bareUrl) },
+      {
+        label: `sark-fed serve invoke echo, keep-alive ×${CONCURRENCY}`,
+        measure: throughput(daemonUrl),
+      },
+    ];
+    const oneShotSubjects = [
+      oneShot('node one-request.mjs (one mTLS request)', process.execPath, [
+        ONE_REQUEST,
+        `${daemonUrl}${INVOKE_PATH}`,
+        a.cert,
+        a.key,
+        body,
+      ]),
+      oneShot('sark-fed invoke echo echo --node node-b', process.execPath, [
+        BIN,
+        '--state',
+        a.state,
+        'invoke',
+        'echo',
+        'echo',
+        '--node',
+        'node-b',
+        '--args',
+        '{"message":"hello","n":42}',
+      ]),
+      oneShot('curl --cert --key (one mTLS request)', 'curl', [
+        '-sS',
+        '--fail',
+        '-k',
+        '--cert',
+        a.cert,
+        '--key',
+        a.key,
+        '-H',
+        'content-type: application/json',
+        '--data-binary',
+        body,
+        `${daemonUrl}${INVOKE_PATH}`,
+      ]),
+    ];
+    if (spawnSync('curl', ['--version']).status !== 0) oneShotSubjects.pop();
+
+    const subjects = [...throughputSubjects, ...oneShotSubjects];
+    const measured = await interleave({ subjects, rounds, warmupRounds, timeLimitMs, onRound });
+    if (measured.rounds === 0) {
+      throw new BenchError(`no round finished within ${timeLimitMs / 1000} s`);
+    }
+    const rateStats = measured.samples.slice(0, 2).map(summarizeRates);
+    const timeStats = measured.samples.slice(2).map(summarize);
+    const throughputRatio = round2(rateStats[1].medianPerSecond / rateStats[0].medianPerSecond);
+    const rows = [
+      {
+        label: throughputSubjects[0].label,
+        unit: 'per second',
+        ...rateStats[0],
+        ratio: null,
+        target: null,
+        verdict: null,
+        samplesPerSecond: measured.samples[0].map(round2),
+      },
+      {
+        label: throughputSubjects[1].label,
+        unit: 'per second',
+        ...rateStats[1],
+        ratio: throughputRatio,
+        target: THROUGHPUT_TARGET,
+        verdict: throughputRatio >= THROUGHPUT_TARGET ? 'PASS' : 'FAIL',
+        samplesPerSecond: measured.samples[1].map(round2),
+      },
+      ...oneShotSubjects.map((subject, index) => {
+        const stats = timeStats[index];
+        const isBaseline = index === 0;
+        const ratio = isBaseline ? null : round2(stats.medianMs / timeStats[0].medianMs);
+        const isInvoke = index === 1;
+        return {
+          label: subject.label,
+          unit: 'ms',
+          ...stats,
+          ratio,
+          target: isInvoke ? ONE_SHOT_TARGET : null,
+          verdict: isInvoke ? (ratio <= ONE_SHOT_TARGET ? 'PASS' : 'FAIL') : null,
+          samplesMs: measured.samples[index + 2].map(round2),
+        };
+      }),
+    ];
+    return suiteResult({ name, description, measured, timeLimitMs, rows });
+  } finally {
+    await Promise.all(children.map(stopProcess));
+    rmSync(folder, { recursive: true, force: true });
+  }
+}
+
+/** REQUESTS_PER_ROUND POSTs over CONCURRENCY kept-alive connections; requests per second. */
+async function load(url, client, body) {
+  const target = new URL(url);
+  const agent = new Agent({
+    keepAlive: true,
+    maxSockets: CONCURRENCY,
+    ...client,
+    rejectUnauthorized: false,
+  });
+  const send = () =>
+    new Promise((resolve, reject) => {
+      const outgoing = request(
+        {
+          agent,
+          host: target.hostname,
+          port: target.port,
+          path: INVOKE_PATH,
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(body),
+          },
+          signal: AbortSignal.timeout(10_000),
+        },
+        (response) => {
+          response.resume();
+          response.on('end', () =>
+            response.statusCode === 200
+              ? resolve()
+              : reject(new BenchError(`${url} answered ${response.statusCode}`)),
+          );
+        },
+      );
+      outgoing.on('error', reject);
+      outgoing.end(body);
+    });
+  try {
+    // Warm connections first: the figure is requests over open connections.
+    await Promise.all(Array.from({ length: CONCURRENCY }, send));
+    let issued = 0;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (issued < REQUESTS_PER_ROUND) {
+          issued++;
+          await send();
+        }
+      }),
+    );
+    return (issued * 1000) / (performance.now() - started);
+  } finally {
+    agent.destroy();
+  }
+}

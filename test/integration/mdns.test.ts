@@ -95,9 +95,10 @@ describe.skipIf(skipNetns).concurrent('mDNS in a private network namespace', () 
         ttlSeconds: 120,
       })),
     );
-    // --expect 3 ended the scan as soon as the third node was resolved, long before its 5 s.
+    // --expect 3 ended the scan as soon as the third node was resolved (about a second in), long
+    // before its 10 s deadline.
     expect(result.scan.expectMet).toBe(true);
-    expect(result.scan.elapsedMs).toBeLessThan(2500);
+    expect(result.scan.elapsedMs).toBeLessThan(5_000);
     expect(result.scan.skipped).toEqual([]);
 
     if (result.discover) {

@@ -525,11 +525,15 @@ describe('client certificate refusals', () => {
 describe('challenge refusals', () => {
   it('establishes trust with a well-behaved initiator over one connection (the baseline)', async () => {
     const connection = connect(nodeA);
+    // The daemon's clock is this process's (clockOffset is 0 here): it issued the challenge
+    // between these two readings, to expire 60 s after.
+    const askedAt = Date.now();
     const challenge = await challengeOver(connection);
+    const answeredAt = Date.now();
     expect(challenge.node_id).toBe('node-d');
-    const expiresIn = new Date(challenge.expires_at).getTime() - Date.now();
-    expect(expiresIn).toBeGreaterThan(55_000);
-    expect(expiresIn).toBeLessThanOrEqual(60_000);
+    const expiresAt = new Date(challenge.expires_at).getTime();
+    expect(expiresAt).toBeGreaterThanOrEqual(askedAt + 60_000);
+    expect(expiresAt).toBeLessThanOrEqual(answeredAt + 60_000);
     const challengeSocket = connection.socket;
 
     const counterNonce = randomBytes(32).toString('base64url');

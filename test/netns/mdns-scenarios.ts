@@ -184,7 +184,7 @@ async function serveScenario(config: ServeConfig) {
     // own second query), about a second in. --expect must end it then, not at the deadline.
     const scanned = await scan({
       runners: [mdnsRunner()],
-      timeoutMs: 5000,
+      timeoutMs: 10_000,
       expect: config.nodes.length,
     });
 

@@ -233,7 +233,7 @@ export function registerNodes(program: Command, io: CliIo): void {
         const { listKnownNodes } = await import('../../core/discovery/node-view.js');
         const { checkHealthOfNodes } = await import('../../core/discovery/health.js');
         const { saveHealth } = await import('../../core/state/discovery-repository.js');
-        const { trustMaterial } = await import('../../core/trust/establish.js');
+        const { trustMaterial } = await import('../../core/trust/trust-material.js');
         const { NotFoundError, UnavailableError, UsageError } =
           await import('../../core/errors.js');
         const checked = await withNode(context, async ({ store, identity, privateKey }) => {

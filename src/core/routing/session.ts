@@ -3,8 +3,7 @@ import { setFlagsFromString } from 'node:v8';
 import { UsageError } from '../errors.js';
 import type { NodeIdentity } from '../identity/node-identity.js';
 import type { StateStore } from '../state/database.js';
-import { listAnchors, listRevocationLists } from '../state/trust-repository.js';
-import type { TrustMaterial } from '../trust/authenticate.js';
+import { trustMaterial } from '../trust/trust-material.js';
 import { CircuitBreakers, DEFAULT_BREAKER, type BreakerConfig } from './circuit-breaker.js';
 import { PeerTransport } from './peer-transport.js';
 import { Deadline } from './retry.js';
@@ -53,7 +52,7 @@ export function openRoutingSession(options: {
   const transport = new PeerTransport({
     identity: options.identity,
     privateKey: options.privateKey,
-    material: loadTrustMaterial(options.store),
+    material: trustMaterial(options.store),
     now: options.now,
   });
   const deadline = new Deadline(options.timeoutMs);
@@ -65,23 +64,5 @@ export function openRoutingSession(options: {
       deadline.dispose();
       await transport.close();
     },
-  };
-}
-
-/**
- * Anchors by trust domain and imported CRLs, as trust/establish.ts reads them; read here so that
- * invoke does not load the trust-establishment module (and zod with it) on its path.
- */
-function loadTrustMaterial(store: StateStore): TrustMaterial {
-  const { anchors, crls } = store.read((db) => ({
-    anchors: listAnchors(db),
-    crls: listRevocationLists(db),
-  }));
-  return {
-    anchorsFor: (trustDomain) =>
-      anchors
-        .filter((anchor) => anchor.trustDomain === trustDomain)
-        .map((anchor) => anchor.certificateDer),
-    crls: () => crls.map((crl) => crl.der),
   };
 }

@@ -6,14 +6,8 @@ import { toPem } from '../identity/pem.js';
 import { CHALLENGE_NONCE_BYTES, PATHS } from '../protocol/constants.js';
 import { ChallengeResponse, InfoResponse, TrustResponse } from '../protocol/schemas.js';
 import type { StateStore } from '../state/database.js';
-import {
-  findPeer,
-  listAnchors,
-  listRevocationLists,
-  savePeer,
-  type Peer,
-} from '../state/trust-repository.js';
-import { authenticateChain, isChainFailure, type TrustMaterial } from './authenticate.js';
+import { findPeer, savePeer, type Peer } from '../state/trust-repository.js';
+import { authenticateChain, isChainFailure } from './authenticate.js';
 import { PeerClient, peerError, type PeerResponse } from './peer-client.js';
 import type { ClaimedIdentity } from './peer-identity.js';
 import {
@@ -22,6 +16,7 @@ import {
   type TrustStatement,
 } from './trust-statement.js';
 import type { z } from 'zod';
+import { trustMaterial } from './trust-material.js';
 
 /** What the operator is shown, and confirms, on first contact with a peer. */
 export interface FirstContact {
@@ -243,20 +238,6 @@ export async function establishTrust(
   } finally {
     client.close();
   }
-}
-
-export function trustMaterial(store: StateStore): TrustMaterial {
-  const { anchors, crls } = store.read((db) => ({
-    anchors: listAnchors(db),
-    crls: listRevocationLists(db),
-  }));
-  return {
-    anchorsFor: (trustDomain) =>
-      anchors
-        .filter((anchor) => anchor.trustDomain === trustDomain)
-        .map((anchor) => anchor.certificateDer),
-    crls: () => crls.map((crl) => crl.der),
-  };
 }
 
 /** A 2xx answer parsed with its schema, or the typed error the peer's answer stands for. */

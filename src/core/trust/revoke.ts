@@ -6,7 +6,8 @@ import { RevokeResponse } from '../protocol/schemas.js';
 import type { StateStore } from '../state/database.js';
 import { findPeer, savePeer, type Peer } from '../state/trust-repository.js';
 import { authenticateChain, isChainFailure } from './authenticate.js';
-import { expectOk, trustMaterial } from './establish.js';
+import { expectOk } from './establish.js';
+import { trustMaterial } from './trust-material.js';
 import { PeerClient } from './peer-client.js';
 
 /** Marks a peer revoked: from the next request on, the daemon refuses it and the CLI won't call it. */

@@ -244,6 +244,18 @@ async function serveScenario(config: ServeConfig) {
     }
     let cliWatchLines: unknown[] | null = null;
     if (cliWatch) {
+      // The CLI watcher is a process of its own and may print later than the in-process one:
+      // let it print every node's "down" (bounded) before it is interrupted.
+      const printedDown = (nodeId: string) =>
+        cliWatch
+          .stdout()
+          .split('\n')
+          .some((line) => line.includes('"event":"down"') && line.includes(`"nodeId":"${nodeId}"`));
+      await until(
+        () => config.nodes.every((node) => printedDown(node.nodeId)),
+        6000,
+        'the CLI watcher to print every goodbye',
+      ).catch(() => {});
       cliWatch.child.kill('SIGINT');
       await cliWatch.exited;
       cliWatchLines = cliWatch

@@ -81,10 +81,12 @@ describe('Output.table', () => {
     expect(stdout.text).toBe('one two\tthree four \n');
   });
 
-  it('prints nothing for no rows in a pipe', async () => {
-    const { output, stdout } = await setup({ tty: false });
-    output.table(HEADERS, []);
-    expect(stdout.text).toBe('');
+  it('prints nothing for no rows, in a pipe and on a terminal (no bare header)', async () => {
+    for (const tty of [false, true]) {
+      const { output, stdout } = await setup({ tty });
+      output.table(HEADERS, []);
+      expect(stdout.text).toBe('');
+    }
   });
 });
 

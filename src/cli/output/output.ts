@@ -111,6 +111,8 @@ export class Output {
    * (the form `cut -f` and `while read` expect).
    */
   table(headers: readonly string[], rows: ReadonlyArray<readonly Cell[]>): void {
+    // No rows, no table: commands say "nothing yet" on stderr; a bare header would be noise.
+    if (rows.length === 0) return;
     if (!this.stdoutIsTTY) {
       for (const row of rows) this.line(row.map((cell) => tsvField(textOf(cell))).join('\t'));
       return;

@@ -19,7 +19,8 @@ import type { Logger } from './logger.js';
 import { routeFor, type HandlerContext } from './routes.js';
 import { TrustView } from './trust-view.js';
 import { presentedChain } from '../core/trust/tls-chain.js';
-import { AuditWriter } from '../core/audit/events.js';
+import { AuditWriter, type AuditSink } from '../core/audit/events.js';
+import { AuditPipeline } from './audit-pipeline.js';
 import { pemBlocks } from '../core/identity/pem.js';
 import { claimedIdentity } from '../core/trust/peer-identity.js';
 import { Backends } from './backends.js';
@@ -54,6 +55,11 @@ export interface DaemonOptions {
   invocation?: Partial<InvocationSettings>;
   /** `serve --metrics host:port`: Prometheus metrics over plain HTTP. */
   metrics?: { host: string; port: number };
+  /**
+   * The built audit writer thread (dist/cli/audit-worker.js). With it, audit commits sync on
+   * their own thread; without it (tests running the source), they commit on this one.
+   */
+  auditWorker?: URL;
 }
 
 export interface RunningDaemon {
@@ -83,7 +89,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
   const store = openState(options.statePath, { create: false });
   let server: Server | undefined;
-  let audit: AuditWriter | undefined;
+  let audit: AuditSink | undefined;
   let backends: Backends | undefined;
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   try {
@@ -109,7 +115,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     };
     const policy = options.policy ?? new Policy();
     const catalog = options.resources ?? new ResourceCatalog();
-    audit = new AuditWriter(store);
+    audit = options.auditWorker
+      ? await AuditPipeline.start(options.auditWorker, options.statePath)
+      : new AuditWriter(store);
     backends = new Backends();
     const metrics = new DaemonMetrics(store, identity, now);
     const invocation = new InvocationService({
@@ -178,6 +186,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     await metricsServer?.close();
     server?.close();
     await backends?.close();
+    await audit?.close().catch(() => undefined);
     store.close();
     throw error;
   }
@@ -423,7 +432,7 @@ async function shutdown(
   server: Server,
   store: StateStore,
   context: HandlerContext,
-  audit: AuditWriter,
+  audit: AuditSink,
   backends: Backends,
   graceMs: number,
 ): Promise<void> {
@@ -439,7 +448,7 @@ async function shutdown(
   clearTimeout(grace);
   await backends.close();
   try {
-    await audit.flush();
+    await audit.close();
     store.write((db) => clearLocalCatalog(db));
   } finally {
     store.close();

@@ -1,7 +1,7 @@
 import type { DaemonMetrics } from './metrics.js';
 import type { KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { AuditEventInput, AuditWriter } from '../core/audit/events.js';
+import type { AuditEventInput, AuditSink } from '../core/audit/events.js';
 import { sha256Hex, signReceipt, type AuditOutcome, type Receipt } from '../core/audit/receipts.js';
 import type { NodeIdentity } from '../core/identity/node-identity.js';
 import {
@@ -56,7 +56,7 @@ export interface InvocationDependencies {
   catalog: ResourceCatalog;
   policy: Policy;
   backends: Backends;
-  audit: Pick<AuditWriter, 'append'>;
+  audit: Pick<AuditSink, 'append'>;
   rateLimiter: RateLimiter;
   concurrency: ConcurrencyLimiter;
   settings: InvocationSettings;

@@ -8,15 +8,19 @@ import {
 } from '../core/state/trust-repository.js';
 
 /**
- * The daemon's view of anchors, CRLs and peers, reloaded whenever another process (the CLI)
- * commits to the state file. `PRAGMA data_version` changes exactly then, and reading it costs a
- * few microseconds, so every request sees `trust revoke` or `anchor remove` without a restart.
+ * The daemon's view of anchors, CRLs and peers, reloaded whenever another connection commits to
+ * the state file: the CLI, and the daemon's own audit writer thread. `PRAGMA data_version` changes
+ * exactly then, and reading it costs a few microseconds, so every request sees `trust revoke` or
+ * `anchor remove` without a restart. Audit commits change data_version every few milliseconds
+ * under load, so a reload that finds the same anchors and CRLs keeps the generation (and every
+ * connection's cached chain validation), and peers are re-read lazily, once per node.
  */
 export class TrustView {
   private dataVersion = -1;
   private generation = 0;
   private anchorsByDomain = new Map<string, Buffer[]>();
   private revocationLists: Buffer[] = [];
+  private peers = new Map<string, Peer | undefined>();
   private dataVersionStatement: Statement | undefined;
 
   constructor(private readonly store: StateStore) {}
@@ -47,23 +51,43 @@ export class TrustView {
     return this.revocationLists;
   }
 
-  /** Peers are read straight from the file: a primary-key lookup, always current. */
+  /** A peer as of the last refresh(): a primary-key lookup the first time it is asked for. */
   peer(nodeId: string): Peer | undefined {
-    return this.store.read((db) => findPeer(db, nodeId));
+    if (this.peers.has(nodeId)) return this.peers.get(nodeId);
+    const peer = this.store.read((db) => findPeer(db, nodeId));
+    this.peers.set(nodeId, peer);
+    return peer;
   }
 
   private reload(): void {
-    this.generation++;
+    this.peers.clear();
     const { anchors, crls } = this.store.read((db) => ({
       anchors: listAnchors(db),
       crls: listRevocationLists(db),
     }));
-    this.anchorsByDomain = new Map();
+    const anchorsByDomain = new Map<string, Buffer[]>();
     for (const anchor of anchors) {
-      const list = this.anchorsByDomain.get(anchor.trustDomain) ?? [];
+      const list = anchorsByDomain.get(anchor.trustDomain) ?? [];
       list.push(anchor.certificateDer);
-      this.anchorsByDomain.set(anchor.trustDomain, list);
+      anchorsByDomain.set(anchor.trustDomain, list);
     }
-    this.revocationLists = crls.map((crl) => crl.der);
+    const revocationLists = crls.map((crl) => crl.der);
+    if (
+      this.generation > 0 &&
+      sameLists(this.revocationLists, revocationLists) &&
+      this.anchorsByDomain.size === anchorsByDomain.size &&
+      [...anchorsByDomain].every(([domain, ders]) =>
+        sameLists(this.anchorsByDomain.get(domain) ?? [], ders),
+      )
+    ) {
+      return;
+    }
+    this.generation++;
+    this.anchorsByDomain = anchorsByDomain;
+    this.revocationLists = revocationLists;
   }
+}
+
+function sameLists(held: readonly Buffer[], loaded: readonly Buffer[]): boolean {
+  return held.length === loaded.length && held.every((der, index) => der.equals(loaded[index]!));
 }

@@ -34,7 +34,10 @@ const TD_A = 'org-a.example';
 const TD_B = 'org-b.example';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** A short open circuit, so that the half-open test waits 2 s rather than 30 (documented for tests). */
-const CIRCUIT_ENV = { SARK_FED_CIRCUIT_OPEN_MS: '2000' };
+// Long enough that the two CLI processes run while it is open still find it open on a machine
+// under heavy load (process start alone took over a second at load 11), short enough to wait out.
+const CIRCUIT_OPEN_MS = 5000;
+const CIRCUIT_ENV = { SARK_FED_CIRCUIT_OPEN_MS: String(CIRCUIT_OPEN_MS) };
 const SLOW_TEST_MS = 60_000;
 
 let dir: string;
@@ -508,7 +511,7 @@ describe('failover and the circuit breaker with real processes', () => {
         lastFailure: 'ECONNREFUSED',
       });
       expect(Date.parse(circuit.retryAt as string) - Date.parse(circuit.openedAt as string)).toBe(
-        2000,
+        CIRCUIT_OPEN_MS,
       );
       expect(circuits.find((item) => item.nodeId === 'node-c')).toMatchObject({ state: 'closed' });
 

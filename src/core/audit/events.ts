@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { canonicalJson } from '../protocol/canonical-json.js';
 import type { SqliteDatabase, StateStore } from '../state/database.js';
+import { statement } from '../state/statements.js';
 import type { AuditOutcome, Receipt } from './receipts.js';
 
 /** The hash the first event chains to. */
@@ -73,12 +74,12 @@ export function chainHash(prevHash: string, event: AuditEventInput & { eventId: 
  * IMMEDIATE), so that two processes appending at once cannot fork the chain.
  */
 export function appendEvents(db: SqliteDatabase, events: readonly AuditEventInput[]): AuditEvent[] {
-  const last = db
-    .prepare('SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1')
+  const last = statement(db, 'SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1')
     .pluck()
     .get() as string | undefined;
   let prevHash = last ?? GENESIS_HASH;
-  const insert = db.prepare(
+  const insert = statement(
+    db,
     `INSERT INTO audit_events (event_id, correlation_id, time, direction, source_node, target_node,
        principal, resource, capability, outcome, status_code, error_code, duration_us,
        request_sha256, request_size, result_sha256, result_size, receipt, prev_hash, hash)
@@ -105,12 +106,19 @@ export function appendEvents(db: SqliteDatabase, events: readonly AuditEventInpu
   return appended;
 }
 
+/** Where the daemon records inbound events: each promise settles once its row is committed. */
+export interface AuditSink {
+  append(event: AuditEventInput): Promise<unknown>;
+  /** Commits whatever is queued and releases the sink. */
+  close(): Promise<void>;
+}
+
 /**
  * Group commit for the daemon's hot path (DESIGN §7): events queue for a few milliseconds and
  * are committed together in one synchronous=FULL transaction; each caller's promise settles only
  * once its own row is committed, so a response is never sent for an event that could be lost.
  */
-export class AuditWriter {
+export class AuditWriter implements AuditSink {
   private queue: Array<{
     event: AuditEventInput;
     resolve: (event: AuditEvent) => void;
@@ -131,6 +139,10 @@ export class AuditWriter {
       if (this.queue.length >= this.maxBatch) this.flushSoon(0);
       else this.flushSoon(this.delayMs);
     });
+  }
+
+  close(): Promise<void> {
+    return this.flush();
   }
 
   /** Commits whatever is queued; resolves when it is on disk. */

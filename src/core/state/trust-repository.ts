@@ -1,4 +1,5 @@
 import type { SqliteDatabase } from './database.js';
+import { statement } from './statements.js';
 
 export type TrustLevel = 'untrusted' | 'pending' | 'trusted' | 'revoked';
 
@@ -43,7 +44,10 @@ export interface Peer {
 export function listAnchors(db: SqliteDatabase, trustDomain?: string): TrustAnchor[] {
   const rows = (
     trustDomain === undefined
-      ? db.prepare('SELECT * FROM trust_anchors ORDER BY trust_domain, subject, fingerprint').all()
+      ? statement(
+          db,
+          'SELECT * FROM trust_anchors ORDER BY trust_domain, subject, fingerprint',
+        ).all()
       : db
           .prepare('SELECT * FROM trust_anchors WHERE trust_domain = ? ORDER BY fingerprint')
           .all(trustDomain)
@@ -71,9 +75,10 @@ export function deleteAnchor(db: SqliteDatabase, fingerprint: string): boolean {
 // ---- revocation lists ------------------------------------------------------------------------
 
 export function listRevocationLists(db: SqliteDatabase): StoredRevocationList[] {
-  const rows = db
-    .prepare('SELECT * FROM revocation_lists ORDER BY issuer, authority_key_id')
-    .all() as RevocationListRow[];
+  const rows = statement(
+    db,
+    'SELECT * FROM revocation_lists ORDER BY issuer, authority_key_id',
+  ).all() as RevocationListRow[];
   return rows.map(revocationListFromRow);
 }
 
@@ -114,7 +119,7 @@ export function listPeers(db: SqliteDatabase, level?: TrustLevel): Peer[] {
 }
 
 export function findPeer(db: SqliteDatabase, nodeId: string): Peer | undefined {
-  const row = db.prepare('SELECT * FROM peers WHERE node_id = ?').get(nodeId) as
+  const row = statement(db, 'SELECT * FROM peers WHERE node_id = ?').get(nodeId) as
     PeerRow | undefined;
   return row ? peerFromRow(row) : undefined;
 }

@@ -10,19 +10,7 @@ const { dependencies } = JSON.parse(
 );
 // commander is on every start-up path, so it is bundled; every other dependency is loaded lazily
 // by the commands that need it, and better-sqlite3 carries a native addon that cannot be bundled.
-const external = Object.keys(dependencies).filter(
-  (name) => name !== 'commander' && name !== 'undici',
-);
-// undici's files are bundled where they are imported by path (the invoker's pool, connector and
-// request method: src/core/routing/undici-pool.ts), sparing a one-shot `invoke` the loading of
-// ~26 files; `import 'undici'` itself (the daemon's backends, Consul) stays external. esbuild's
-// `external` would take the subpaths along with the package, hence this resolver.
-const undiciRootExternal = {
-  name: 'undici-root-external',
-  setup(builder) {
-    builder.onResolve({ filter: /^undici$/ }, () => ({ path: 'undici', external: true }));
-  },
-};
+const external = Object.keys(dependencies).filter((name) => name !== 'commander');
 
 // Build beside the current output and swap it in at the end: a failed build leaves the previous
 // one working, and CLI processes started during a build (tests, a running daemon's lazy imports)
@@ -42,7 +30,6 @@ await build({
   platform: 'node',
   target: 'node20',
   external,
-  plugins: [undiciRootExternal],
   sourcemap: 'linked',
   chunkNames: 'chunks/[name]-[hash]',
   // commander is CommonJS and requires node built-ins; give the ESM bundle a real require().

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -22,7 +22,7 @@ import {
 } from '../../src/core/routing/circuit-breaker.js';
 import { invoke, type InvocationResult } from '../../src/core/routing/invocation.js';
 import type { InvokeCall } from '../../src/core/routing/invoker.js';
-import { PeerTransport } from '../../src/core/routing/peer-transport.js';
+import { NotSentError, PeerTransport } from '../../src/core/routing/peer-transport.js';
 import { DEFAULT_BACKOFF, Deadline } from '../../src/core/routing/retry.js';
 import { findRoute } from '../../src/core/routing/router.js';
 import { openState, type StateStore } from '../../src/core/state/database.js';
@@ -387,6 +387,30 @@ function everything(who: Caller): string {
   }
 }
 
+/** Accepts TCP connections and never says a word: no TLS handshake ever completes. */
+async function silentTcpServer(): Promise<{
+  endpoint: string;
+  connections: () => number;
+  close: () => Promise<void>;
+}> {
+  const sockets: Socket[] = [];
+  const server = createTcpServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `https://127.0.0.1:${port}`,
+    connections: () => sockets.length,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
 async function closedEndpoint(): Promise<string> {
   return `https://127.0.0.1:${await freePort()}`;
 }
@@ -735,6 +759,62 @@ describe('deadline, failover and circuit', () => {
       outcome: 'timeout',
       statusCode: null,
     });
+  });
+
+  it('gives up at the deadline while a peer that accepted TCP never completes the TLS handshake', async () => {
+    const silent = await silentTcpServer();
+    try {
+      const who = caller([{ nodeId: 'node-b', endpoint: silent.endpoint, fixture: certs.b }]);
+      const invocation = call();
+      // The deadline (400 ms) is far shorter than the connect timeout (5 s): it must win.
+      const { error } = await run(who, invocation, { node: 'node-b', timeoutMs: 400 });
+      expect(error).toMatchObject({ kind: 'unavailable', code: 'TIMEOUT' });
+      expect(silent.connections()).toBeGreaterThan(0);
+    } finally {
+      await silent.close();
+    }
+  });
+
+  it('reports a connect timeout as not sent: nothing reached the peer', async () => {
+    const silent = await silentTcpServer();
+    const who = caller([{ nodeId: 'node-b', endpoint: silent.endpoint, fixture: certs.b }]);
+    const transport = new PeerTransport({
+      identity: who.identity,
+      privateKey: who.privateKey,
+      material: { anchorsFor: () => [], crls: () => [] },
+      now: () => new Date(),
+      timeouts: { connectMs: 300, keepAliveMs: 1_000 },
+    });
+    try {
+      const failure = await transport
+        .request(
+          {
+            nodeId: 'node-b',
+            endpoint: silent.endpoint,
+            spiffeId: `spiffe://${TD_B}/sark/node/node-b`,
+            pinnedFingerprint: '0'.repeat(64),
+            certificatePem: '',
+            local: false,
+          },
+          {
+            method: 'POST',
+            path: PATHS.invoke,
+            correlationId: call().correlationId,
+            body: '{}',
+            signal: new AbortController().signal,
+            timeoutMs: 10_000,
+          },
+        )
+        .then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+      expect(failure).toBeInstanceOf(NotSentError);
+      expect((failure as NotSentError).reason).toMatchObject({ code: 'CONNECT_TIMEOUT' });
+    } finally {
+      await transport.close();
+      await silent.close();
+    }
   });
 
   it('fails over to the next route candidate when the first is unreachable', async () => {

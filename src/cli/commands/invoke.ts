@@ -191,7 +191,6 @@ async function run(
       privateKey,
       now: context.now,
       env: context.io.env,
-      shortLived: true,
       timeoutMs: options.timeout,
     });
     const spinner = await context.output.spinner(

@@ -37,7 +37,6 @@ export function registerRoute(program: Command, io: CliIo): void {
             privateKey,
             now: context.now,
             env: context.io.env,
-            shortLived: true,
             // The catalog queries run concurrently: the deadline is one query's, plus slack.
             timeoutMs: options.timeout + 1_000,
           });

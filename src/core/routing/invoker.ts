@@ -15,6 +15,7 @@ import type { InvokeRequest, InvokeResponse } from '../protocol/schemas.js';
 import {
   AnswerTooLarge,
   NotSentError,
+  isPeerTimeout,
   type PeerAnswer,
   type PeerTransport,
 } from './peer-transport.js';
@@ -185,11 +186,7 @@ function classifyFailure(error: unknown, target: CallTarget, signal: AbortSignal
       }),
     };
   }
-  const timedOut =
-    signal.aborted ||
-    isCode(error, 'UND_ERR_HEADERS_TIMEOUT') ||
-    isCode(error, 'UND_ERR_BODY_TIMEOUT') ||
-    (error instanceof Error && (error.name === 'AbortError' || error.name === 'TimeoutError'));
+  const timedOut = signal.aborted || isPeerTimeout(error);
   if (timedOut) {
     const deadline = signal.reason instanceof DeadlineExceeded;
     return {
@@ -462,10 +459,6 @@ function resultDigest(response: InvokeResponse): { sha256: string; size: number 
   if (response.result === undefined || (response.result === null && !response.success)) return null;
   const text = JSON.stringify(response.result);
   return { sha256: sha256Hex(text), size: Buffer.byteLength(text) };
-}
-
-function isCode(error: unknown, code: string): boolean {
-  return (error as { code?: unknown } | null)?.code === code;
 }
 
 function errnoCode(error: unknown): string {

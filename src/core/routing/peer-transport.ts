@@ -1,4 +1,6 @@
 import type { KeyObject } from 'node:crypto';
+import { Agent, request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { TrustError, messageOf } from '../errors.js';
 import { certificateFingerprint } from '../identity/fingerprint.js';
@@ -6,10 +8,9 @@ import type { NodeIdentity } from '../identity/node-identity.js';
 import { CORRELATION_HEADER, TLS_CIPHERS, TLS_MIN_VERSION } from '../protocol/constants.js';
 import { authenticateChain, isChainFailure, type TrustMaterial } from '../trust/authenticate.js';
 import { presentedChain } from '../trust/tls-chain.js';
-import { Pool, buildConnector, type Connector } from './undici-pool.js';
 import type { CallTarget } from './target.js';
 
-/** Timeouts of every connection, explicit: undici's own defaults are 300 s. */
+/** Timeouts of every connection, explicit rather than Node's defaults (none for connecting). */
 export interface TransportTimeouts {
   /** TCP connect plus TLS handshake. */
   connectMs: number;
@@ -64,15 +65,37 @@ export class NotSentError extends Error {
   }
 }
 
+/** The answer's headers, or the next chunk of its body, did not come within the call's timeout. */
+export class PeerTimeoutError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TimeoutError';
+  }
+}
+
+/** Whether a call failed by a timeout or the command's deadline rather than by the peer. */
+export function isPeerTimeout(error: unknown): boolean {
+  const name = error instanceof Error ? error.name : '';
+  return error instanceof PeerTimeoutError || name === 'AbortError' || name === 'TimeoutError';
+}
+
 /**
- * Mutual-TLS HTTP/1.1 to peers with undici: one keep-alive pool per peer, this node's
+ * Mutual-TLS HTTP/1.1 to peers: one keep-alive pool (a node:https Agent) per peer, this node's
  * certificate and key, explicit timeouts, and the server's chain checked by our own validator
  * (per-trust-domain anchors, node ID, pinned fingerprint) as soon as the handshake completes and
- * before any request is written on the connection: undici writes a request only once the
- * connector has handed it the socket.
+ * before any byte of the request is written: the request is ended (which writes its headers)
+ * only once the check has passed.
+ *
+ * Why node:https rather than undici (DESIGN §6 names undici): a one-shot `invoke` spent ~25 ms
+ * of its start loading undici's pool, and undici ignores an abort signal until it has a
+ * connection, so a peer that accepted TCP but never finished TLS held a call past its deadline.
+ * Node's Agent pools keep-alive connections per peer as well; the daemon's HTTP backends, which
+ * talk plain HTTP to upstreams, keep undici.
  */
 export class PeerTransport {
-  private readonly pools = new Map<string, Pool>();
+  private readonly agents = new Map<string, Agent>();
+  /** Sockets whose server passed checkServer: a kept-alive one is not checked again. */
+  private readonly checked = new WeakSet<TLSSocket>();
   private readonly key: string;
   private readonly timeouts: TransportTimeouts;
 
@@ -81,108 +104,142 @@ export class PeerTransport {
     this.timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
   }
 
-  async request(target: CallTarget, call: PeerCall): Promise<PeerAnswer> {
-    const pool = this.poolFor(target);
-    const headers: Record<string, string> = {
+  request(target: CallTarget, call: PeerCall): Promise<PeerAnswer> {
+    const url = new URL(target.endpoint);
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const headers: Record<string, string | number> = {
       accept: 'application/json',
       [CORRELATION_HEADER]: call.correlationId,
     };
-    if (call.body !== undefined) headers['content-type'] = 'application/json';
-    let response;
-    try {
-      response = await pool.request({
-        path: call.path,
-        method: call.method,
-        headers,
-        body: call.body ?? null,
-        signal: call.signal,
-        headersTimeout: Math.max(1, Math.ceil(call.timeoutMs)),
-        bodyTimeout: Math.max(1, Math.ceil(call.timeoutMs)),
+    if (call.body !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = Buffer.byteLength(call.body);
+    }
+    const timeoutMs = Math.max(1, Math.ceil(call.timeoutMs));
+    return new Promise<PeerAnswer>((resolve, reject) => {
+      let sent = false;
+      let timer: NodeJS.Timeout | undefined;
+      const arm = (ms: number, message: string) => {
+        clearTimeout(timer);
+        timer = setTimeout(() => request.destroy(new PeerTimeoutError(message)), ms);
+      };
+      const settle = (error: Error | undefined, answer?: PeerAnswer) => {
+        clearTimeout(timer);
+        if (error) reject(error);
+        else resolve(answer as PeerAnswer);
+      };
+      const request = httpsRequest(
+        {
+          agent: this.agentFor(target),
+          host,
+          port: url.port || 443,
+          method: call.method,
+          path: call.path,
+          headers,
+          signal: call.signal,
+          ...(isIP(host) === 0 ? { servername: host } : {}),
+        },
+        (response) => {
+          arm(timeoutMs, `no part of the answer within ${timeoutMs} ms`);
+          const chunks: Buffer[] = [];
+          let size = 0;
+          response.on('data', (chunk: Buffer) => {
+            size += chunk.length;
+            if (size > MAX_ANSWER_BYTES) {
+              request.destroy();
+              settle(new AnswerTooLarge(size));
+              return;
+            }
+            chunks.push(chunk);
+            arm(timeoutMs, `no part of the answer within ${timeoutMs} ms`);
+          });
+          response.on('error', (error) => settle(error));
+          response.on('end', () => {
+            const text = Buffer.concat(chunks, size).toString('utf8');
+            let body: unknown;
+            try {
+              body = text === '' ? undefined : JSON.parse(text);
+            } catch {
+              body = undefined;
+            }
+            const correlation = response.headers[CORRELATION_HEADER];
+            settle(undefined, {
+              status: response.statusCode ?? 0,
+              body,
+              size,
+              retryAfterMs: retryAfter(response.headers['retry-after'], this.options.now()),
+              correlationId: typeof correlation === 'string' ? correlation : null,
+            });
+          });
+        },
+      );
+      request.on('error', (error) => {
+        // Before the request was ended nothing of it left this process, whatever failed, except
+        // when the deadline ran out: that is a timeout, however far the call had come.
+        settle(sent || isPeerTimeout(error) ? error : new NotSentError(error));
       });
-    } catch (error) {
-      throw this.unwrap(error, target);
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    try {
-      for await (const chunk of response.body as AsyncIterable<Buffer>) {
-        size += chunk.length;
-        if (size > MAX_ANSWER_BYTES) {
-          response.body.destroy();
-          throw new AnswerTooLarge(size);
+      request.on('socket', (rawSocket) => {
+        const socket = rawSocket as TLSSocket;
+        const proceed = () => {
+          if (!this.checked.has(socket)) {
+            const refusal = this.checkServer(target, socket);
+            if (refusal) {
+              request.destroy(refusal);
+              return;
+            }
+            this.checked.add(socket);
+          }
+          sent = true;
+          arm(timeoutMs, `no answer within ${timeoutMs} ms`);
+          request.end(call.body);
+        };
+        // A kept-alive socket finished its handshake long ago; a new one has yet to.
+        if (this.checked.has(socket) || hasPeerCertificate(socket)) {
+          proceed();
+          return;
         }
-        chunks.push(chunk);
-      }
-    } catch (error) {
-      if (error instanceof AnswerTooLarge) throw error;
-      throw this.unwrap(error, target);
-    }
-    const text = Buffer.concat(chunks).toString('utf8');
-    let body: unknown;
-    try {
-      body = text === '' ? undefined : JSON.parse(text);
-    } catch {
-      body = undefined;
-    }
-    const correlation = response.headers[CORRELATION_HEADER];
-    return {
-      status: response.statusCode,
-      body,
-      size,
-      retryAfterMs: retryAfter(response.headers['retry-after'], this.options.now()),
-      correlationId: typeof correlation === 'string' ? correlation : null,
-    };
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          // Not sent: a connect timeout is a failure to reach the peer, like a refused connect.
+          const error = Object.assign(
+            new Error(`not connected within ${this.timeouts.connectMs} ms`),
+            { code: 'CONNECT_TIMEOUT' },
+          );
+          request.destroy(error);
+        }, this.timeouts.connectMs);
+        socket.once('secureConnect', proceed);
+      });
+    });
   }
 
   /** Closes every pool (keep-alive connections would otherwise hold the process briefly). */
-  async close(): Promise<void> {
-    const pools = [...this.pools.values()];
-    this.pools.clear();
-    await Promise.all(pools.map((pool) => pool.destroy().catch(() => {})));
+  close(): Promise<void> {
+    for (const agent of this.agents.values()) agent.destroy();
+    this.agents.clear();
+    return Promise.resolve();
   }
 
-  private poolFor(target: CallTarget): Pool {
+  private agentFor(target: CallTarget): Agent {
     const id = `${target.nodeId}|${target.endpoint}|${target.pinnedFingerprint}`;
-    let pool = this.pools.get(id);
-    if (pool) return pool;
-    const base = buildConnector({
+    let agent = this.agents.get(id);
+    if (agent) return agent;
+    agent = new Agent({
+      keepAlive: true,
+      maxSockets: 8,
+      // An idle pooled connection is closed after this long (the Agent's socket timeout).
+      timeout: this.timeouts.keepAliveMs,
       cert: this.options.identity.certChainPem,
       key: this.key,
-      // Node's verification knows nothing of per-domain anchors or pins: ours runs below.
+      // Node's verification knows nothing of per-domain anchors or pins: ours runs in request().
       rejectUnauthorized: false,
       minVersion: TLS_MIN_VERSION,
       ciphers: TLS_CIPHERS,
-      timeout: this.timeouts.connectMs,
-      keepAlive: true,
       // A resumed TLS session carries no peer certificate to check: every connection does a
       // full handshake, and keep-alive makes them few.
       maxCachedSessions: 0,
     });
-    const connector: Connector = (connectOptions, callback) => {
-      base(connectOptions, (error, socket) => {
-        if (error) {
-          callback(new NotSentError(error), null);
-          return;
-        }
-        const refusal = this.checkServer(target, socket as TLSSocket);
-        if (refusal) {
-          (socket as TLSSocket).destroy();
-          callback(new NotSentError(refusal), null);
-          return;
-        }
-        callback(null, socket as TLSSocket);
-      });
-    };
-    pool = new Pool(target.endpoint, {
-      connect: connector,
-      connections: 8,
-      keepAliveTimeout: this.timeouts.keepAliveMs,
-      keepAliveMaxTimeout: this.timeouts.keepAliveMs,
-      headersTimeout: this.timeouts.connectMs,
-      bodyTimeout: this.timeouts.connectMs,
-    });
-    this.pools.set(id, pool);
-    return pool;
+    this.agents.set(id, agent);
+    return agent;
   }
 
   /**
@@ -226,13 +283,6 @@ export class PeerTransport {
     }
     return undefined;
   }
-
-  private unwrap(error: unknown, target: CallTarget): Error {
-    if (error instanceof NotSentError) return error;
-    // undici hands the connector's error to every request queued on that connection as is.
-    if (error instanceof Error && error.cause instanceof NotSentError) return error.cause;
-    return error instanceof Error ? error : new Error(`${target.endpoint}: ${String(error)}`);
-  }
 }
 
 export class AnswerTooLarge extends Error {
@@ -249,4 +299,9 @@ export function retryAfter(value: string | string[] | undefined, now: Date): num
   if (/^\d+$/.test(text.trim())) return Number(text.trim()) * 1000;
   const date = Date.parse(text);
   return Number.isNaN(date) ? null : Math.max(0, date - now.getTime());
+}
+
+function hasPeerCertificate(socket: TLSSocket): boolean {
+  const certificate = socket.getPeerCertificate?.() as { raw?: Buffer } | null | undefined;
+  return Boolean(certificate?.raw);
 }

@@ -29,8 +29,7 @@ export const realSleep: Sleep = async (ms, signal) => {
 
 /**
  * One deadline for a whole command: every attempt, every wait and every catalog query fits in
- * it. The timer is referenced on purpose: undici unreferences its sockets and timers, and a CLI
- * process whose only pending work is a request would otherwise exit in the middle of it.
+ * it. The timer is referenced on purpose: a CLI process must not exit while it still waits.
  */
 export class Deadline {
   readonly signal: AbortSignal;

@@ -11,7 +11,7 @@ import { listPeers, type TrustLevel } from '../state/trust-repository.js';
 import { listKnownNodes } from '../discovery/node-view.js';
 import { cachedListing, localResource, saveListing } from './catalogs.js';
 import { findCircuit, type CircuitBreakers, type CircuitState } from './circuit-breaker.js';
-import { NotSentError, type PeerTransport } from './peer-transport.js';
+import { NotSentError, isPeerTimeout, type PeerTransport } from './peer-transport.js';
 import type { Deadline } from './retry.js';
 import { isTarget, localTarget, peerTarget, type CallTarget } from './target.js';
 import { readResourceListing } from './wire.js';
@@ -351,15 +351,7 @@ async function fetchCatalog(
 }
 
 function isTimeout(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  const name = (error as { name?: unknown } | null)?.name;
-  return (
-    code === 'UND_ERR_HEADERS_TIMEOUT' ||
-    code === 'UND_ERR_BODY_TIMEOUT' ||
-    code === 'UND_ERR_CONNECT_TIMEOUT' ||
-    name === 'AbortError' ||
-    name === 'TimeoutError'
-  );
+  return isPeerTimeout(error);
 }
 
 /**

@@ -1,5 +1,4 @@
 import type { KeyObject } from 'node:crypto';
-import { setFlagsFromString } from 'node:v8';
 import { UsageError } from '../errors.js';
 import type { NodeIdentity } from '../identity/node-identity.js';
 import type { StateStore } from '../state/database.js';
@@ -38,16 +37,7 @@ export function openRoutingSession(options: {
   now: () => Date;
   env: Record<string, string | undefined>;
   timeoutMs: number;
-  /** A one-shot CLI process rather than a long-running one (see below). */
-  shortLived?: boolean;
 }): RoutingSession {
-  if (options.shortLived) {
-    // undici parses HTTP with llhttp compiled to WebAssembly. V8 then tiers it up with TurboFan
-    // in the background, and Node waits for that compilation before the process may exit:
-    // ~0.2-0.3 s added to every one-shot invoke, to optimise a parser that reads one answer.
-    // Baseline (Liftoff) code only, for the WebAssembly this process compiles from now on.
-    setFlagsFromString('--liftoff-only');
-  }
   const breakers = new CircuitBreakers(options.store, breakerConfig(options.env), options.now);
   const transport = new PeerTransport({
     identity: options.identity,

@@ -10,6 +10,7 @@ const SUITES = {
   trust: () => import('./trust.mjs'),
   invoke: () => import('./invoke.mjs'),
   mdns: () => import('./mdns.mjs'),
+  audit: () => import('./audit.mjs'),
 };
 
 const USAGE = `Usage: node bench/run.mjs [suite...] [options]

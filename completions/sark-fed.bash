@@ -10,7 +10,7 @@ _sark_fed_command() {
   commands='' options='' value_options='' arguments=''
   case $1 in
     'sark-fed')
-      commands='init status pki discover nodes trust route invoke circuit serve completion help'
+      commands='init status pki discover nodes trust route invoke circuit audit serve completion demo help'
       options='-V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive -h --help'
       value_options='--state'
       ;;
@@ -169,6 +169,28 @@ _sark_fed_command() {
       value_options='--state'
       arguments='<node>'
       ;;
+    'sark-fed audit')
+      commands='query trace verify export'
+      options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--state'
+      ;;
+    'sark-fed audit query')
+      options='--correlation-id --principal --resource --capability --node --outcome --since --until --limit --federated --timeout -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--correlation-id --principal --resource --capability --node --outcome --since --until --limit --timeout --state'
+      ;;
+    'sark-fed audit trace')
+      options='--federated --timeout -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--timeout --state'
+      arguments='<correlation-id>'
+      ;;
+    'sark-fed audit verify')
+      options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--state'
+      ;;
+    'sark-fed audit export')
+      options='--format --since -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--format --since --state'
+      ;;
     'sark-fed serve')
       options='--listen --require-approval --resources --policy --max-body --rate-limit-per-hour --rate-limit-burst --max-concurrent-per-node --announce --metrics --interface --consul-url -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
       value_options='--listen --resources --policy --max-body --rate-limit-per-hour --rate-limit-burst --max-concurrent-per-node --announce --metrics --interface --consul-url --state'
@@ -177,6 +199,10 @@ _sark_fed_command() {
       options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
       value_options='--state'
       arguments='<shell>'
+      ;;
+    'sark-fed demo')
+      options='--keep -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--state'
       ;;
     'sark-fed help')
       options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
@@ -198,8 +224,10 @@ _sark_fed_subcommand() {
     'sark-fed route') next='sark-fed route' ;;
     'sark-fed invoke') next='sark-fed invoke' ;;
     'sark-fed circuit') next='sark-fed circuit' ;;
+    'sark-fed audit') next='sark-fed audit' ;;
     'sark-fed serve') next='sark-fed serve' ;;
     'sark-fed completion') next='sark-fed completion' ;;
+    'sark-fed demo') next='sark-fed demo' ;;
     'sark-fed help') next='sark-fed help' ;;
     'sark-fed pki ca') next='sark-fed pki ca' ;;
     'sark-fed pki issue') next='sark-fed pki issue' ;;
@@ -225,6 +253,10 @@ _sark_fed_subcommand() {
     'sark-fed trust crl import') next='sark-fed trust crl import' ;;
     'sark-fed circuit list') next='sark-fed circuit list' ;;
     'sark-fed circuit reset') next='sark-fed circuit reset' ;;
+    'sark-fed audit query') next='sark-fed audit query' ;;
+    'sark-fed audit trace') next='sark-fed audit trace' ;;
+    'sark-fed audit verify') next='sark-fed audit verify' ;;
+    'sark-fed audit export') next='sark-fed audit export' ;;
     *) return 1 ;;
   esac
 }
@@ -235,6 +267,8 @@ _sark_fed_values() {
     'sark-fed pki ca create --key-type') values='ec ed25519' ;;
     'sark-fed pki issue --key-type') values='ec ed25519' ;;
     'sark-fed discover --method') values='mdns dns-sd consul manual' ;;
+    'sark-fed audit query --outcome') values='success denied error timeout' ;;
+    'sark-fed audit export --format') values='jsonl csv' ;;
     'sark-fed completion <shell>') values='bash zsh fish' ;;
     *) return 1 ;;
   esac

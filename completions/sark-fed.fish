@@ -24,10 +24,14 @@ function __sark_fed_subcommand
             echo 'sark-fed invoke'
         case 'sark-fed circuit'
             echo 'sark-fed circuit'
+        case 'sark-fed audit'
+            echo 'sark-fed audit'
         case 'sark-fed serve'
             echo 'sark-fed serve'
         case 'sark-fed completion'
             echo 'sark-fed completion'
+        case 'sark-fed demo'
+            echo 'sark-fed demo'
         case 'sark-fed help'
             echo 'sark-fed help'
         case 'sark-fed pki ca'
@@ -78,6 +82,14 @@ function __sark_fed_subcommand
             echo 'sark-fed circuit list'
         case 'sark-fed circuit reset'
             echo 'sark-fed circuit reset'
+        case 'sark-fed audit query'
+            echo 'sark-fed audit query'
+        case 'sark-fed audit trace'
+            echo 'sark-fed audit trace'
+        case 'sark-fed audit verify'
+            echo 'sark-fed audit verify'
+        case 'sark-fed audit export'
+            echo 'sark-fed audit export'
     end
 end
 
@@ -152,9 +164,21 @@ function __sark_fed_takes_value
             return 0
         case 'sark-fed circuit reset --state'
             return 0
+        case 'sark-fed audit --state'
+            return 0
+        case 'sark-fed audit query --correlation-id' 'sark-fed audit query --principal' 'sark-fed audit query --resource' 'sark-fed audit query --capability' 'sark-fed audit query --node' 'sark-fed audit query --outcome' 'sark-fed audit query --since' 'sark-fed audit query --until' 'sark-fed audit query --limit' 'sark-fed audit query --timeout' 'sark-fed audit query --state'
+            return 0
+        case 'sark-fed audit trace --timeout' 'sark-fed audit trace --state'
+            return 0
+        case 'sark-fed audit verify --state'
+            return 0
+        case 'sark-fed audit export --format' 'sark-fed audit export --since' 'sark-fed audit export --state'
+            return 0
         case 'sark-fed serve --listen' 'sark-fed serve --resources' 'sark-fed serve --policy' 'sark-fed serve --max-body' 'sark-fed serve --rate-limit-per-hour' 'sark-fed serve --rate-limit-burst' 'sark-fed serve --max-concurrent-per-node' 'sark-fed serve --announce' 'sark-fed serve --metrics' 'sark-fed serve --interface' 'sark-fed serve --consul-url' 'sark-fed serve --state'
             return 0
         case 'sark-fed completion --state'
+            return 0
+        case 'sark-fed demo --state'
             return 0
         case 'sark-fed help --state'
             return 0
@@ -236,8 +260,10 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'trust' -d 'mutual-TLS 
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'route' -d 'which node an invoke of a resource would go to, the fallbacks, and why others are skipped'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'invoke' -d 'call a capability of a resource on the best node that offers it, over mutual TLS, and verify the signed receipt'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'circuit' -d 'circuit breakers of the nodes this node calls (shared by every process)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'audit' -d 'the tamper-evident audit trail: query, trace a call, verify, export'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'serve' -d 'run the node daemon that answers peers over mutual TLS (JSON logs on stderr)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'completion' -d 'print a shell completion script (bash, zsh or fish) to stdout'
+complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'demo' -d 'set up a two-organization federation on loopback in a temporary folder, with the real CLI, showing every command'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'help' -d 'show help for a command, or a topic: exit-codes'
 
 # sark-fed init
@@ -391,6 +417,34 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed circuit"' -a 'reset' -d 'clo
 # sark-fed circuit reset
 complete -c sark-fed -n '__sark_fed_argument "sark-fed circuit reset" 0' -F -d 'node ID'
 
+# sark-fed audit
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit"' -a 'query' -d 'audit events matching every filter given, newest first'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit"' -a 'trace' -d 'the timeline of one call across nodes, with each receipt verified'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit"' -a 'verify' -d 'check the whole hash chain and every stored receipt (exit 1 on any break)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit"' -a 'export' -d 'every event, oldest first, on stdout (streamed: any size of trail)'
+
+# sark-fed audit query
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l correlation-id -r -F -d 'events of one call'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l principal -r -F -d 'events of this principal'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l resource -r -F -d 'events of this resource'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l capability -r -F -d 'events of this capability'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l node -r -F -d 'events where this node called or served'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l outcome -x -a 'success denied error timeout' -d 'events with this outcome'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l since -r -F -d 'at or after: ISO 8601 (2030-01-31T09:30:00Z) or relative (15m, 2h, 7d: that long ago)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l until -r -F -d 'before: ISO 8601 (2030-01-31T09:30:00Z) or relative (15m, 2h, 7d: that long ago)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l limit -r -F -d 'at most this many events, the newest'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l federated -d 'ask the peers named in the matching events too (each answers only with calls this node took part in)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l timeout -r -F -d 'how long to wait for each peer (--federated)'
+
+# sark-fed audit trace
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit trace"' -l federated -d 'ask the peers involved for their side too'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit trace"' -l timeout -r -F -d 'how long to wait for each peer (--federated)'
+complete -c sark-fed -n '__sark_fed_argument "sark-fed audit trace" 0' -F -d 'the correlation ID `invoke` printed'
+
+# sark-fed audit export
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit export"' -l format -x -a 'jsonl csv' -d 'JSON Lines or CSV'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit export"' -l since -r -F -d 'at or after: ISO 8601 (2030-01-31T09:30:00Z) or relative (15m, 2h, 7d: that long ago)'
+
 # sark-fed serve
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l listen -r -F -d 'address to listen on (default: the endpoint given to init)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l require-approval -d 'record new peers as pending until `sark-fed trust approve`'
@@ -407,6 +461,9 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l consul-url -r -F 
 
 # sark-fed completion
 complete -c sark-fed -n '__sark_fed_argument "sark-fed completion" 0' -a 'bash zsh fish' -d 'the shell to complete for'
+
+# sark-fed demo
+complete -c sark-fed -n '__sark_fed_using "sark-fed demo"' -l keep -d 'keep the temporary folder (certificates, state files) at the end'
 
 # sark-fed help
 complete -c sark-fed -n '__sark_fed_argument "sark-fed help" 0+' -F -d 'a command path such as "pki issue", or "exit-codes"'

@@ -1,6 +1,8 @@
 import { Command, Option } from 'commander';
+import { registerAudit } from './commands/audit.js';
 import { registerCircuit } from './commands/circuit.js';
 import { registerCompletion } from './commands/completion.js';
+import { registerDemo } from './commands/demo.js';
 import { registerDiscover } from './commands/discover.js';
 import { registerHelp } from './commands/help.js';
 import { registerInit } from './commands/init.js';
@@ -53,8 +55,10 @@ export function buildProgram(io: CliIo): Command {
   registerRoute(program, io);
   registerInvoke(program, io);
   registerCircuit(program, io);
+  registerAudit(program, io);
   registerServe(program, io);
   registerCompletion(program, io);
+  registerDemo(program, io);
   registerHelp(program, io);
 
   // `help` is our own command (it knows the exit-codes topic); groups need no implicit one.

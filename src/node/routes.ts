@@ -33,6 +33,7 @@ import type { InvocationService } from './invoke.js';
 import { HttpError, readJsonBody } from './http-io.js';
 import type { Logger } from './logger.js';
 import type { TrustView } from './trust-view.js';
+import { auditQuery } from './audit-query.js';
 
 export interface HandlerContext {
   identity: NodeIdentity;
@@ -129,6 +130,13 @@ const ROUTES: ReadonlyArray<{
     pattern: exact(PATHS.invoke),
     access: 'trusted',
     handler: invoke,
+    names: [],
+  },
+  {
+    method: 'POST',
+    pattern: exact(PATHS.auditQuery),
+    access: 'trusted',
+    handler: auditQuery,
     names: [],
   },
 ];

@@ -44,6 +44,22 @@ const ROWS = [
 ];
 
 describe('Output.table', () => {
+  it('writes as for a terminal in a pipe when SARK_FED_FORCE_TTY is set, and not for 0 or false', async () => {
+    const forced = await setup({ tty: false, env: { NO_COLOR: '1', SARK_FED_FORCE_TTY: '1' } });
+    forced.output.table(HEADERS, ROWS);
+    expect(forced.output.stdoutIsTTY).toBe(true);
+    expect(forced.stdout.text).toMatch(/^NODE\s+TRUST DOMAIN\s+STATE$/m);
+    expect(forced.stdout.text).not.toContain('\t');
+    for (const value of ['0', 'false', '']) {
+      const plain = await setup({ tty: false, env: { NO_COLOR: '1', SARK_FED_FORCE_TTY: value } });
+      plain.output.table(HEADERS, ROWS);
+      expect(plain.output.stdoutIsTTY).toBe(false);
+      expect(plain.stdout.text).toBe(
+        'node-a\torg-a.example\ttrusted\nnode-bb\torg-b.example\tpending\n',
+      );
+    }
+  });
+
   it('renders upper-case headers and aligned columns on a terminal', async () => {
     const { output, stdout, stderr } = await setup({ tty: true });
     output.table(HEADERS, ROWS);

@@ -60,6 +60,18 @@ const PLAIN_STYLES: Styles = {
  * tab-separated rows in a pipe, one JSON document with --json. Progress, warnings and errors go
  * to stderr.
  */
+/**
+ * Whether data goes to a person: stdout is a terminal, or SARK_FED_FORCE_TTY says to write as if
+ * it were (as GH_FORCE_TTY does for gh), for a program that shows the output to a person: the
+ * demo's transcript, a `watch`, a pager. Prompts still need a real terminal.
+ */
+export function stdoutIsTerminal(io: Pick<CliIo, 'stdout' | 'env'>): boolean {
+  const forced = io.env.SARK_FED_FORCE_TTY;
+  if (forced !== undefined && forced !== '' && forced !== '0' && forced.toLowerCase() !== 'false')
+    return true;
+  return io.stdout.isTTY === true;
+}
+
 export class Output {
   private constructor(
     private readonly io: CliIo,
@@ -70,7 +82,7 @@ export class Output {
   ) {}
 
   static async create(io: CliIo, options: OutputOptions): Promise<Output> {
-    const outLevel = colorLevel(io.env, options.color, io.stdout.isTTY === true);
+    const outLevel = colorLevel(io.env, options.color, stdoutIsTerminal(io));
     const errLevel = colorLevel(io.env, options.color, io.stderr.isTTY === true);
     // chalk costs ~10 ms to import: only pay for it when some stream is coloured.
     if (outLevel === 0 && errLevel === 0)
@@ -89,7 +101,7 @@ export class Output {
   }
 
   get stdoutIsTTY(): boolean {
-    return this.io.stdout.isTTY === true;
+    return stdoutIsTerminal(this.io);
   }
 
   /** Writes one line of data to stdout. */

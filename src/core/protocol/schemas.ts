@@ -138,3 +138,67 @@ export const ErrorResponse = z.object({
   error: z.object({ code: z.string(), message: z.string(), correlation_id: z.string().nullable() }),
 });
 export type ErrorResponse = z.infer<typeof ErrorResponse>;
+
+/** Most events one audit query answers; a larger `limit` is capped to it (docs/protocol.md). */
+export const AUDIT_QUERY_MAX_LIMIT = 1000;
+export const AUDIT_QUERY_DEFAULT_LIMIT = 100;
+
+const auditOutcome = z.enum(['success', 'denied', 'error', 'timeout']);
+/** An instant: UTC (Z) or with an offset, any fraction of a second. */
+const auditInstant = z.iso.datetime({ offset: true });
+
+/**
+ * POST audit/query: the filters of `audit query` (DESIGN §7). The answering node adds one the
+ * caller cannot lift: only events in which the calling node took part.
+ */
+export const AuditQueryRequest = z
+  .object({
+    correlation_id: z.string().min(1).max(64).optional(),
+    principal: z.string().max(512).optional(),
+    resource: z.string().max(128).optional(),
+    capability: z.string().max(128).optional(),
+    node: z.string().min(1).max(63).optional(),
+    outcome: auditOutcome.optional(),
+    since: auditInstant.optional(),
+    until: auditInstant.optional(),
+    limit: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+  })
+  .strict();
+export type AuditQueryRequest = z.infer<typeof AuditQueryRequest>;
+
+/**
+ * One audit event on the wire: the stored row, snake_case, its receipt parsed. Answers are not
+ * strict (fields a newer peer adds are dropped), requests are.
+ */
+export const WireAuditEvent = z.object({
+  seq: z.number().int().min(1),
+  event_id: z.string().min(1).max(64),
+  correlation_id: z.string().max(64),
+  time: z.iso.datetime(),
+  direction: z.enum(['outbound', 'inbound']),
+  source_node: z.string().max(63),
+  target_node: z.string().max(63),
+  principal: z.string().max(512),
+  resource: z.string().max(128),
+  capability: z.string().max(128),
+  outcome: auditOutcome,
+  status_code: z.number().int().min(0).max(999).nullable(),
+  error_code: z.string().max(64).nullable(),
+  duration_us: z.number().int().min(0),
+  request_sha256: sha256.nullable(),
+  request_size: z.number().int().min(0).nullable(),
+  result_sha256: sha256.nullable(),
+  result_size: z.number().int().min(0).nullable(),
+  receipt: ReceiptSchema.nullable(),
+  prev_hash: sha256,
+  hash: sha256,
+});
+export type WireAuditEvent = z.infer<typeof WireAuditEvent>;
+
+export const AuditQueryResponse = z.object({
+  node_id: nodeId,
+  events: z.array(WireAuditEvent).max(AUDIT_QUERY_MAX_LIMIT),
+  /** More events matched than were answered. */
+  truncated: z.boolean(),
+});
+export type AuditQueryResponse = z.infer<typeof AuditQueryResponse>;

@@ -1,0 +1,32 @@
+import type { AuditOutcome } from '../../core/audit/receipts.js';
+import type { Cell } from '../output/output.js';
+
+/** Shared pieces of the audit renderers (query, trace). */
+
+/** A duration for people: 850 µs, 2.9 ms, 1.24 s. */
+export function formatDuration(us: number): string {
+  if (us < 1000) return `${Math.round(us)} µs`;
+  if (us < 1_000_000) {
+    const ms = us / 1000;
+    return `${ms < 10 ? ms.toFixed(2) : ms < 100 ? ms.toFixed(1) : ms.toFixed(0)} ms`;
+  }
+  const s = us / 1_000_000;
+  return `${s < 10 ? s.toFixed(2) : s.toFixed(1)} s`;
+}
+
+/** An ISO time as a terminal shows it: UTC, a space instead of T, milliseconds kept, no Z. */
+export function shortTime(iso: string): string {
+  return iso.replace('T', ' ').replace(/Z$/, '');
+}
+
+/** Correlation IDs are UUIDs: their first 8 hex digits on a terminal (trace takes a prefix). */
+export function shortCorrelation(id: string): string {
+  return id.length > 8 ? id.slice(0, 8) : id;
+}
+
+export function outcomeCell(outcome: AuditOutcome): Cell {
+  const style = ({ success: 'green', denied: 'yellow', error: 'red', timeout: 'red' } as const)[
+    outcome
+  ];
+  return { text: outcome, style };
+}

@@ -1,0 +1,177 @@
+import type { AuditEvent } from '../../core/audit/events.js';
+import { countEvents, queryEvents, type AuditFilter } from '../../core/audit/query.js';
+import { UsageError } from '../../core/errors.js';
+import { loadIdentity } from '../../core/state/identity-repository.js';
+import type { CommandContext } from '../context.js';
+import type { Cell } from '../output/output.js';
+import type { QueryOptions } from './audit.js';
+import { formatDuration, outcomeCell, shortCorrelation, shortTime } from './audit-format.js';
+import { withNode, withStore } from './shared.js';
+
+type OriginEvent = AuditEvent & { origin: string | null };
+
+/**
+ * Matches beyond those shown are counted up to this many: counting every match of a broad filter
+ * on a million events takes seconds, for a figure the operator only needs roughly.
+ */
+export const COUNT_UP_TO = 10_000;
+
+interface Problem {
+  nodeId: string;
+  code: string;
+  message: string;
+}
+
+/** The JSON shape of `audit query` (docs/json-output.md). */
+export interface QueryReport {
+  federated: boolean;
+  limit: number;
+  count: number;
+  /**
+   * Local events matching the filters, however many were shown; null with --federated, or when
+   * more than COUNT_UP_TO match.
+   */
+  total: number | null;
+  truncated: boolean;
+  events: Array<OriginEvent>;
+  problems: Problem[];
+}
+
+/** `audit query`: local events (or, --federated, the peers' too), newest first. */
+export async function runQuery(context: CommandContext, options: QueryOptions): Promise<void> {
+  const filter = filterOf(options);
+  const report = options.federated
+    ? await federated(context, options, filter)
+    : await local(context, options, filter);
+
+  if (context.output.json) context.output.writeJson(report);
+  else render(context, report);
+
+  for (const problem of report.problems) {
+    context.output.warn(`${problem.nodeId}: ${problem.message} (${problem.code})`);
+  }
+  if (report.count === 0) context.output.info('no audit events match');
+  if (report.truncated) {
+    context.output.info(
+      report.total === null
+        ? `showing the newest ${report.count} event(s); ${report.federated ? 'more' : `over ${COUNT_UP_TO}`} match: raise --limit or narrow the filters`
+        : `showing the newest ${report.count} of ${report.total} matching events; raise --limit or narrow the filters`,
+    );
+  }
+}
+
+function filterOf(options: QueryOptions): AuditFilter {
+  if (
+    options.since !== undefined &&
+    options.until !== undefined &&
+    options.since >= options.until
+  ) {
+    throw new UsageError(
+      'AUDIT_EMPTY_RANGE',
+      `--since (${options.since}) is not before --until (${options.until})`,
+      { hint: '--since is inclusive and --until exclusive: give an earlier --since' },
+    );
+  }
+  const filter: AuditFilter = {};
+  if (options.correlationId !== undefined) filter.correlationId = options.correlationId;
+  if (options.principal !== undefined) filter.principal = options.principal;
+  if (options.resource !== undefined) filter.resource = options.resource;
+  if (options.capability !== undefined) filter.capability = options.capability;
+  if (options.node !== undefined) filter.node = options.node;
+  if (options.outcome !== undefined) filter.outcome = options.outcome;
+  if (options.since !== undefined) filter.since = options.since;
+  if (options.until !== undefined) filter.until = options.until;
+  return filter;
+}
+
+async function local(
+  context: CommandContext,
+  options: QueryOptions,
+  filter: AuditFilter,
+): Promise<QueryReport> {
+  const { events, total, self } = await withStore(context, (store) =>
+    store.read((db) => {
+      // One more than shown says whether more match, without counting them all.
+      const found = queryEvents(db, { ...filter, limit: options.limit + 1 });
+      const counted =
+        found.length > options.limit ? countEvents(db, filter, COUNT_UP_TO + 1) : found.length;
+      return {
+        events: found.slice(0, options.limit),
+        total: counted > COUNT_UP_TO ? null : counted,
+        self: loadIdentity(db)?.nodeId ?? null,
+      };
+    }),
+  );
+  return {
+    federated: false,
+    limit: options.limit,
+    count: events.length,
+    total,
+    truncated: total === null || total > events.length,
+    events: events.map((event) => ({ origin: self, ...event })),
+    problems: [],
+  };
+}
+
+async function federated(
+  context: CommandContext,
+  options: QueryOptions,
+  filter: AuditFilter,
+): Promise<QueryReport> {
+  const { queryFederated } = await import('../../core/audit/federated.js');
+  const result = await withNode(context, async ({ store, identity, privateKey }) => {
+    const spinner = await context.output.spinner('asking the peers involved');
+    try {
+      // One more than shown tells whether more matched.
+      return await queryFederated({
+        store,
+        identity,
+        privateKey,
+        filter: { ...filter, limit: options.limit + 1 },
+        timeoutMs: options.timeout,
+        now: context.now,
+      });
+    } finally {
+      spinner.stop();
+    }
+  });
+  const events = result.events.slice(0, options.limit);
+  return {
+    federated: true,
+    limit: options.limit,
+    count: events.length,
+    total: null,
+    truncated: result.events.length > options.limit,
+    events: events.map(({ origin, ...event }) => ({ origin, ...event })),
+    problems: result.problems,
+  };
+}
+
+function render(context: CommandContext, report: QueryReport): void {
+  const tty = context.output.stdoutIsTTY;
+  const headers = [
+    'time',
+    ...(report.federated ? ['origin'] : []),
+    'correlation',
+    'direction',
+    'source → target',
+    'principal',
+    'resource/capability',
+    'outcome',
+    'duration',
+  ];
+  context.output.table(
+    headers,
+    report.events.map((event): Cell[] => [
+      tty ? shortTime(event.time) : event.time,
+      ...(report.federated ? [event.origin ?? '-'] : []),
+      tty ? shortCorrelation(event.correlationId) : event.correlationId,
+      event.direction,
+      `${event.sourceNode} → ${event.targetNode}`,
+      event.principal === '' && tty ? '-' : event.principal,
+      `${event.resource}/${event.capability}`,
+      outcomeCell(event.outcome),
+      formatDuration(event.durationUs),
+    ]),
+  );
+}

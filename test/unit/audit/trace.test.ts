@@ -1,0 +1,183 @@
+import { describe, expect, it } from 'vitest';
+import type { AuditEvent } from '../../../src/core/audit/events.js';
+import type { Receipt } from '../../../src/core/audit/receipts.js';
+import { buildTrace, type OriginEvent } from '../../../src/core/audit/trace.js';
+import type { ReceiptCheck } from '../../../src/core/audit/verify.js';
+
+const T0 = Date.parse('2030-01-01T00:00:00.000Z');
+const CORRELATION = '2c0c951f-062b-45c3-985a-8cedde3770eb';
+
+let seq = 0;
+
+function receipt(signature: string): Receipt {
+  return {
+    correlation_id: CORRELATION,
+    source: 'spiffe://org-a.example/sark/node/node-a',
+    target: 'spiffe://org-b.example/sark/node/node-b',
+    principal: 'alice@org-a.example',
+    resource: 'echo',
+    capability: 'echo',
+    request_sha256: 'a'.repeat(64),
+    outcome: 'success',
+    result_sha256: null,
+    timestamp: new Date(T0).toISOString(),
+    signature,
+  };
+}
+
+/** An event stamped at T0 + atMs. */
+function event(
+  direction: 'outbound' | 'inbound',
+  atMs: number,
+  durationMs: number,
+  extra: Partial<OriginEvent> = {},
+): OriginEvent {
+  seq++;
+  return {
+    seq,
+    eventId: `event-${seq}`,
+    correlationId: CORRELATION,
+    time: new Date(T0 + atMs).toISOString(),
+    direction,
+    sourceNode: 'node-a',
+    targetNode: 'node-b',
+    principal: 'alice@org-a.example',
+    resource: 'echo',
+    capability: 'echo',
+    outcome: 'success',
+    statusCode: 200,
+    errorCode: null,
+    durationUs: durationMs * 1000,
+    requestSha256: null,
+    requestSize: null,
+    resultSha256: null,
+    resultSize: null,
+    receipt: null,
+    prevHash: '0'.repeat(64),
+    hash: '1'.repeat(64),
+    ...extra,
+  };
+}
+
+/** Signers that judge receipts by their signature text, for the test's convenience. */
+const signers = {
+  check(checked: AuditEvent): ReceiptCheck {
+    if (checked.receipt === null) return { status: 'none', signer: null, reason: null };
+    if (checked.receipt.signature.startsWith('bad')) {
+      return { status: 'invalid', signer: checked.targetNode, reason: 'forged' };
+    }
+    return { status: 'verified', signer: checked.targetNode, reason: null };
+  },
+};
+
+describe('buildTrace', () => {
+  it('groups the two sides of a call into one hop, placing the inbound span where it ran', () => {
+    const outbound = event('outbound', 0, 10, { origin: 'node-a', receipt: receipt('one') });
+    // Stamped when its answer was signed, 8 ms in, after 5 ms of work.
+    const inbound = event('inbound', 8, 5, { origin: 'node-b', receipt: receipt('one') });
+    const trace = buildTrace(CORRELATION, [inbound, outbound], signers);
+    expect(trace).toMatchObject({
+      correlationId: CORRELATION,
+      startedAt: '2030-01-01T00:00:00.000Z',
+      spanUs: 10_000,
+      nodes: ['node-a', 'node-b'],
+    });
+    expect(trace.hops).toHaveLength(1);
+    expect(trace.hops[0]).toMatchObject({
+      index: 1,
+      parent: null,
+      depth: 0,
+      sourceNode: 'node-a',
+      targetNode: 'node-b',
+      startUs: 0,
+      durationUs: 10_000,
+      receipt: { status: 'verified' },
+    });
+    expect(
+      trace.hops[0]?.events.map((item) => [item.direction, item.origin, item.startUs]),
+    ).toEqual([
+      ['outbound', 'node-a', 0],
+      ['inbound', 'node-b', 3_000],
+    ]);
+  });
+
+  it('names the recording node from the direction when the events carry no origin', () => {
+    const trace = buildTrace(
+      CORRELATION,
+      [event('inbound', 4, 4, { receipt: receipt('x') })],
+      signers,
+    );
+    expect(trace.hops[0]?.events[0]?.origin).toBe('node-b');
+    expect(trace.hops[0]?.startUs).toBe(0);
+  });
+
+  it('pairs retries by their receipts: an attempt the caller never heard back from gets its inbound side', () => {
+    const events = [
+      // First attempt: the caller timed out, the serving node answered late.
+      event('outbound', 0, 100, { outcome: 'timeout', statusCode: null, errorCode: 'TIMEOUT' }),
+      event('inbound', 150, 140, { receipt: receipt('late') }),
+      // Second attempt: both sides hold the same receipt.
+      event('outbound', 200, 20, { receipt: receipt('second') }),
+      event('inbound', 215, 10, { receipt: receipt('second') }),
+    ];
+    const trace = buildTrace(CORRELATION, events, signers);
+    expect(
+      trace.hops.map((hop) => [hop.index, hop.outcome, hop.events.map((item) => item.seq)]),
+    ).toEqual([
+      [1, 'timeout', [events[0]?.seq, events[1]?.seq]],
+      [2, 'success', [events[2]?.seq, events[3]?.seq]],
+    ]);
+    // The caller's view of the outcome leads; the serving side's receipt is the hop's.
+    expect(trace.hops[0]?.receipt.status).toBe('verified');
+  });
+
+  it('keeps a refusal before calling as a hop of its own, without a receipt', () => {
+    const trace = buildTrace(
+      CORRELATION,
+      [event('outbound', 0, 0, { outcome: 'denied', statusCode: null, errorCode: 'NOT_TRUSTED' })],
+      signers,
+    );
+    expect(trace.hops[0]).toMatchObject({
+      outcome: 'denied',
+      errorCode: 'NOT_TRUSTED',
+      receipt: { status: 'none' },
+    });
+    expect(trace.spanUs).toBe(0);
+  });
+
+  it('shows an invalid receipt as the hop’s, over a verified one', () => {
+    const trace = buildTrace(
+      CORRELATION,
+      [
+        event('outbound', 0, 10, { receipt: receipt('bad: forged') }),
+        event('inbound', 8, 5, { receipt: receipt('bad: forged') }),
+        event('outbound', 20, 10, { receipt: receipt('good') }),
+      ],
+      signers,
+    );
+    expect(trace.hops.map((hop) => [hop.events.length, hop.receipt.status])).toEqual([
+      [2, 'invalid'],
+      [1, 'verified'],
+    ]);
+    expect(trace.hops[0]?.receipt.reason).toBe('forged');
+  });
+
+  it('nests a call a node made while serving another under that hop', () => {
+    const events = [
+      event('outbound', 0, 30, { receipt: receipt('ab') }),
+      event('outbound', 5, 10, {
+        sourceNode: 'node-b',
+        targetNode: 'node-c',
+        resource: 'stock',
+        capability: 'lookup',
+        receipt: receipt('bc'),
+      }),
+    ];
+    const trace = buildTrace(CORRELATION, events, signers);
+    expect(trace.hops.map((hop) => [hop.index, hop.parent, hop.depth, hop.sourceNode])).toEqual([
+      [1, null, 0, 'node-a'],
+      [2, 1, 1, 'node-b'],
+    ]);
+    expect(trace.nodes).toEqual(['node-a', 'node-b', 'node-c']);
+  });
+});

@@ -19,12 +19,15 @@ import type { HandlerContext, HandlerResult, RequestContext } from './routes.js'
  * POST audit/query (DESIGN §7, docs/protocol.md): a trusted peer asks for the audit events of
  * this node that match its filters. Whatever it asks, it is answered only with events in which
  * it took part itself (as source or target): the filter cannot lift that, so a correlation ID
- * or a node ID learned elsewhere reveals nothing of calls between other nodes.
+ * or a node ID learned elsewhere reveals nothing of calls between other nodes. Each query takes
+ * a token of the node's rate limit, as an invocation does.
  */
 export async function auditQuery(
   request: RequestContext,
   context: HandlerContext,
 ): Promise<HandlerResult> {
+  const limited = context.invocation.rateLimited(request.peer);
+  if (limited) throw limited;
   const raw = await readJsonBody(request.request, CONTROL_BODY_LIMIT);
   const parsed = AuditQueryRequest.safeParse(raw);
   if (!parsed.success) {

@@ -185,17 +185,12 @@ export class InvocationService {
       requestSize: Buffer.byteLength(argumentsJson),
     });
 
-    const limit = this.rateLimitFor(call.peer);
-    const rate = deps.rateLimiter.take(call.peer.nodeId, limit);
-    if (!rate.allowed) {
+    const limited = this.rateLimited(call.peer);
+    if (limited) {
       return {
-        ...refusal(
-          429,
-          'RATE_LIMITED',
-          `node ${call.peer.nodeId} exceeded ${limit.perHour} calls an hour (burst ${limit.burst}); retry in ${rate.retryAfterSeconds} s`,
-        ),
+        ...refusal(limited.status, limited.code, limited.message),
         outcome: 'denied',
-        headers: { 'retry-after': String(rate.retryAfterSeconds) },
+        headers: limited.headers,
       };
     }
     const slot = deps.concurrency.tryAcquire(call.peer.nodeId);
@@ -276,6 +271,22 @@ export class InvocationService {
       default:
         return refusal(502, 'BACKEND_ERROR', ran.message);
     }
+  }
+
+  /**
+   * Takes one token of the node's bucket: the refusal (429 with Retry-After) when it has none.
+   * Invocations and audit queries draw on the same bucket.
+   */
+  rateLimited(peer: ClaimedIdentity): HttpError | undefined {
+    const limit = this.rateLimitFor(peer);
+    const rate = this.deps.rateLimiter.take(peer.nodeId, limit);
+    if (rate.allowed) return undefined;
+    return new HttpError(
+      429,
+      'RATE_LIMITED',
+      `node ${peer.nodeId} exceeded ${limit.perHour} calls an hour (burst ${limit.burst}); retry in ${rate.retryAfterSeconds} s`,
+      { 'retry-after': String(rate.retryAfterSeconds) },
+    );
   }
 
   private rateLimitFor(peer: ClaimedIdentity): RateLimit {

@@ -831,6 +831,23 @@ describe('invoke: limits', () => {
     expectInvokeAnswer(await call(), 429, 'RATE_LIMITED');
   });
 
+  it('charges audit queries to the same bucket: 429 RATE_LIMITED with Retry-After', async () => {
+    const limited = await serve('rate-audit', {
+      invocation: { rateLimit: { perHour: 1, burst: 2 } },
+    });
+    const query = () => send(creds.a, limited.daemon.port, PATHS.auditQuery, {});
+    expect((await query()).status).toBe(200);
+    expectInvokeAnswer(
+      await invoke(creds.a, limited.daemon.port, { resource: 'echo', capability: 'echo' }),
+      200,
+      null,
+    );
+    const refused = await query();
+    expect(refused.status).toBe(429);
+    expect(refused.headers['retry-after']).toBe('3600');
+    expect(refused.body).toMatchObject({ error: { code: 'RATE_LIMITED' } });
+  });
+
   it('takes per-node rate limits from the policy file before the defaults', async () => {
     const limited = await serve('rate-policy', {
       policy: new Policy({

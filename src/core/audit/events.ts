@@ -181,7 +181,8 @@ export class AuditWriter implements AuditSink {
   }
 }
 
-interface AuditRow {
+/** A row of audit_events as SQLite returns it: snake_case, the receipt as its JSON text. */
+export interface AuditRow {
   seq: number;
   event_id: string;
   correlation_id: string;

@@ -1,5 +1,5 @@
 import type { SqliteDatabase } from '../state/database.js';
-import { eventFromRow } from './events.js';
+import { eventFromRow, type AuditRow } from './events.js';
 
 /**
  * `audit export`: every event, oldest first, as JSON Lines or CSV. Rows are read with one
@@ -36,7 +36,7 @@ export const CSV_COLUMNS = [
   'hash',
 ] as const;
 
-type Row = Parameters<typeof eventFromRow>[0];
+type Row = AuditRow;
 
 export interface ExportOptions {
   format: ExportFormat;

@@ -1,6 +1,6 @@
 import { UsageError } from '../errors.js';
 import type { SqliteDatabase } from '../state/database.js';
-import { eventFromRow, type AuditEvent } from './events.js';
+import { eventFromRow, type AuditEvent, type AuditRow } from './events.js';
 import type { AuditOutcome, Receipt } from './receipts.js';
 
 /**
@@ -24,8 +24,6 @@ export interface AuditFilter {
   /** only events in which this node took part (source_node or target_node); used by peers answering a federated query */
   participant?: string;
 }
-
-type AuditRow = Parameters<typeof eventFromRow>[0];
 
 /** Events matching the filter, newest first (time, then chain position). */
 export function queryEvents(db: SqliteDatabase, filter: AuditFilter): AuditEvent[] {
@@ -206,30 +204,11 @@ function checkLimit(limit: number): number {
   return limit;
 }
 
-/** An audit event as peers exchange it (docs/protocol.md): AuditEvent in snake_case. */
-export interface WireAuditEvent {
-  seq: number;
-  event_id: string;
-  correlation_id: string;
-  time: string;
-  direction: 'outbound' | 'inbound';
-  source_node: string;
-  target_node: string;
-  principal: string;
-  resource: string;
-  capability: string;
-  outcome: AuditOutcome;
-  status_code: number | null;
-  error_code: string | null;
-  duration_us: number;
-  request_sha256: string | null;
-  request_size: number | null;
-  result_sha256: string | null;
-  result_size: number | null;
-  receipt: Receipt | null;
-  prev_hash: string;
-  hash: string;
-}
+/**
+ * An audit event as peers exchange it (docs/protocol.md): the stored row, snake_case, with its
+ * receipt as a JSON object rather than text.
+ */
+export type WireAuditEvent = Omit<AuditRow, 'receipt'> & { receipt: Receipt | null };
 
 export function eventToWire(event: AuditEvent): WireAuditEvent {
   return {

@@ -4,7 +4,7 @@ import { nodeIdOf, parseSpiffeId } from '../identity/spiffe.js';
 import { canonicalJson } from '../protocol/canonical-json.js';
 import type { SqliteDatabase } from '../state/database.js';
 import { messageOf } from '../errors.js';
-import { GENESIS_HASH, chainHash, eventFromRow, type AuditEvent } from './events.js';
+import { GENESIS_HASH, chainHash, eventFromRow, type AuditEvent, type AuditRow } from './events.js';
 import { receiptClaims, sha256Hex, type Receipt } from './receipts.js';
 
 /**
@@ -220,7 +220,7 @@ export interface VerifyOptions {
   maxProblems?: number;
 }
 
-type Row = Parameters<typeof eventFromRow>[0];
+type Row = AuditRow;
 
 /**
  * Walks the whole trail in seq order with one streaming statement (constant memory): each row's

@@ -106,6 +106,17 @@ export class ReceiptSigners {
         signer.source === 'self'
           ? "this node's certificate"
           : `the certificate pinned for ${signerId}`;
+      // Signed before the certificate held now was issued: by the one it replaced (a renewal
+      // with a new key), which this state file no longer holds. That is not evidence of
+      // tampering; altering the timestamp to pass for it breaks the event's hash.
+      const validFrom = this.validFrom(signer);
+      if (validFrom !== undefined && Date.parse(receipt.timestamp) < validFrom) {
+        return {
+          status: 'unknown-signer',
+          signer: signerId,
+          reason: `signed at ${receipt.timestamp}, before ${whose} was issued (${new Date(validFrom).toISOString()}): the certificate that signed it is no longer held`,
+        };
+      }
       return {
         status: 'invalid',
         signer: signerId,
@@ -115,6 +126,15 @@ export class ReceiptSigners {
     const mismatch = claimMismatch(receipt, event, signer);
     if (mismatch) return { status: 'invalid', signer: signerId, reason: mismatch };
     return { status: 'verified', signer: signerId, reason: null };
+  }
+
+  /** When the signer's current certificate became valid (its leaf's notBefore). */
+  private validFrom(signer: Signer): number | undefined {
+    try {
+      return Date.parse(new X509Certificate(signer.certificatePem).validFrom);
+    } catch {
+      return undefined;
+    }
   }
 
   private publicKey(signer: Signer): KeyObject | Error {

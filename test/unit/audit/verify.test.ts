@@ -226,6 +226,21 @@ describe('verifyChain', () => {
     expect(result.problems[0]?.message).toMatch(message);
   });
 
+  it('counts a receipt signed before the pinned certificate was issued as unchecked: a renewal, not tampering', () => {
+    const store = nodeAStore();
+    // node-b signed it in 2020 with the key it had then; node-a now pins node-b's new certificate.
+    const renewed = (receipt: Receipt) =>
+      signReceipt(keyOther.privateKey, {
+        ...receiptClaims(receipt),
+        timestamp: '2020-01-01T00:00:00.000Z',
+      });
+    store.write((db) => appendEvents(db, [call(1, 'outbound', {}, renewed)]));
+    const result = verify(store);
+    expect(result.ok).toBe(true);
+    expect(result.problems).toEqual([]);
+    expect(result.receipts).toMatchObject({ verified: 0, invalid: 0, unknownSigner: 1 });
+  });
+
   it('accepts the receipt of a body refused unread (no principal, the hash of no bytes)', () => {
     const store = nodeAStore();
     const unread = call(

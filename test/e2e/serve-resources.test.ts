@@ -287,6 +287,29 @@ describe('serve --resources --policy', () => {
   });
 });
 
+describe.concurrent('serve: announcement options without the announcement', () => {
+  it.each([
+    [
+      ['--consul-url', 'http://127.0.0.1:8500'],
+      /--consul-url only says where to register/,
+      /--announce consul/,
+    ],
+    [['--interface', '127.0.0.1'], /--interface only says where to announce/, /--announce mdns/],
+    [
+      ['--announce', 'consul', '--interface', '127.0.0.1'],
+      /--interface only says where to announce/,
+      /--announce mdns/,
+    ],
+  ])('%j: exit 2 with a hint, nothing served', async (flags, message, hint) => {
+    const result = await b.cli(['serve', '--listen', '127.0.0.1:0', ...flags]);
+    expect(result.code, result.stderr).toBe(2);
+    const [error, hintLine] = result.stderr.trim().split('\n');
+    expect(error).toMatch(message);
+    expect(hintLine).toMatch(hint);
+    expect(result.stderr).not.toMatch(/"msg":"listening"/);
+  });
+});
+
 describe.concurrent('serve: bad files', () => {
   it.each([
     ['--resources', 'bad.yaml', 'resources: [\n', /resources file .*bad\.yaml is not valid YAML/],

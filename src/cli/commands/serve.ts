@@ -98,6 +98,23 @@ export function registerServe(program: Command, io: CliIo): void {
     )
     .action(
       action<ServeOptions>(io, async (context, options) => {
+        // Flags that only configure an announcement do nothing without it: say so rather than
+        // serve unannounced (FEDERATION_CONSUL_URL set for other commands is not a mistake).
+        const announced = new Set(options.announce ?? []);
+        if (command.getOptionValueSource('consulUrl') === 'cli' && !announced.has('consul')) {
+          throw new UsageError(
+            'ANNOUNCE_OPTION_UNUSED',
+            '--consul-url only says where to register with --announce consul',
+            { hint: 'add --announce consul, or leave out --consul-url' },
+          );
+        }
+        if (options.interface !== undefined && !announced.has('mdns')) {
+          throw new UsageError(
+            'ANNOUNCE_OPTION_UNUSED',
+            '--interface only says where to announce with --announce mdns',
+            { hint: 'add --announce mdns, or leave out --interface' },
+          );
+        }
         const { startDaemon } = await import('../../node/daemon.js');
         const { jsonLogger } = await import('../../node/logger.js');
         const { openState } = await import('../../core/state/database.js');

@@ -42,7 +42,15 @@ export interface AuditEvent extends AuditEventInput {
 
 /** What is hashed: every field of the event but its position and its own hashes. */
 export function canonicalEvent(event: AuditEventInput & { eventId: string }): string {
-  return canonicalJson({
+  return canonicalJson(snakeCaseFields(event));
+}
+
+/**
+ * The event's own fields under their column (and wire) names: what canonicalEvent hashes, and
+ * the body of an event in an audit/query answer.
+ */
+export function snakeCaseFields(event: AuditEventInput & { eventId: string }) {
+  return {
     event_id: event.eventId,
     correlation_id: event.correlationId,
     time: event.time,
@@ -61,7 +69,7 @@ export function canonicalEvent(event: AuditEventInput & { eventId: string }): st
     result_sha256: event.resultSha256,
     result_size: event.resultSize,
     receipt: event.receipt,
-  });
+  };
 }
 
 /** hash = sha256(prev_hash || canonical_event), hex (DESIGN §7). */

@@ -1,6 +1,6 @@
 import { UsageError } from '../errors.js';
 import type { SqliteDatabase } from '../state/database.js';
-import { eventFromRow, type AuditEvent, type AuditRow } from './events.js';
+import { eventFromRow, snakeCaseFields, type AuditEvent, type AuditRow } from './events.js';
 import type { AuditOutcome, Receipt } from './receipts.js';
 
 /**
@@ -211,29 +211,7 @@ function checkLimit(limit: number): number {
 export type WireAuditEvent = Omit<AuditRow, 'receipt'> & { receipt: Receipt | null };
 
 export function eventToWire(event: AuditEvent): WireAuditEvent {
-  return {
-    seq: event.seq,
-    event_id: event.eventId,
-    correlation_id: event.correlationId,
-    time: event.time,
-    direction: event.direction,
-    source_node: event.sourceNode,
-    target_node: event.targetNode,
-    principal: event.principal,
-    resource: event.resource,
-    capability: event.capability,
-    outcome: event.outcome,
-    status_code: event.statusCode,
-    error_code: event.errorCode,
-    duration_us: event.durationUs,
-    request_sha256: event.requestSha256,
-    request_size: event.requestSize,
-    result_sha256: event.resultSha256,
-    result_size: event.resultSize,
-    receipt: event.receipt,
-    prev_hash: event.prevHash,
-    hash: event.hash,
-  };
+  return { seq: event.seq, ...snakeCaseFields(event), prev_hash: event.prevHash, hash: event.hash };
 }
 
 export function eventFromWire(wire: WireAuditEvent): AuditEvent {

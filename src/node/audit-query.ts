@@ -12,7 +12,7 @@ import {
   AuditQueryRequest,
   type AuditQueryResponse,
 } from '../core/protocol/schemas.js';
-import { HttpError, readJsonBody } from './http-io.js';
+import { HttpError, parseJsonBody } from './http-io.js';
 import type { HandlerContext, HandlerResult, RequestContext } from './routes.js';
 
 /**
@@ -28,18 +28,7 @@ export async function auditQuery(
 ): Promise<HandlerResult> {
   const limited = context.invocation.rateLimited(request.peer);
   if (limited) throw limited;
-  const raw = await readJsonBody(request.request, CONTROL_BODY_LIMIT);
-  const parsed = AuditQueryRequest.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue?.path.length ? ` at ${issue.path.join('.')}` : '';
-    throw new HttpError(
-      400,
-      'INVALID_BODY',
-      `invalid request body${where}: ${issue?.message ?? 'malformed'}`,
-    );
-  }
-  const body = parsed.data;
+  const body = await parseJsonBody(request.request, AuditQueryRequest, CONTROL_BODY_LIMIT);
   const limit = Math.min(body.limit ?? AUDIT_QUERY_DEFAULT_LIMIT, AUDIT_QUERY_MAX_LIMIT);
   const filter: AuditFilter = {
     ...(body.correlation_id !== undefined && { correlationId: body.correlation_id }),

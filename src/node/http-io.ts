@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ZodType } from 'zod';
 import { CORRELATION_HEADER } from '../core/protocol/constants.js';
 
 /** An error answered to a peer as `{ "error": { code, message, correlation_id } }`. */
@@ -31,6 +32,25 @@ export async function readJsonBody(request: IncomingMessage, limit: number): Pro
   } catch {
     throw new HttpError(400, 'MALFORMED_JSON', 'the body is not valid JSON');
   }
+}
+
+/** A JSON body checked against its schema: 400 INVALID_BODY naming the first bad field. */
+export async function parseJsonBody<T>(
+  request: IncomingMessage,
+  schema: ZodType<T>,
+  limit: number,
+): Promise<T> {
+  const parsed = schema.safeParse(await readJsonBody(request, limit));
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? ` at ${issue.path.join('.')}` : '';
+    throw new HttpError(
+      400,
+      'INVALID_BODY',
+      `invalid request body${where}: ${issue?.message ?? 'malformed'}`,
+    );
+  }
+  return parsed.data;
 }
 
 /**

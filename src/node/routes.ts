@@ -30,7 +30,7 @@ import type { ClaimedIdentity } from '../core/trust/peer-identity.js';
 import { signTrustStatement, verifyTrustStatement } from '../core/trust/trust-statement.js';
 import type { ChallengeStore } from './challenges.js';
 import type { InvocationService } from './invoke.js';
-import { HttpError, readJsonBody } from './http-io.js';
+import { HttpError, parseJsonBody } from './http-io.js';
 import type { Logger } from './logger.js';
 import type { TrustView } from './trust-view.js';
 import { auditQuery } from './audit-query.js';
@@ -395,19 +395,8 @@ async function invoke(request: RequestContext, context: HandlerContext): Promise
   });
 }
 
-async function parseBody<T>(request: RequestContext, schema: ZodType<T>): Promise<T> {
-  const raw = await readJsonBody(request.request, CONTROL_BODY_LIMIT);
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue?.path.length ? ` at ${issue.path.join('.')}` : '';
-    throw new HttpError(
-      400,
-      'INVALID_BODY',
-      `invalid request body${where}: ${issue?.message ?? 'malformed'}`,
-    );
-  }
-  return parsed.data;
+function parseBody<T>(request: RequestContext, schema: ZodType<T>): Promise<T> {
+  return parseJsonBody(request.request, schema, CONTROL_BODY_LIMIT);
 }
 
 function endpointOf(value: string | null | undefined): string | undefined {

@@ -1,5 +1,5 @@
-import type { Statement } from 'better-sqlite3';
 import type { StateStore } from '../core/state/database.js';
+import { statement } from '../core/state/statements.js';
 import {
   findPeer,
   listAnchors,
@@ -21,16 +21,15 @@ export class TrustView {
   private anchorsByDomain = new Map<string, Buffer[]>();
   private revocationLists: Buffer[] = [];
   private peers = new Map<string, Peer | undefined>();
-  private dataVersionStatement: Statement | undefined;
 
   constructor(private readonly store: StateStore) {}
 
   /** Reloads when the file changed; returns a number that changes with every reload. */
   refresh(): number {
-    // Prepared once: this runs on every request, and db.pragma() prepares a statement each time.
-    this.dataVersionStatement ??= this.store.db.prepare('PRAGMA data_version').pluck();
-    const statement = this.dataVersionStatement;
-    const version = this.store.read(() => statement.get() as number);
+    // A prepared statement: this runs on every request, and db.pragma() prepares one each time.
+    const version = this.store.read((db) =>
+      statement(db, 'PRAGMA data_version').pluck().get(),
+    ) as number;
     if (version !== this.dataVersion) {
       this.dataVersion = version;
       this.reload();

@@ -7,7 +7,7 @@ import { certificateFingerprint } from '../identity/fingerprint.js';
 import type { NodeIdentity } from '../identity/node-identity.js';
 import { CORRELATION_HEADER, TLS_CIPHERS, TLS_MIN_VERSION } from '../protocol/constants.js';
 import { authenticateChain, isChainFailure, type TrustMaterial } from '../trust/authenticate.js';
-import { presentedChain } from '../trust/tls-chain.js';
+import { hasPeerCertificate, presentedChain } from '../trust/tls-chain.js';
 import type { CallTarget } from './target.js';
 
 /** Timeouts of every connection, explicit rather than Node's defaults (none for connecting). */
@@ -299,9 +299,4 @@ export function retryAfter(value: string | string[] | undefined, now: Date): num
   if (/^\d+$/.test(text.trim())) return Number(text.trim()) * 1000;
   const date = Date.parse(text);
   return Number.isNaN(date) ? null : Math.max(0, date - now.getTime());
-}
-
-function hasPeerCertificate(socket: TLSSocket): boolean {
-  const certificate = socket.getPeerCertificate?.() as { raw?: Buffer } | null | undefined;
-  return Boolean(certificate?.raw);
 }

@@ -19,7 +19,7 @@ import {
   TLS_CIPHERS,
   TLS_MIN_VERSION,
 } from '../protocol/constants.js';
-import { presentedChain } from './tls-chain.js';
+import { hasPeerCertificate, presentedChain } from './tls-chain.js';
 
 export interface PeerResponse {
   status: number;
@@ -121,11 +121,6 @@ export class PeerClient {
   close(): void {
     this.agent.destroy();
   }
-}
-
-function hasPeerCertificate(socket: TLSSocket): boolean {
-  const certificate = socket.getPeerCertificate?.() as { raw?: Buffer } | null | undefined;
-  return Boolean(certificate?.raw);
 }
 
 /** Turns a peer's error answer into the typed error (and so the exit code) it stands for. */

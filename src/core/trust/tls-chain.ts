@@ -15,3 +15,12 @@ export function presentedChain(socket: TLSSocket): Buffer[] {
   }
   return chain;
 }
+
+/**
+ * Whether the handshake has completed with a server certificate: a kept-alive socket's has, a new
+ * one's has not. getProtocol() is no test: it answers before the handshake.
+ */
+export function hasPeerCertificate(socket: TLSSocket): boolean {
+  const certificate = socket.getPeerCertificate?.() as { raw?: Buffer } | null | undefined;
+  return Boolean(certificate?.raw);
+}

@@ -9,7 +9,7 @@ import { buildProgram } from './program.js';
 
 /** Runs the CLI with the given arguments (process.argv form) and returns the exit code. */
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
-  const program = buildProgram(io);
+  const program = buildProgram(io, argv);
   try {
     await program.parseAsync([...argv]);
     return 0;

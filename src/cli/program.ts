@@ -17,11 +17,40 @@ import { withExamples } from './help-text.js';
 import type { CliIo } from './output/output.js';
 import { packageVersion } from './version.js';
 
+type Register = (program: Command, io: CliIo) => void;
+
+/** The top-level commands, in the order `--help` lists them. */
+const COMMANDS: ReadonlyArray<readonly [name: string, register: Register]> = [
+  ['init', registerInit],
+  ['status', registerStatus],
+  ['pki', registerPki],
+  ['discover', registerDiscover],
+  ['nodes', registerNodes],
+  ['trust', registerTrust],
+  ['route', registerRoute],
+  ['invoke', registerInvoke],
+  ['circuit', registerCircuit],
+  ['audit', registerAudit],
+  ['serve', registerServe],
+  ['completion', registerCompletion],
+  ['demo', registerDemo],
+  ['help', registerHelp],
+];
+
+/** Global options that take a value: the word after them is not a command name. */
+const GLOBAL_OPTIONS_WITH_VALUE = new Set(['--state']);
+
 /**
- * The whole command tree. Only definitions live here and in the register functions: every action
+ * The command tree. Only definitions live here and in the register functions: every action
  * imports what it needs when it runs, so `--help` and `--version` stay fast.
+ *
+ * Given the command line, only the command it names is defined: building all fourteen trees of
+ * commands, options and help texts is a measurable part of a one-shot command's start
+ * (docs/benchmarks.md). Without a command line, or when it names no known command, or names one
+ * that reads the whole tree (`help`, `completion`), everything is defined, so top-level help and
+ * "did you mean" suggestions see every command.
  */
-export function buildProgram(io: CliIo): Command {
+export function buildProgram(io: CliIo, argv?: readonly string[]): Command {
   const program = new Command('sark-fed');
   program
     .description(
@@ -46,20 +75,10 @@ export function buildProgram(io: CliIo): Command {
     })
     .exitOverride();
 
-  registerInit(program, io);
-  registerStatus(program, io);
-  registerPki(program, io);
-  registerDiscover(program, io);
-  registerNodes(program, io);
-  registerTrust(program, io);
-  registerRoute(program, io);
-  registerInvoke(program, io);
-  registerCircuit(program, io);
-  registerAudit(program, io);
-  registerServe(program, io);
-  registerCompletion(program, io);
-  registerDemo(program, io);
-  registerHelp(program, io);
+  const only = argv === undefined ? undefined : commandNamed(argv.slice(2));
+  for (const [name, register] of COMMANDS) {
+    if (only === undefined || only === name) register(program, io);
+  }
 
   // `help` is our own command (it knows the exit-codes topic); groups need no implicit one.
   forEachCommand(program, (command) => command.helpCommand(false));
@@ -80,6 +99,22 @@ export function buildProgram(io: CliIo): Command {
     'Exit codes: 0 ok, 1 failed, 2 usage, 3 trust, 4 not found, 5 unavailable, 6 refused, 130 interrupted.\nRun `sark-fed help exit-codes` for details.\n',
   );
   return program;
+}
+
+/** The top-level command a command line names, when defining it alone is enough. */
+function commandNamed(args: readonly string[]): string | undefined {
+  for (let index = 0; index < args.length; index++) {
+    const arg = args[index] as string;
+    if (arg === '--') return undefined;
+    if (GLOBAL_OPTIONS_WITH_VALUE.has(arg)) {
+      index++;
+      continue;
+    }
+    if (arg.startsWith('-')) continue;
+    const known = COMMANDS.some(([name]) => name === arg);
+    return known && arg !== 'help' && arg !== 'completion' ? arg : undefined;
+  }
+  return undefined;
 }
 
 export function forEachCommand(command: Command, visit: (command: Command) => void): void {

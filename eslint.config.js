@@ -15,6 +15,12 @@ export default tseslint.config(
     },
   },
   {
+    // The command-line entry point is CommonJS (bin/package.json): see bin/sark-fed.js.
+    files: ['bin/**/*.js'],
+    languageOptions: { sourceType: 'commonjs' },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
     // The engine is a library: it never writes to the terminal or ends the process.
     files: ['src/core/**/*.ts'],
     rules: {

@@ -1,9 +1,15 @@
-// Builds the CLI into dist/cli/: one bundled entry (main.js) plus chunks for what commands load
-// lazily. Bundling saves Node 20 the resolution and loading of ~30 small modules on every start,
-// which is most of what `sark-fed --help` costs beyond Node itself (docs/benchmarks.md).
+// Builds the CLI into dist/cli/, in two forms that bin/sark-fed.js chooses between:
+//   - command-<name>.cjs, one CommonJS bundle per top-level command (but `help` and `completion`,
+//     which read the whole tree), holding that command and everything it runs, dependencies
+//     included: a one-shot `sark-fed invoke` reads one file instead of ~40 ES modules, and Node
+//     20's ES module loader costs about a millisecond per module on these machines, more than
+//     compiling the code itself (docs/benchmarks.md, invoke and audit).
+//   - main.js plus chunks: every command, each action loading its code lazily, for top-level help,
+//     `--version`, `help`, `completion` and mistyped commands; also the audit writer thread.
 // Type checking is `npm run typecheck`; esbuild only strips types.
 import { build } from 'esbuild';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 const { dependencies } = JSON.parse(
   readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
@@ -38,6 +44,54 @@ await build({
   },
   logLevel: 'warning',
 });
+
+// The top-level commands, from the list the CLI itself uses.
+const allCommands = readFileSync(new URL('src/cli/commands/all.ts', root), 'utf8');
+const commandNames = [...allCommands.matchAll(/\['([a-z]+)', register([A-Za-z]+)\]/g)].map(
+  ([, name, registerName]) => ({ name, registerName: `register${registerName}` }),
+);
+if (commandNames.length === 0) throw new Error('found no commands in src/cli/commands/all.ts');
+const WHOLE_TREE_COMMANDS = new Set(['help', 'completion']);
+await Promise.all(
+  commandNames
+    .filter(({ name }) => !WHOLE_TREE_COMMANDS.has(name))
+    .map(({ name, registerName }) =>
+      build({
+        stdin: {
+          contents: [
+            "import { runProcess } from './src/cli/cli.js';",
+            `import { ${registerName} } from './src/cli/commands/${name}.js';`,
+            `export const run = () => runProcess([['${name}', ${registerName}]]);`,
+          ].join('\n'),
+          resolveDir: fileURLToPath(root),
+          sourcefile: `command-${name}.ts`,
+          loader: 'ts',
+        },
+        outfile: fileURLToPath(new URL(`command-${name}.cjs`, staging)),
+        bundle: true,
+        format: 'cjs',
+        platform: 'node',
+        target: 'node20',
+        // Dependencies are bundled (evaluated only when first used, where the source imports
+        // them lazily), except the native addon, and the prompt and spinner libraries: only an
+        // operator at a terminal loads them, and bundled they would be most of every bundle's
+        // size (@inquirer/prompts brings an editor with its own character-set tables). They are
+        // ES modules, which a bundle loads with require(): Node >= 20.19 (package.json engines).
+        external: ['better-sqlite3', '@inquirer/prompts', 'ora', 'zod'],
+        // import() of a bundled module or a Node built-in becomes a require(): one CommonJS file
+        // never starts the ES module loader.
+        supported: { 'dynamic-import': false },
+        // Modules locate files (package.json, the audit writer thread) from their own URL.
+        define: { 'import.meta.url': '__sarkModuleUrl' },
+        banner: {
+          js: "const __sarkModuleUrl = require('node:url').pathToFileURL(__filename).href;",
+        },
+        // No source maps: twelve bundles' maps would add ~25 MB to the package, and the bundles
+        // are plain, unminified code with a comment naming each source file.
+        logLevel: 'warning',
+      }),
+    ),
+);
 
 mkdirSync(new URL('dist/', root), { recursive: true });
 if (existsSync(target)) renameSync(target, retired);

@@ -1,119 +1,19 @@
-import { CommanderError, type Command } from 'commander';
-import { SarkError, UsageError, isSarkError, messageOf } from '../core/errors.js';
-import { resolveStatePath } from '../core/state/paths.js';
-import { describeSqliteError } from '../core/state/sqlite-errors.js';
-import { exitCodeFor } from './exit-codes.js';
-import { colorLevel } from './output/color.js';
+import { runProcess, runProgram } from './cli.js';
+import { ALL_COMMANDS } from './commands/all.js';
 import type { CliIo } from './output/output.js';
-import { buildProgram } from './program.js';
+
+/**
+ * The CLI with every command: what runs for top-level help, `--version`, `help`, `completion`
+ * and anything that names no known command. A command line naming one command runs instead from
+ * that command's own bundle (scripts/build.mjs, bin/sark-fed.js), which loads far less.
+ */
 
 /** Runs the CLI with the given arguments (process.argv form) and returns the exit code. */
-export async function main(argv: readonly string[], io: CliIo): Promise<number> {
-  const program = buildProgram(io, argv);
-  try {
-    await program.parseAsync([...argv]);
-    return 0;
-  } catch (error) {
-    if (error instanceof CommanderError) {
-      if (error.exitCode === 0) return 0;
-      // A command group called without a subcommand: commander already printed its help.
-      if (error.code === 'commander.help') return exitCodeFor('usage');
-      return report(usageErrorFrom(error, program, argv), argv, io);
-    }
-    return report(toSarkError(error, argv, io), argv, io);
-  }
+export function main(argv: readonly string[], io: CliIo): Promise<number> {
+  return runProgram(argv, io, ALL_COMMANDS);
 }
 
-/** The process entry point used by bin/sark-fed.js. */
-export async function run(): Promise<void> {
-  // `sark-fed … | head` closes the pipe early: that is not an error worth a stack trace.
-  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code === 'EPIPE') process.exit(0);
-    throw error;
-  });
-  const io: CliIo = {
-    stdin: process.stdin,
-    stdout: process.stdout,
-    stderr: process.stderr,
-    env: process.env,
-  };
-  process.exitCode = await main(process.argv, io);
-}
-
-function toSarkError(error: unknown, argv: readonly string[], io: CliIo): SarkError {
-  if (isSarkError(error)) return error;
-  const statePath = resolveStatePath(optionValue(argv, '--state'), io.env);
-  const fromSqlite = describeSqliteError(error, statePath);
-  if (fromSqlite) return fromSqlite;
-  return new SarkError('failed', 'INTERNAL', `internal error: ${messageOf(error)}`, {
-    cause: error,
-    hint: 'run again with --verbose for details, and report it if it persists',
-  });
-}
-
-function usageErrorFrom(
-  error: CommanderError,
-  program: Command,
-  argv: readonly string[],
-): UsageError {
-  const [first = error.message, ...rest] = error.message.replace(/^error: /, '').split('\n');
-  const suggestion = /\(Did you mean (.+)\?\)/.exec(rest.join(' '))?.[1];
-  const path = commandPath(program, argv.slice(2));
-  const seeHelp = `see \`${path} --help\``;
-  return new UsageError(error.code.replace(/^commander\./, 'usage.'), first, {
-    hint: suggestion ? `did you mean ${suggestion}? ${seeHelp}` : seeHelp,
-  });
-}
-
-/** Prints the error (one line, a hint line) on stderr and returns its exit code. */
-function report(error: SarkError, argv: readonly string[], io: CliIo): number {
-  const exitCode = exitCodeFor(error.kind);
-  if (argv.includes('--json')) {
-    const body = { code: error.code, message: error.message, hint: error.hint ?? null, exitCode };
-    io.stderr.write(`${JSON.stringify({ error: body })}\n`);
-    return exitCode;
-  }
-  const colored = colorLevel(io.env, !argv.includes('--no-color'), io.stderr.isTTY === true) > 0;
-  const red = (text: string) => (colored ? `\u001b[31m${text}\u001b[39m` : text);
-  const dim = (text: string) => (colored ? `\u001b[2m${text}\u001b[22m` : text);
-  io.stderr.write(`${red('error:')} ${error.message}\n`);
-  if (error.hint) io.stderr.write(`${dim('hint:')} ${error.hint}\n`);
-  if (argv.includes('--verbose') || argv.includes('-v')) {
-    let cause: unknown = error.cause;
-    while (cause) {
-      io.stderr.write(
-        dim(`cause: ${cause instanceof Error ? (cause.stack ?? cause.message) : String(cause)}\n`),
-      );
-      cause = cause instanceof Error ? cause.cause : undefined;
-    }
-  }
-  return exitCode;
-}
-
-/** "sark-fed pki issue" for argv ["pki", "issue", "--bad"]: the deepest command the words name. */
-function commandPath(program: Command, words: readonly string[]): string {
-  const names = [program.name()];
-  let command = program;
-  for (let index = 0; index < words.length; index++) {
-    const word = words[index] as string;
-    if (word.startsWith('-')) {
-      // The value of a global option (`--state ./a.db init`) is not a command name.
-      if (word === '--state') index++;
-      continue;
-    }
-    const sub = command.commands.find(
-      (child) => child.name() === word || child.aliases().includes(word),
-    );
-    if (!sub) break;
-    names.push(sub.name());
-    command = sub;
-  }
-  return names.join(' ');
-}
-
-function optionValue(argv: readonly string[], name: string): string | undefined {
-  const index = argv.indexOf(name);
-  if (index !== -1) return argv[index + 1];
-  const inline = argv.find((arg) => arg.startsWith(`${name}=`));
-  return inline?.slice(name.length + 1);
+/** The process entry point. */
+export function run(): Promise<void> {
+  return runProcess(ALL_COMMANDS);
 }

@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ALL_COMMANDS } from '../../src/cli/commands/all.js';
 import {
   PROJECT_ROOT,
   expectRefusal,
@@ -15,6 +16,42 @@ const VERSION = (
 ).version;
 
 const EXIT_CODES = [0, 1, 2, 3, 4, 5, 6, 130];
+
+/** The commands that run from the CLI with every command (they read the whole tree). */
+const WHOLE_TREE_COMMANDS = ['help', 'completion'];
+
+describe.concurrent('one bundle per command (scripts/build.mjs, bin/sark-fed.js)', () => {
+  const names = ALL_COMMANDS.map(([name]) => name);
+
+  it('the build made a bundle for every command but help and completion', () => {
+    for (const name of names) {
+      const bundle = join(PROJECT_ROOT, 'dist', 'cli', `command-${name}.cjs`);
+      expect(existsSync(bundle), bundle).toBe(!WHOLE_TREE_COMMANDS.includes(name));
+    }
+  });
+
+  it.each(names)(
+    '%s --help runs, after global options too, and is the help of that command',
+    async (name) => {
+      const direct = await runCli([name, '--help']);
+      expectSuccess(direct);
+      expect(direct.stdout).toMatch(new RegExp(`^Usage: sark-fed ${name}\\b`));
+      const afterGlobals = await runCli([
+        '--state',
+        '/nonexistent/state.db',
+        '--no-color',
+        name,
+        '--help',
+      ]);
+      expectSuccess(afterGlobals);
+      expect(afterGlobals.stdout).toBe(direct.stdout);
+      // `help <command>` runs the CLI with every command: the same definitions, the same text.
+      const viaHelp = await runCli(['help', name]);
+      expectSuccess(viaHelp);
+      expect(viaHelp.stdout).toBe(direct.stdout);
+    },
+  );
+});
 
 describe.concurrent('version and help', () => {
   it.each([['--version'], ['-V']])('%s prints the package.json version', async (flag) => {

@@ -15,8 +15,8 @@ export default tseslint.config(
     },
   },
   {
-    // The command-line entry point is CommonJS (bin/package.json): see bin/sark-fed.js.
-    files: ['bin/**/*.js'],
+    // CommonJS: the command-line entry point (bin/package.json, bin/sark-fed.js), bench floors.
+    files: ['bin/**/*.js', 'bench/**/*.cjs'],
     languageOptions: { sourceType: 'commonjs' },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ALL_COMMANDS } from '../../src/cli/commands/all.js';
@@ -51,6 +51,25 @@ describe.concurrent('one bundle per command (scripts/build.mjs, bin/sark-fed.js)
       expect(viaHelp.stdout).toBe(direct.stdout);
     },
   );
+
+  it('a bundle keeps a V8 code cache beside it; a damaged cache is refused and replaced', async () => {
+    const cacheDir = join(PROJECT_ROOT, 'dist', 'cli', '.v8-cache');
+    const cacheOf = () =>
+      readdirSync(cacheDir)
+        .filter((file) => file.startsWith('command-circuit.cjs-') && file.endsWith(process.version))
+        .map((file) => join(cacheDir, file));
+    const state = join(tempDir(), 'state.db');
+    // Whatever the cache holds, the command's answer is the same.
+    const first = await runCli(['--state', state, 'circuit', 'list']);
+    expectRefusal(first, 4);
+    const [cache] = cacheOf();
+    expect(cache, 'the first run wrote the cache').toBeDefined();
+    const garbage = Buffer.alloc(4096, 7);
+    writeFileSync(cache!, garbage);
+    const again = await runCli(['--state', state, 'circuit', 'list']);
+    expect(again).toEqual(first);
+    expect(readFileSync(cache!).equals(garbage), 'the damaged cache was replaced').toBe(false);
+  });
 });
 
 describe.concurrent('version and help', () => {

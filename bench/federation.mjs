@@ -11,6 +11,7 @@ import { BenchError } from './lib.mjs';
 export const BIN = fileURLToPath(new URL('../bin/sark-fed.js', import.meta.url));
 export const BUILT_ENTRY = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 export const BARE_SERVER = fileURLToPath(new URL('./bare-server.mjs', import.meta.url));
+export const FLOOR_SERVER = fileURLToPath(new URL('./floor-server.mjs', import.meta.url));
 
 export function requireBuild() {
   if (!existsSync(BUILT_ENTRY)) {

@@ -1,7 +1,9 @@
 // Invocation (issue 5), in one run:
 //   - throughput through a node: POST invoke of the echo capability over keep-alive mTLS, 16 in
 //     flight, with policy, rate limit, receipt and audit all on, against a bare Node https echo
-//     server with the same certificate (bench/bare-server.mjs). Target: at least 0.6×.
+//     server with the same certificate (bench/bare-server.mjs). Target: at least 0.6×. Beside
+//     them, bench/floor-server.mjs: the echo plus only what every answer must carry (a signed
+//     receipt, a committed hash-chained audit row), to show how much is sark-fed's own.
 //   - one-shot `sark-fed invoke` wall time against a bare Node script making the same single
 //     mTLS request (bench/one-request.mjs), and against curl. Target: at most 1.5× the script.
 import { spawnSync } from 'node:child_process';
@@ -14,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import {
   BARE_SERVER,
   BIN,
+  FLOOR_SERVER,
   cli,
   requireBuild,
   setUpFederation,
@@ -93,8 +96,27 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
       /"msg":"listening".*"port":(\d+)/,
     );
     const barePort = await startProcess(children, [BARE_SERVER, b.cert, b.key], /^(\d+)$/m);
+    // The floor writes its audit rows into a state file of its own, made by the real CLI.
+    const floorState = join(folder, 'floor.db');
+    cli(
+      [
+        '--state',
+        floorState,
+        'init',
+        '--node-id',
+        'node-b',
+        '--trust-domain',
+        'org-b.example',
+      ].concat(['--cert', b.cert, '--key', b.key]),
+    );
+    const floorPort = await startProcess(
+      children,
+      [FLOOR_SERVER, b.cert, b.key, floorState],
+      /^(\d+)$/m,
+    );
     const daemonUrl = `https://127.0.0.1:${daemonPort}`;
     const bareUrl = `https://127.0.0.1:${barePort}`;
+    const floorUrl = `https://127.0.0.1:${floorPort}`;
     cli(['--state', a.state, 'trust', 'establish', daemonUrl, '--fingerprint', b.fingerprint]);
 
     const body = JSON.stringify({
@@ -114,6 +136,10 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
       {
         label: `sark-fed serve invoke echo, keep-alive ×${CONCURRENCY}`,
         measure: throughput(daemonUrl),
+      },
+      {
+        label: `floor-server.mjs (receipt + audit row), keep-alive ×${CONCURRENCY}`,
+        measure: throughput(floorUrl),
       },
     ];
     const oneShotSubjects = [
@@ -158,8 +184,9 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
     if (measured.rounds === 0) {
       throw new BenchError(`no round finished within ${timeLimitMs / 1000} s`);
     }
-    const rateStats = measured.samples.slice(0, 2).map(summarizeRates);
-    const timeStats = measured.samples.slice(2).map(summarize);
+    const throughputCount = throughputSubjects.length;
+    const rateStats = measured.samples.slice(0, throughputCount).map(summarizeRates);
+    const timeStats = measured.samples.slice(throughputCount).map(summarize);
     const throughputRatio = round2(rateStats[1].medianPerSecond / rateStats[0].medianPerSecond);
     const rows = [
       {
@@ -180,6 +207,15 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
         verdict: throughputRatio >= THROUGHPUT_TARGET ? 'PASS' : 'FAIL',
         samplesPerSecond: measured.samples[1].map(round2),
       },
+      {
+        label: throughputSubjects[2].label,
+        unit: 'per second',
+        ...rateStats[2],
+        ratio: round2(rateStats[2].medianPerSecond / rateStats[0].medianPerSecond),
+        target: null,
+        verdict: null,
+        samplesPerSecond: measured.samples[2].map(round2),
+      },
       ...oneShotSubjects.map((subject, index) => {
         const stats = timeStats[index];
         const isBaseline = index === 0;
@@ -192,7 +228,7 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
           ratio,
           target: isInvoke ? ONE_SHOT_TARGET : null,
           verdict: isInvoke ? (ratio <= ONE_SHOT_TARGET ? 'PASS' : 'FAIL') : null,
-          samplesMs: measured.samples[index + 2].map(round2),
+          samplesMs: measured.samples[index + throughputCount].map(round2),
         };
       }),
     ];

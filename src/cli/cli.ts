@@ -39,7 +39,11 @@ export async function runProcess(commands: readonly CommandDefinition[]): Promis
     throw error;
   });
   const io: CliIo = {
-    stdin: process.stdin,
+    // Opened on first use: creating process.stdin loads Node's stream machinery for a pipe or a
+    // file (~3 ms), and most commands never read it.
+    get stdin() {
+      return process.stdin;
+    },
     stdout: process.stdout,
     stderr: process.stderr,
     env: process.env,

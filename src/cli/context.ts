@@ -28,11 +28,12 @@ export interface CommandContext {
 
 export async function createCommandContext(command: Command, io: CliIo): Promise<CommandContext> {
   const globals = command.optsWithGlobals<GlobalOptions>();
+  // stdin last: a script's run (stdout not a terminal) never opens it (see runProcess).
   const interactive =
     globals.nonInteractive !== true &&
     !isTruthy(io.env.SARK_FED_NO_PROMPT) &&
-    io.stdin.isTTY === true &&
-    io.stdout.isTTY === true;
+    io.stdout.isTTY === true &&
+    io.stdin.isTTY === true;
   const assumeYes = globals.yes === true;
   const output = await Output.create(io, {
     json: globals.json === true,
@@ -46,7 +47,7 @@ export async function createCommandContext(command: Command, io: CliIo): Promise
     prompter: createPrompter({
       interactive,
       assumeYes,
-      input: io.stdin,
+      input: () => io.stdin,
       output: io.stderr as NodeJS.WritableStream,
     }),
     statePath: resolveStatePath(globals.state, io.env),

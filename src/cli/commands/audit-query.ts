@@ -1,4 +1,4 @@
-import type { AuditEvent } from '../../core/audit/events.js';
+import type { AuditEvent } from '../../core/audit/rows.js';
 import { countEvents, queryEvents, type AuditFilter } from '../../core/audit/query.js';
 import { UsageError } from '../../core/errors.js';
 import { loadIdentity } from '../../core/state/identity-repository.js';

@@ -20,7 +20,8 @@ export interface Prompter {
 export function createPrompter(options: {
   interactive: boolean;
   assumeYes: boolean;
-  input: NodeJS.ReadableStream;
+  /** Read only when a prompt is shown. */
+  input: () => NodeJS.ReadableStream;
   output: NodeJS.WritableStream;
 }): Prompter {
   const { interactive, assumeYes, input, output } = options;
@@ -34,7 +35,10 @@ export function createPrompter(options: {
       }
       const { confirm } = await import('@inquirer/prompts');
       try {
-        return await confirm({ message: request.message, default: false }, { input, output });
+        return await confirm(
+          { message: request.message, default: false },
+          { input: input(), output },
+        );
       } catch (error) {
         if ((error as Error).name === 'ExitPromptError')
           throw new InterruptedError('prompt cancelled');

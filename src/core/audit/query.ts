@@ -1,6 +1,6 @@
 import { UsageError } from '../errors.js';
 import type { SqliteDatabase } from '../state/database.js';
-import { eventFromRow, snakeCaseFields, type AuditEvent, type AuditRow } from './events.js';
+import { eventFromRow, snakeCaseFields, type AuditEvent, type AuditRow } from './rows.js';
 import type { AuditOutcome, Receipt } from './receipts.js';
 
 /**

@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 'use strict';
-// Picks what to load (scripts/build.mjs builds both): a command line naming one command runs
-// from that command's own CommonJS bundle, dist/cli/command-<name>.cjs, which reads one file;
-// anything else (top-level help, --version, `help`, `completion`, a mistyped command) runs the
-// CLI with every command, dist/cli/main.js, whose actions load their code lazily.
-// CommonJS (bin/package.json) so that a one-shot command never starts the ES module loader.
+// Picks what to load (scripts/build.mjs builds all three):
+//   - a command line naming a command runs from that command's own CommonJS bundle,
+//     dist/cli/command-<name>.cjs: one file holding the command and everything it runs;
+//   - one without a command (`--version`, `--help`, nothing) from dist/cli/no-command.cjs, the
+//     command tree without the actions;
+//   - anything else (`help`, `completion`, a mistyped command, a `--` before the command) from
+//     the CLI with every command, dist/cli/main.js, whose actions load their code lazily.
+// CommonJS (bin/package.json) so that the first two never start the ES module loader.
 const {
   existsSync,
   mkdirSync,
@@ -20,7 +23,10 @@ const vm = require('node:vm');
 /** Global options that take a value: the word after them is not a command name. */
 const GLOBAL_OPTIONS_WITH_VALUE = new Set(['--state']);
 
-/** The first word of the command line that is not a global option or its value. */
+/**
+ * The first word of the command line that is not a global option or its value; '' when there
+ * is none; undefined when a `--` comes first (what follows is for the full CLI to make out).
+ */
 function commandWord(args) {
   for (let index = 0; index < args.length; index++) {
     const arg = args[index];
@@ -31,7 +37,7 @@ function commandWord(args) {
     }
     if (!arg.startsWith('-')) return arg;
   }
-  return undefined;
+  return '';
 }
 
 /**
@@ -81,7 +87,12 @@ function loadBundle(file) {
 
 const dist = join(__dirname, '..', 'dist', 'cli');
 const word = commandWord(process.argv.slice(2));
-const bundleFile = word && /^[a-z]+$/.test(word) ? join(dist, `command-${word}.cjs`) : undefined;
+const bundleFile =
+  word === ''
+    ? join(dist, 'no-command.cjs')
+    : word && /^[a-z]+$/.test(word)
+      ? join(dist, `command-${word}.cjs`)
+      : undefined;
 
 if (bundleFile && existsSync(bundleFile)) {
   const bundle = loadBundle(bundleFile);

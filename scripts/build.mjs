@@ -73,47 +73,80 @@ const commandNames = [...allCommands.matchAll(/\['([a-z]+)', register([A-Za-z]+)
 );
 if (commandNames.length === 0) throw new Error('found no commands in src/cli/commands/all.ts');
 const WHOLE_TREE_COMMANDS = new Set(['help', 'completion']);
-await Promise.all(
-  commandNames
+/**
+ * A command line without a command (`--version`, `--help`, nothing) runs from a bundle of the
+ * whole command tree in which every lazily imported module, that is every action, is replaced by
+ * one that throws: none runs without a command, and the bundle stays the size of the tree.
+ */
+const actionsLeftOut = {
+  name: 'actions-left-out',
+  setup(build) {
+    build.onResolve({ filter: /.*/ }, (args) =>
+      args.kind === 'dynamic-import'
+        ? { path: args.path, namespace: 'action-left-out' }
+        : undefined,
+    );
+    build.onLoad({ filter: /.*/, namespace: 'action-left-out' }, (args) => ({
+      contents: `throw new Error(${JSON.stringify(`internal: ${args.path} is not in the bundle for command lines without a command`)});`,
+      loader: 'js',
+    }));
+  },
+};
+
+/** One CommonJS bundle whose entry exports run(). */
+function commonJsBundle({ name, contents, plugins = [] }) {
+  return build({
+    stdin: {
+      contents,
+      resolveDir: fileURLToPath(root),
+      sourcefile: `${name}.ts`,
+      loader: 'ts',
+    },
+    outfile: fileURLToPath(new URL(`${name}.cjs`, staging)),
+    bundle: true,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node20',
+    // Dependencies are bundled (evaluated only when first used, where the source imports them
+    // lazily), except the native addon, and the prompt and spinner libraries and zod: only some
+    // runs use them, and bundled they would be most of every bundle's size (@inquirer/prompts
+    // brings an editor with its own character-set tables). Prompts and spinners are ES modules,
+    // which a bundle loads with require(): Node >= 20.19 (package.json engines).
+    external: ['better-sqlite3', '@inquirer/prompts', 'ora', 'zod'],
+    // import() of a bundled module or a Node built-in becomes a require(): one CommonJS file
+    // never starts the ES module loader.
+    supported: { 'dynamic-import': false },
+    // Modules locate files (package.json, the audit writer thread) from their own URL.
+    define: { 'import.meta.url': '__sarkModuleUrl' },
+    plugins: [lazyChildProcessForCommander, ...plugins],
+    banner: {
+      js: "const __sarkModuleUrl = require('node:url').pathToFileURL(__filename).href;",
+    },
+    // No source maps: the bundles' maps would add ~25 MB to the package, and the bundles are
+    // plain, unminified code with a comment naming each source file.
+    logLevel: 'warning',
+  });
+}
+
+await Promise.all([
+  ...commandNames
     .filter(({ name }) => !WHOLE_TREE_COMMANDS.has(name))
     .map(({ name, registerName }) =>
-      build({
-        stdin: {
-          contents: [
-            "import { runProcess } from './src/cli/cli.js';",
-            `import { ${registerName} } from './src/cli/commands/${name}.js';`,
-            `export const run = () => runProcess([['${name}', ${registerName}]]);`,
-          ].join('\n'),
-          resolveDir: fileURLToPath(root),
-          sourcefile: `command-${name}.ts`,
-          loader: 'ts',
-        },
-        outfile: fileURLToPath(new URL(`command-${name}.cjs`, staging)),
-        bundle: true,
-        format: 'cjs',
-        platform: 'node',
-        target: 'node20',
-        // Dependencies are bundled (evaluated only when first used, where the source imports
-        // them lazily), except the native addon, and the prompt and spinner libraries: only an
-        // operator at a terminal loads them, and bundled they would be most of every bundle's
-        // size (@inquirer/prompts brings an editor with its own character-set tables). They are
-        // ES modules, which a bundle loads with require(): Node >= 20.19 (package.json engines).
-        external: ['better-sqlite3', '@inquirer/prompts', 'ora', 'zod'],
-        // import() of a bundled module or a Node built-in becomes a require(): one CommonJS file
-        // never starts the ES module loader.
-        supported: { 'dynamic-import': false },
-        // Modules locate files (package.json, the audit writer thread) from their own URL.
-        define: { 'import.meta.url': '__sarkModuleUrl' },
-        plugins: [lazyChildProcessForCommander],
-        banner: {
-          js: "const __sarkModuleUrl = require('node:url').pathToFileURL(__filename).href;",
-        },
-        // No source maps: twelve bundles' maps would add ~25 MB to the package, and the bundles
-        // are plain, unminified code with a comment naming each source file.
-        logLevel: 'warning',
+      commonJsBundle({
+        name: `command-${name}`,
+        contents: [
+          "import { runProcess } from './src/cli/cli.js';",
+          `import { ${registerName} } from './src/cli/commands/${name}.js';`,
+          `export const run = () => runProcess([['${name}', ${registerName}]]);`,
+        ].join('\n'),
       }),
     ),
-);
+  commonJsBundle({
+    name: 'no-command',
+    contents: "export { run } from './src/cli/main.js';",
+    plugins: [actionsLeftOut],
+  }),
+]);
 
 mkdirSync(new URL('dist/', root), { recursive: true });
 if (existsSync(target)) renameSync(target, retired);

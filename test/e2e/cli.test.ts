@@ -23,7 +23,8 @@ const WHOLE_TREE_COMMANDS = ['help', 'completion'];
 describe.concurrent('one bundle per command (scripts/build.mjs, bin/sark-fed.js)', () => {
   const names = ALL_COMMANDS.map(([name]) => name);
 
-  it('the build made a bundle for every command but help and completion', () => {
+  it('the build made a bundle for every command but help and completion, and one for none', () => {
+    expect(existsSync(join(PROJECT_ROOT, 'dist', 'cli', 'no-command.cjs'))).toBe(true);
     for (const name of names) {
       const bundle = join(PROJECT_ROOT, 'dist', 'cli', `command-${name}.cjs`);
       expect(existsSync(bundle), bundle).toBe(!WHOLE_TREE_COMMANDS.includes(name));

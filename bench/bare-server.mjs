@@ -2,8 +2,8 @@
 // settings (client certificate requested, TLS 1.2+, ECDHE AEAD suites), and no application work.
 // It answers every GET with a small info-like JSON and every POST with its own body (an echo).
 // Usage: node bench/bare-server.mjs <cert.pem> <key.pem> → prints the port it listens on.
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
+import { serverTlsOptions } from './server-tls.mjs';
 
 const [certPath, keyPath] = process.argv.slice(2);
 const info = JSON.stringify({
@@ -16,36 +16,19 @@ const info = JSON.stringify({
   endpoint: null,
 });
 
-const server = createServer(
-  {
-    cert: readFileSync(certPath),
-    key: readFileSync(keyPath),
-    requestCert: true,
-    rejectUnauthorized: false,
-    minVersion: 'TLSv1.2',
-    ciphers: [
-      'TLS_AES_128_GCM_SHA256',
-      'TLS_AES_256_GCM_SHA384',
-      'TLS_CHACHA20_POLY1305_SHA256',
-      'ECDHE-ECDSA-AES128-GCM-SHA256',
-      'ECDHE-ECDSA-AES256-GCM-SHA384',
-      'ECDHE-ECDSA-CHACHA20-POLY1305',
-    ].join(':'),
-  },
-  (request, response) => {
-    const chunks = [];
-    request.on('data', (chunk) => chunks.push(chunk));
-    request.on('end', () => {
-      // An echo: the invoke benchmark's baseline answers with what it was sent.
-      const body = request.method === 'GET' ? info : Buffer.concat(chunks);
-      response.writeHead(200, {
-        'content-type': 'application/json',
-        'content-length': Buffer.byteLength(body),
-      });
-      response.end(body);
+const server = createServer(serverTlsOptions(certPath, keyPath), (request, response) => {
+  const chunks = [];
+  request.on('data', (chunk) => chunks.push(chunk));
+  request.on('end', () => {
+    // An echo: the invoke benchmark's baseline answers with what it was sent.
+    const body = request.method === 'GET' ? info : Buffer.concat(chunks);
+    response.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
     });
-  },
-);
+    response.end(body);
+  });
+});
 server.listen(0, '127.0.0.1', () => process.stdout.write(`${server.address().port}\n`));
 // Ends with its parent: the benchmark closes stdin or sends SIGTERM.
 process.stdin.resume();

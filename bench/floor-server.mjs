@@ -12,6 +12,7 @@
 import { createHash, createPrivateKey, randomUUID, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
+import { serverTlsOptions } from './server-tls.mjs';
 import { createRequire } from 'node:module';
 
 const Database = createRequire(import.meta.url)('better-sqlite3');
@@ -50,86 +51,69 @@ function commitQueued() {
 }
 
 const callers = new Map();
-const server = createServer(
-  {
-    cert: readFileSync(certPath),
-    key: readFileSync(keyPath),
-    requestCert: true,
-    rejectUnauthorized: false,
-    minVersion: 'TLSv1.2',
-    ciphers: [
-      'TLS_AES_128_GCM_SHA256',
-      'TLS_AES_256_GCM_SHA384',
-      'TLS_CHACHA20_POLY1305_SHA256',
-      'ECDHE-ECDSA-AES128-GCM-SHA256',
-      'ECDHE-ECDSA-AES256-GCM-SHA384',
-      'ECDHE-ECDSA-CHACHA20-POLY1305',
-    ].join(':'),
-  },
-  (request, response) => {
-    const chunks = [];
-    request.on('data', (chunk) => chunks.push(chunk));
-    request.on('end', () => {
-      const fingerprint = request.socket.getPeerCertificate().fingerprint256;
-      let caller = callers.get(fingerprint);
-      if (caller === undefined) {
-        caller = `caller-${callers.size + 1}`;
-        callers.set(fingerprint, caller);
-      }
-      const call = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-      const argumentsJson = JSON.stringify(call.arguments ?? null);
-      const resultJson = argumentsJson; // the echo
-      const correlationId = request.headers['x-correlation-id'] ?? randomUUID();
-      const claims = {
-        correlation_id: correlationId,
-        source: caller,
-        target: 'node-b',
-        principal: call.principal_id,
-        resource: call.resource_id,
-        capability: call.capability_id,
-        request_sha256: sha256(argumentsJson),
-        outcome: 'success',
-        result_sha256: sha256(resultJson),
-        timestamp: new Date().toISOString(),
-      };
-      const receipt = {
-        ...claims,
-        signature: sign('sha256', Buffer.from(JSON.stringify(claims)), key).toString('base64url'),
-      };
-      const body = JSON.stringify({
-        correlation_id: correlationId,
-        success: true,
-        result: call.arguments ?? null,
-        receipt,
-      });
-      queued.push({
-        row: {
-          event_id: randomUUID(),
-          correlation_id: correlationId,
-          time: claims.timestamp,
-          source_node: caller,
-          principal: claims.principal,
-          resource: claims.resource,
-          capability: claims.capability,
-          request_sha256: claims.request_sha256,
-          request_size: Buffer.byteLength(argumentsJson),
-          result_sha256: claims.result_sha256,
-          result_size: Buffer.byteLength(resultJson),
-          receipt: JSON.stringify(receipt),
-        },
-        answer: () => {
-          response.writeHead(200, {
-            'content-type': 'application/json',
-            'content-length': Buffer.byteLength(body),
-            'x-correlation-id': correlationId,
-          });
-          response.end(body);
-        },
-      });
-      if (queued.length === 1) setImmediate(commitQueued);
+const server = createServer(serverTlsOptions(certPath, keyPath), (request, response) => {
+  const chunks = [];
+  request.on('data', (chunk) => chunks.push(chunk));
+  request.on('end', () => {
+    const fingerprint = request.socket.getPeerCertificate().fingerprint256;
+    let caller = callers.get(fingerprint);
+    if (caller === undefined) {
+      caller = `caller-${callers.size + 1}`;
+      callers.set(fingerprint, caller);
+    }
+    const call = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    const argumentsJson = JSON.stringify(call.arguments ?? null);
+    const resultJson = argumentsJson; // the echo
+    const correlationId = request.headers['x-correlation-id'] ?? randomUUID();
+    const claims = {
+      correlation_id: correlationId,
+      source: caller,
+      target: 'node-b',
+      principal: call.principal_id,
+      resource: call.resource_id,
+      capability: call.capability_id,
+      request_sha256: sha256(argumentsJson),
+      outcome: 'success',
+      result_sha256: sha256(resultJson),
+      timestamp: new Date().toISOString(),
+    };
+    const receipt = {
+      ...claims,
+      signature: sign('sha256', Buffer.from(JSON.stringify(claims)), key).toString('base64url'),
+    };
+    const body = JSON.stringify({
+      correlation_id: correlationId,
+      success: true,
+      result: call.arguments ?? null,
+      receipt,
     });
-  },
-);
+    queued.push({
+      row: {
+        event_id: randomUUID(),
+        correlation_id: correlationId,
+        time: claims.timestamp,
+        source_node: caller,
+        principal: claims.principal,
+        resource: claims.resource,
+        capability: claims.capability,
+        request_sha256: claims.request_sha256,
+        request_size: Buffer.byteLength(argumentsJson),
+        result_sha256: claims.result_sha256,
+        result_size: Buffer.byteLength(resultJson),
+        receipt: JSON.stringify(receipt),
+      },
+      answer: () => {
+        response.writeHead(200, {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+          'x-correlation-id': correlationId,
+        });
+        response.end(body);
+      },
+    });
+    if (queued.length === 1) setImmediate(commitQueued);
+  });
+});
 server.listen(0, '127.0.0.1', () => process.stdout.write(`${server.address().port}\n`));
 // Ends with its parent: the benchmark closes stdin or sends SIGTERM.
 process.stdin.resume();

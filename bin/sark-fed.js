@@ -13,6 +13,7 @@ const {
   mkdirSync,
   readFileSync,
   renameSync,
+  rmSync,
   statSync,
   writeFileSync,
 } = require('node:fs');
@@ -64,22 +65,22 @@ function loadBundle(file) {
     cachedData = undefined;
   }
   const script = new vm.Script(Module.wrap(source), { filename: file, cachedData });
-  const bundle = new Module(file, module);
-  bundle.filename = file;
-  bundle.paths = Module._nodeModulePaths(dirname(file));
+  // The bundle is esbuild's CommonJS output: it needs only exports, require, module.exports.
+  const bundle = { exports: {} };
   script
     .runInThisContext()
     .call(bundle.exports, bundle.exports, Module.createRequire(file), bundle, file, dirname(file));
-  bundle.loaded = true;
   const saveCache = () => {
     if (cachedData !== undefined && !script.cachedDataRejected) return;
+    // Written aside and renamed: a concurrent run reads a whole cache or none.
+    const partial = `${cacheFile}.${process.pid}`;
     try {
       mkdirSync(cacheDir, { recursive: true });
-      const partial = `${cacheFile}.${process.pid}`;
       writeFileSync(partial, script.createCachedData());
       renameSync(partial, cacheFile);
     } catch {
-      // A read-only install: no cache, every run compiles.
+      // A read-only install (no cache: every run compiles), or a full disk.
+      rmSync(partial, { force: true });
     }
   };
   return { exports: bundle.exports, saveCache };

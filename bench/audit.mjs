@@ -249,6 +249,7 @@ function queryRows(subjects, measured) {
   // Paired: each round's time less the same round's node -e 0.
   const beyondNode = query.map((ms, index) => ms - node[index]);
   const floorBeyondNode = floor.map((ms, index) => ms - node[index]);
+  const beyondFloor = query.map((ms, index) => ms - floor[index]);
   const stats = measured.samples.map(summarize);
   const baseline = stats[0].medianMs;
   const rows = subjects.map((subject, index) => ({
@@ -281,6 +282,17 @@ function queryRows(subjects, measured) {
     target: null,
     verdict: null,
     samplesMs: floorBeyondNode.map(round2),
+  });
+  // Also no target: sark-fed's own work, beyond what any Node program doing the query spends.
+  const ownDerived = summarize(beyondFloor);
+  rows.push({
+    label: 'sark-fed audit query − node audit-floor.cjs',
+    unit: 'ms',
+    ...ownDerived,
+    ratio: round2(ownDerived.medianMs / baseline),
+    target: null,
+    verdict: null,
+    samplesMs: beyondFloor.map(round2),
   });
   return rows;
 }

@@ -108,11 +108,13 @@ function commonJsBundle({ name, contents, plugins = [] }) {
     platform: 'node',
     target: 'node20',
     // Dependencies are bundled (evaluated only when first used, where the source imports them
-    // lazily), except the native addon, and the prompt and spinner libraries and zod: only some
-    // runs use them, and bundled they would be most of every bundle's size (@inquirer/prompts
-    // brings an editor with its own character-set tables). Prompts and spinners are ES modules,
-    // which a bundle loads with require(): Node >= 20.19 (package.json engines).
-    external: ['better-sqlite3', '@inquirer/prompts', 'ora', 'zod'],
+    // lazily), except the native addon, and the prompt library and zod: only some runs use them,
+    // and bundled they would be most of every bundle's size (@inquirer/prompts brings an editor
+    // with its own character-set tables). @inquirer/prompts is an ES module, which a bundle loads
+    // with require() (Node >= 20.19, package.json engines); only its named exports are used, the
+    // only kind esbuild's interop passes through unchanged from a require()d ES module (ora's
+    // default export would arrive as its namespace: ora is bundled).
+    external: ['better-sqlite3', '@inquirer/prompts', 'zod'],
     // import() of a bundled module or a Node built-in becomes a require(): one CommonJS file
     // never starts the ES module loader.
     supported: { 'dynamic-import': false },

@@ -1,23 +1,32 @@
 // The floor of the invoke throughput benchmark: the least a server can do per call and still
 // give what DESIGN §5 and §7 require of every invoke answer, written as plainly as possible on
 // one thread. Over bench/bare-server.mjs's echo (same certificate and TLS settings) it adds:
-//   - the caller's certificate, looked up by fingerprint (who is calling);
+//   - the caller's certificate, looked up by fingerprint once per connection (who is calling);
 //   - the request's and the result's SHA-256, a receipt over them signed with the node's key;
 //   - an audit row, hash-chained to the previous one, in the node's real audit_events table (all
 //     its indexes), committed with synchronous=FULL before the answer goes: every request that
 //     arrived in one turn of the event loop shares one commit.
 // No policy, rate limit, schema checks, canonical JSON, logging or metrics: whatever the daemon
 // spends beyond this floor is sark-fed's own.
-// Usage: node bench/floor-server.mjs <cert.pem> <key.pem> <state.db> → prints its port.
-import { createHash, createPrivateKey, randomUUID, sign } from 'node:crypto';
+// A fourth argument leaves one of the two mandatory pieces out, so that the benchmark can show
+// what each costs on its own: `receipt` signs the receipt but writes no audit row, `audit`
+// writes the row but does not sign (the receipt's signature is a fixed string). Default `full`.
+// Usage: node bench/floor-server.mjs <cert.pem> <key.pem> <state.db> [full|receipt|audit]
+//   → prints its port.
+import { createHash, createPrivateKey, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { serverTlsOptions } from './server-tls.mjs';
 import { createRequire } from 'node:module';
+// Time-ordered IDs, as the daemon's (src/core/protocol/ids.ts): cheaper on the audit indexes.
+import { v7 as newId } from 'uuid';
 
 const Database = createRequire(import.meta.url)('better-sqlite3');
 
-const [certPath, keyPath, statePath] = process.argv.slice(2);
+const [certPath, keyPath, statePath, mode = 'full'] = process.argv.slice(2);
+if (!['full', 'receipt', 'audit'].includes(mode)) throw new Error(`unknown mode ${mode}`);
+const signs = mode !== 'audit';
+const audits = mode !== 'receipt';
 const key = createPrivateKey(readFileSync(keyPath));
 const db = new Database(statePath);
 db.pragma('journal_mode = WAL');
@@ -50,21 +59,22 @@ function commitQueued() {
   for (const item of batch) item.answer();
 }
 
-const callers = new Map();
+const callers = new WeakMap();
 const server = createServer(serverTlsOptions(certPath, keyPath), (request, response) => {
   const chunks = [];
   request.on('data', (chunk) => chunks.push(chunk));
   request.on('end', () => {
-    const fingerprint = request.socket.getPeerCertificate().fingerprint256;
-    let caller = callers.get(fingerprint);
+    // getPeerCertificate() builds a whole object: once per connection, as the daemon does.
+    let caller = callers.get(request.socket);
     if (caller === undefined) {
-      caller = `caller-${callers.size + 1}`;
-      callers.set(fingerprint, caller);
+      const fingerprint = request.socket.getPeerCertificate().fingerprint256;
+      caller = `caller-${fingerprint.slice(0, 8)}`;
+      callers.set(request.socket, caller);
     }
     const call = JSON.parse(Buffer.concat(chunks).toString('utf8'));
     const argumentsJson = JSON.stringify(call.arguments ?? null);
     const resultJson = argumentsJson; // the echo
-    const correlationId = request.headers['x-correlation-id'] ?? randomUUID();
+    const correlationId = request.headers['x-correlation-id'] ?? newId();
     const claims = {
       correlation_id: correlationId,
       source: caller,
@@ -79,7 +89,9 @@ const server = createServer(serverTlsOptions(certPath, keyPath), (request, respo
     };
     const receipt = {
       ...claims,
-      signature: sign('sha256', Buffer.from(JSON.stringify(claims)), key).toString('base64url'),
+      signature: signs
+        ? sign('sha256', Buffer.from(JSON.stringify(claims)), key).toString('base64url')
+        : 'unsigned',
     };
     const body = JSON.stringify({
       correlation_id: correlationId,
@@ -89,7 +101,7 @@ const server = createServer(serverTlsOptions(certPath, keyPath), (request, respo
     });
     queued.push({
       row: {
-        event_id: randomUUID(),
+        event_id: newId(),
         correlation_id: correlationId,
         time: claims.timestamp,
         source_node: caller,
@@ -111,6 +123,10 @@ const server = createServer(serverTlsOptions(certPath, keyPath), (request, respo
         response.end(body);
       },
     });
+    if (!audits) {
+      queued.pop().answer();
+      return;
+    }
     if (queued.length === 1) setImmediate(commitQueued);
   });
 });

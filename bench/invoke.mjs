@@ -3,7 +3,9 @@
 //     flight, with policy, rate limit, receipt and audit all on, against a bare Node https echo
 //     server with the same certificate (bench/bare-server.mjs). Target: at least 0.6×. Beside
 //     them, bench/floor-server.mjs: the echo plus only what every answer must carry (a signed
-//     receipt, a committed hash-chained audit row), to show how much is sark-fed's own.
+//     receipt, a committed hash-chained audit row), to show how much is sark-fed's own; and the
+//     floor with only one of the two (the signed receipt alone, the audit row alone), to show
+//     what each mandatory piece costs on its own on this machine.
 //   - one-shot `sark-fed invoke` wall time against a bare Node script making the same single
 //     mTLS request (bench/one-request.mjs), and against curl. Target: at most 1.5× the script.
 import { spawnSync } from 'node:child_process';
@@ -109,11 +111,23 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
         'org-b.example',
       ].concat(['--cert', b.cert, '--key', b.key]),
     );
-    const floorPort = await startProcess(
-      children,
-      [FLOOR_SERVER, b.cert, b.key, floorState],
-      /^(\d+)$/m,
+    const startFloor = (state, mode) =>
+      startProcess(children, [FLOOR_SERVER, b.cert, b.key, state, mode], /^(\d+)$/m);
+    const floorPort = await startFloor(floorState, 'full');
+    const receiptOnlyPort = await startFloor(floorState, 'receipt');
+    const auditOnlyState = join(folder, 'floor-audit-only.db');
+    cli(
+      [
+        '--state',
+        auditOnlyState,
+        'init',
+        '--node-id',
+        'node-b',
+        '--trust-domain',
+        'org-b.example',
+      ].concat(['--cert', b.cert, '--key', b.key]),
     );
+    const auditOnlyPort = await startFloor(auditOnlyState, 'audit');
     const daemonUrl = `https://127.0.0.1:${daemonPort}`;
     const bareUrl = `https://127.0.0.1:${barePort}`;
     const floorUrl = `https://127.0.0.1:${floorPort}`;
@@ -140,6 +154,14 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
       {
         label: `floor-server.mjs (receipt + audit row), keep-alive ×${CONCURRENCY}`,
         measure: throughput(floorUrl),
+      },
+      {
+        label: `floor-server.mjs receipt (signed receipt only), keep-alive ×${CONCURRENCY}`,
+        measure: throughput(`https://127.0.0.1:${receiptOnlyPort}`),
+      },
+      {
+        label: `floor-server.mjs audit (audit row only), keep-alive ×${CONCURRENCY}`,
+        measure: throughput(`https://127.0.0.1:${auditOnlyPort}`),
       },
     ];
     const oneShotSubjects = [
@@ -207,15 +229,16 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
         verdict: throughputRatio >= THROUGHPUT_TARGET ? 'PASS' : 'FAIL',
         samplesPerSecond: measured.samples[1].map(round2),
       },
-      {
-        label: throughputSubjects[2].label,
+      // The floors: ratios to the bare server, no target of their own.
+      ...throughputSubjects.slice(2).map((subject, offset) => ({
+        label: subject.label,
         unit: 'per second',
-        ...rateStats[2],
-        ratio: round2(rateStats[2].medianPerSecond / rateStats[0].medianPerSecond),
+        ...rateStats[offset + 2],
+        ratio: round2(rateStats[offset + 2].medianPerSecond / rateStats[0].medianPerSecond),
         target: null,
         verdict: null,
-        samplesPerSecond: measured.samples[2].map(round2),
-      },
+        samplesPerSecond: measured.samples[offset + 2].map(round2),
+      })),
       ...oneShotSubjects.map((subject, index) => {
         const stats = timeStats[index];
         const isBaseline = index === 0;

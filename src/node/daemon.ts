@@ -1,4 +1,5 @@
-import { randomUUID, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { newCorrelationId } from '../core/protocol/ids.js';
 import { createServer, type Server } from 'node:https';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -415,7 +416,7 @@ function correlationIdOf(request: IncomingMessage): string {
   const given = request.headers[CORRELATION_HEADER];
   return typeof given === 'string' && /^[0-9a-f-]{36}$/i.test(given)
     ? given.toLowerCase()
-    : randomUUID();
+    : newCorrelationId();
 }
 
 function listen(server: Server, host: string, port: number): Promise<void> {

@@ -90,6 +90,25 @@ describe('audit writer thread', () => {
     }
   });
 
+  it('on close, commits what waited behind the batch in flight, and settles every append', async () => {
+    const path = newStateFile();
+    const pipeline = await AuditPipeline.start(WORKER, path);
+    const first = Array.from({ length: 10 }, (_, index) => pipeline.append(event(index)));
+    await new Promise((resolve) => setImmediate(resolve)); // the first batch is now in flight
+    const second = Array.from({ length: 10 }, (_, index) => pipeline.append(event(10 + index)));
+    await pipeline.close();
+    await expect(Promise.all([...first, ...second])).resolves.toHaveLength(20);
+    const store = openState(path, { create: false });
+    try {
+      const count = store.read((db) =>
+        db.prepare('SELECT count(*) FROM audit_events').pluck().get(),
+      );
+      expect(count).toBe(20);
+    } finally {
+      store.close();
+    }
+  });
+
   it('refuses appends once closed, and close is idempotent', async () => {
     const pipeline = await AuditPipeline.start(WORKER, newStateFile());
     await pipeline.append(event(1));

@@ -87,7 +87,7 @@ async function prepareCall(
     await import('../../core/routing/identifiers.js');
   const { assertNodeId } = await import('../../core/identity/spiffe.js');
   const { UsageError } = await import('../../core/errors.js');
-  const { randomUUID } = await import('node:crypto');
+  const { newCorrelationId } = await import('../../core/protocol/ids.js');
   assertResourceId(resource, 'resource');
   assertResourceId(capability, 'capability');
   if (options.node !== undefined) assertNodeId(options.node);
@@ -106,7 +106,7 @@ async function prepareCall(
     arguments: options.args === undefined ? null : await readArguments(context, options.args),
     correlationId:
       options.correlationId === undefined
-        ? randomUUID()
+        ? newCorrelationId()
         : normalizeCorrelationId(options.correlationId),
   };
 }

@@ -1,4 +1,5 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { newEventId } from '../protocol/ids.js';
 import { canonicalJson } from '../protocol/canonical-json.js';
 import type { SqliteDatabase, StateStore } from '../state/database.js';
 import { statement } from '../state/statements.js';
@@ -49,7 +50,7 @@ export function appendEvents(db: SqliteDatabase, events: readonly AuditEventInpu
   for (const given of events) {
     // Whole microseconds: what is stored is exactly what is hashed (canonical JSON takes integers).
     const input = { ...given, durationUs: Math.round(given.durationUs) };
-    const eventId = randomUUID();
+    const eventId = newEventId();
     const hash = chainHash(prevHash, { ...input, eventId });
     const info = insert.run({
       ...input,

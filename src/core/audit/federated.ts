@@ -1,4 +1,5 @@
-import { randomUUID, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { newCorrelationId } from '../protocol/ids.js';
 import { TrustError, messageOf } from '../errors.js';
 import type { NodeIdentity } from '../identity/node-identity.js';
 import { PATHS } from '../protocol/constants.js';
@@ -107,7 +108,7 @@ async function askPeers(
   const { filter, identity } = options;
   const limit = Math.min(filter.limit ?? AUDIT_QUERY_MAX_LIMIT, AUDIT_QUERY_MAX_LIMIT);
   const body = JSON.stringify(wireFilter(filter, limit));
-  const correlationId = randomUUID();
+  const correlationId = newCorrelationId();
   const deadline = new Deadline(options.timeoutMs);
   const transport = new PeerTransport({
     identity,

@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { randomUUID } from 'node:crypto';
+import { newCorrelationId } from '../protocol/ids.js';
 import { performance } from 'node:perf_hooks';
 import { messageOf, SarkError } from '../errors.js';
 import type { NodeIdentity } from '../identity/node-identity.js';
@@ -65,7 +65,7 @@ export async function checkNodeHealth(
     const response = await client.send({
       method: 'GET',
       path: PATHS.health,
-      correlationId: randomUUID(),
+      correlationId: newCorrelationId(),
     });
     const latency = performance.now() - started;
     if (certificateProblem) return report('degraded', certificateProblem, latency);

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newCorrelationId } from '../protocol/ids.js';
 import { performance } from 'node:perf_hooks';
 import { NotFoundError, TrustError, UnavailableError, messageOf } from '../errors.js';
 import type { NodeIdentity } from '../identity/node-identity.js';
@@ -305,7 +305,7 @@ async function fetchCatalog(
     const answer = await transport.request(target, {
       method: 'GET',
       path: PATHS.resources,
-      correlationId: randomUUID(),
+      correlationId: newCorrelationId(),
       signal: deadline.within(timeoutMs),
       timeoutMs,
     });

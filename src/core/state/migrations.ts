@@ -161,6 +161,35 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (name, labels)
   ) STRICT;
   `,
+  // 5: a revision number of everything peer authentication reads (anchors, CRLs, peers), kept
+  // by triggers. The daemon notices other connections' commits by PRAGMA data_version, and its
+  // own audit writer thread commits every few milliseconds: with this number it re-reads anchors
+  // and CRLs only when one of these tables changed, not after every audit commit.
+  `
+  CREATE TABLE trust_revision (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    revision INTEGER NOT NULL
+  ) STRICT;
+  INSERT INTO trust_revision (id, revision) VALUES (1, 0);
+  CREATE TRIGGER trust_anchors_insert_revision AFTER INSERT ON trust_anchors
+    BEGIN UPDATE trust_revision SET revision = revision + 1; END;
+  CREATE TRIGGER trust_anchors_update_revision AFTER UPDATE ON trust_anchors
+    BEGIN UPDATE trust_revision SET revision = revision + 1; END;
+  CREATE TRIGGER trust_anchors_delete_revision AFTER DELETE ON trust_anchors
+    BEGIN UPDATE trust_revision SET revision = revision + 1; END;
+  CREATE TRIGGER revocation_lists_insert_revision AFTER INSERT ON revocation_lists
+    BEGIN UPDATE trust_revision SET revision = revision + 1; END;
+  CREATE TRIGGER revocation_lists_update_revision AFTER UPDATE ON revocation_lists
+    BEGIN UPDATE trust_revision SET revision = revision + 1; END;
+  CREATE TRIGGER revocation_lists_delete_revision AFTER DELETE ON revocation_lists
+    BEGIN UPDATE trust_revision SET revision = revision + 1; END;
+  CREATE TRIGGER peers_insert_revision AFTER INSERT ON peers
+    BEGIN UPDATE trust_revision SET revision = revision + 1; END;
+  CREATE TRIGGER peers_update_revision AFTER UPDATE ON peers
+    BEGIN UPDATE trust_revision SET revision = revision + 1; END;
+  CREATE TRIGGER peers_delete_revision AFTER DELETE ON peers
+    BEGIN UPDATE trust_revision SET revision = revision + 1; END;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

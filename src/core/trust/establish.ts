@@ -1,4 +1,5 @@
-import { randomBytes, randomUUID, type KeyObject } from 'node:crypto';
+import { randomBytes, type KeyObject } from 'node:crypto';
+import { newCorrelationId } from '../protocol/ids.js';
 import { TrustError, UsageError } from '../errors.js';
 import { summarizeCertificate, type CertificateSummary } from '../identity/certificate.js';
 import type { NodeIdentity } from '../identity/node-identity.js';
@@ -59,7 +60,7 @@ export async function establishTrust(
   options: EstablishOptions,
 ): Promise<EstablishResult | undefined> {
   const material = trustMaterial(options.store);
-  const correlationId = randomUUID();
+  const correlationId = newCorrelationId();
   let approvedFingerprint: string | undefined;
   let serverIdentity: ClaimedIdentity | undefined;
   let serverLeaf: Buffer | undefined;

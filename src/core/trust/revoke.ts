@@ -1,4 +1,5 @@
-import { randomUUID, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { newCorrelationId } from '../protocol/ids.js';
 import { TrustError } from '../errors.js';
 import type { NodeIdentity } from '../identity/node-identity.js';
 import { PATHS } from '../protocol/constants.js';
@@ -66,7 +67,7 @@ export async function notifyRevocation(options: NotifyOptions): Promise<void> {
     const response = await client.send({
       method: 'POST',
       path: PATHS.revoke,
-      correlationId: randomUUID(),
+      correlationId: newCorrelationId(),
       body,
     });
     expectOk(response, RevokeResponse, peer.nodeId);

@@ -7,11 +7,6 @@ import type { AuditEventInput, AuditSink } from '../core/audit/events.js';
  * serving, so the fsync no longer stalls every connection (docs/benchmarks.md, invoke). The
  * guarantee is the one of the in-process AuditWriter: each append settles only once its own row
  * is committed, and the daemon answers only then.
- *
- * One batch is in flight at a time: what is appended while the writer commits waits here and goes
- * as one message when that commit is reported. The writer could not start another commit before
- * anyway, and each message costs both threads a wake-up and a copy (about 8% of the main thread
- * when every turn of the event loop sent one; docs/benchmarks.md, invoke).
  */
 
 /** Main thread → writer thread. */
@@ -86,10 +81,7 @@ export class AuditPipeline implements AuditSink {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.post();
-      // Each settled batch posts the next one queued behind it.
-      while (this.inFlight.size > 0) {
-        await Promise.allSettled([...this.inFlight.values()].map((batch) => batch.settled));
-      }
+      await Promise.allSettled([...this.inFlight.values()].map((batch) => batch.settled));
       if (this.failure) return;
       const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
       this.worker.postMessage({ kind: 'close' } satisfies PipelineRequest);
@@ -100,7 +92,6 @@ export class AuditPipeline implements AuditSink {
 
   private post(): void {
     this.scheduled = false;
-    if (this.inFlight.size > 0) return; // settle() posts what is queued
     const batch = this.queued;
     this.queued = [];
     if (batch.length === 0) return;
@@ -133,7 +124,6 @@ export class AuditPipeline implements AuditSink {
       }
       batch.done();
     }
-    if (this.queued.length > 0) this.post();
   }
 
   private fail(error: Error): void {

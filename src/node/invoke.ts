@@ -2,12 +2,7 @@ import type { DaemonMetrics } from './metrics.js';
 import type { KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { AuditEventInput, AuditSink } from '../core/audit/events.js';
-import {
-  sha256Hex,
-  signReceiptOffThread,
-  type AuditOutcome,
-  type Receipt,
-} from '../core/audit/receipts.js';
+import { sha256Hex, signReceipt, type AuditOutcome, type Receipt } from '../core/audit/receipts.js';
 import type { NodeIdentity } from '../core/identity/node-identity.js';
 import {
   InvokeRequest,
@@ -317,8 +312,8 @@ export class InvocationService {
     const durationUs = Number((process.hrtime.bigint() - started) / 1000n);
     const resultJson = outcome.outcome === 'success' ? JSON.stringify(outcome.result) : null;
     const timestamp = deps.now().toISOString();
-    const receiptOf = (result: string | null, verdict: AuditOutcome): Promise<Receipt> =>
-      signReceiptOffThread(deps.privateKey, {
+    const receiptOf = (result: string | null, verdict: AuditOutcome): Receipt =>
+      signReceipt(deps.privateKey, {
         correlation_id: call.correlationId,
         source: call.peer.spiffeId,
         target: deps.identity.spiffeId,
@@ -330,7 +325,7 @@ export class InvocationService {
         result_sha256: result === null ? null : sha256Hex(result),
         timestamp,
       });
-    let receipt = await receiptOf(resultJson, outcome.outcome);
+    let receipt = receiptOf(resultJson, outcome.outcome);
     const event: AuditEventInput = {
       correlationId: call.correlationId,
       time: timestamp,
@@ -363,7 +358,7 @@ export class InvocationService {
         'AUDIT_UNAVAILABLE',
         'the node could not record the call in its audit trail',
       );
-      receipt = await receiptOf(null, 'error');
+      receipt = receiptOf(null, 'error');
     }
     deps.metrics?.recordInvocation(
       {

@@ -36,20 +36,6 @@ export function signReceipt(key: KeyObject, claims: ReceiptClaims): Receipt {
   return { ...claims, signature: signature.toString('base64url') };
 }
 
-/**
- * signReceipt with the signature computed on libuv's thread pool. The daemon signs every answer,
- * and an ECDSA signature is ~50 µs of the event loop's time; off it, the loop spends ~10 µs
- * handing it over and goes on serving other connections meanwhile (docs/benchmarks.md, invoke).
- */
-export function signReceiptOffThread(key: KeyObject, claims: ReceiptClaims): Promise<Receipt> {
-  return new Promise((resolve, reject) => {
-    sign(signatureDigest(key), Buffer.from(canonicalJson(claims)), key, (error, signature) => {
-      if (error) reject(error);
-      else resolve({ ...claims, signature: signature.toString('base64url') });
-    });
-  });
-}
-
 /** The claims of a receipt, without its signature: what was signed. */
 export function receiptClaims(receipt: Receipt): ReceiptClaims {
   const { signature: _signature, ...claims } = receipt;

@@ -10,10 +10,7 @@ import {
   receiptClaims,
   sha256Hex,
   signReceipt,
-  signReceiptOffThread,
-  verifyReceipt,
   type Receipt,
-  type ReceiptClaims,
 } from '../../../src/core/audit/receipts.js';
 import { ReceiptSigners, verifyChain } from '../../../src/core/audit/verify.js';
 import { createCertificateAuthority } from '../../../src/core/identity/pki.js';
@@ -321,29 +318,5 @@ describe('verifyChain', () => {
     const result = verify(store, 2);
     expect(result.problemCount).toBe(5);
     expect(result.problems.map((problem) => problem.seq)).toEqual([1, 2]);
-  });
-});
-
-describe('signReceiptOffThread (what the daemon signs with)', () => {
-  const claims: ReceiptClaims = {
-    correlation_id: '018f0000-0000-7000-8000-000000000001',
-    source: SPIFFE.a,
-    target: SPIFFE.b,
-    principal: 'alice@org-a.example',
-    resource: 'echo',
-    capability: 'echo',
-    request_sha256: sha256Hex('{}'),
-    outcome: 'success',
-    result_sha256: sha256Hex('{}'),
-    timestamp: '2026-11-26T07:00:00.000Z',
-  };
-
-  it('gives the same claims as signReceipt, under a signature that verifies', async () => {
-    const receipt = await signReceiptOffThread(keyB.privateKey, claims);
-    expect(receiptClaims(receipt)).toEqual(claims);
-    expect(verifyReceipt(receipt, keyB.certificatePem)).toBe(true);
-    expect(verifyReceipt(signReceipt(keyB.privateKey, claims), keyB.certificatePem)).toBe(true);
-    expect(verifyReceipt({ ...receipt, outcome: 'error' }, keyB.certificatePem)).toBe(false);
-    expect(verifyReceipt(receipt, keyOther.certificatePem)).toBe(false);
   });
 });

@@ -52,49 +52,10 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
   const children = [];
   try {
     const { a, b } = setUpFederation(folder);
-    const resources = join(folder, 'resources.json');
-    const policy = join(folder, 'policy.json');
-    writeFileSync(
-      resources,
-      JSON.stringify({
-        resources: [{ id: 'echo', capabilities: [{ id: 'echo', backend: { type: 'echo' } }] }],
-      }),
-    );
-    writeFileSync(
-      policy,
-      JSON.stringify({
-        rules: [
-          {
-            effect: 'allow',
-            nodes: ['node-a'],
-            principals: ['*'],
-            resources: ['echo'],
-            capabilities: ['*'],
-          },
-        ],
-      }),
-    );
-    // The rate limit is on, set above what the benchmark sends, so its bookkeeping is measured.
+    const { resources, policy } = writeEchoService(folder);
     const daemonPort = await startProcess(
       children,
-      [
-        BIN,
-        '--state',
-        b.state,
-        'serve',
-        '--listen',
-        '127.0.0.1:0',
-        '--resources',
-        resources,
-        '--policy',
-        policy,
-        '--rate-limit-per-hour',
-        '100000000',
-        '--rate-limit-burst',
-        '100000',
-        '--max-concurrent-per-node',
-        String(CONCURRENCY * 2),
-      ],
+      serveArguments(BIN, b.state, resources, policy),
       /"msg":"listening".*"port":(\d+)/,
     );
     const barePort = await startProcess(children, [BARE_SERVER, b.cert, b.key], /^(\d+)$/m);
@@ -133,12 +94,7 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
     const floorUrl = `https://127.0.0.1:${floorPort}`;
     cli(['--state', a.state, 'trust', 'establish', daemonUrl, '--fingerprint', b.fingerprint]);
 
-    const body = JSON.stringify({
-      resource_id: 'echo',
-      capability_id: 'echo',
-      principal_id: 'bench@node-a',
-      arguments: { message: 'hello', n: 42 },
-    });
+    const body = INVOKE_BODY;
     const client = { cert: readFileSync(a.cert), key: readFileSync(a.key) };
     const throughput = (url) => () => load(url, client, body);
     const oneShot = (label, command, args) => ({
@@ -262,8 +218,67 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
   }
 }
 
+/** The echo resource and a policy letting node-a use it: what the daemon serves here. */
+export function writeEchoService(folder) {
+  const resources = join(folder, 'resources.json');
+  const policy = join(folder, 'policy.json');
+  writeFileSync(
+    resources,
+    JSON.stringify({
+      resources: [{ id: 'echo', capabilities: [{ id: 'echo', backend: { type: 'echo' } }] }],
+    }),
+  );
+  writeFileSync(
+    policy,
+    JSON.stringify({
+      rules: [
+        {
+          effect: 'allow',
+          nodes: ['node-a'],
+          principals: ['*'],
+          resources: ['echo'],
+          capabilities: ['*'],
+        },
+      ],
+    }),
+  );
+  return { resources, policy };
+}
+
+/**
+ * `serve` with the rate limit on, set above what the benchmark sends (so its bookkeeping is
+ * measured), and a concurrency cap above the benchmark's.
+ */
+export function serveArguments(bin, state, resources, policy) {
+  return [
+    bin,
+    '--state',
+    state,
+    'serve',
+    '--listen',
+    '127.0.0.1:0',
+    '--resources',
+    resources,
+    '--policy',
+    policy,
+    '--rate-limit-per-hour',
+    '100000000',
+    '--rate-limit-burst',
+    '100000',
+    '--max-concurrent-per-node',
+    String(CONCURRENCY * 2),
+  ];
+}
+
+export const INVOKE_BODY = JSON.stringify({
+  resource_id: 'echo',
+  capability_id: 'echo',
+  principal_id: 'bench@node-a',
+  arguments: { message: 'hello', n: 42 },
+});
+
 /** REQUESTS_PER_ROUND POSTs over CONCURRENCY kept-alive connections; requests per second. */
-async function load(url, client, body) {
+export async function load(url, client, body, requests = REQUESTS_PER_ROUND) {
   const target = new URL(url);
   const agent = new Agent({
     keepAlive: true,
@@ -305,7 +320,7 @@ async function load(url, client, body) {
     const started = performance.now();
     await Promise.all(
       Array.from({ length: CONCURRENCY }, async () => {
-        while (issued < REQUESTS_PER_ROUND) {
+        while (issued < requests) {
           issued++;
           await send();
         }

@@ -59,36 +59,24 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
       /"msg":"listening".*"port":(\d+)/,
     );
     const barePort = await startProcess(children, [BARE_SERVER, b.cert, b.key], /^(\d+)$/m);
-    // The floor writes its audit rows into a state file of its own, made by the real CLI.
-    const floorState = join(folder, 'floor.db');
-    cli(
-      [
-        '--state',
-        floorState,
-        'init',
-        '--node-id',
-        'node-b',
-        '--trust-domain',
-        'org-b.example',
-      ].concat(['--cert', b.cert, '--key', b.key]),
-    );
+    // The floors write their audit rows into state files of their own, made by the real CLI
+    // with node-b's identity. The full floor and the receipt-only one (which writes no row)
+    // share one.
+    const floorStateFile = (file) => {
+      const state = join(folder, file);
+      cli(
+        ['--state', state, 'init', '--node-id', 'node-b', '--trust-domain', 'org-b.example'].concat(
+          ['--cert', b.cert, '--key', b.key],
+        ),
+      );
+      return state;
+    };
     const startFloor = (state, mode) =>
       startProcess(children, [FLOOR_SERVER, b.cert, b.key, state, mode], /^(\d+)$/m);
+    const floorState = floorStateFile('floor.db');
     const floorPort = await startFloor(floorState, 'full');
     const receiptOnlyPort = await startFloor(floorState, 'receipt');
-    const auditOnlyState = join(folder, 'floor-audit-only.db');
-    cli(
-      [
-        '--state',
-        auditOnlyState,
-        'init',
-        '--node-id',
-        'node-b',
-        '--trust-domain',
-        'org-b.example',
-      ].concat(['--cert', b.cert, '--key', b.key]),
-    );
-    const auditOnlyPort = await startFloor(auditOnlyState, 'audit');
+    const auditOnlyPort = await startFloor(floorStateFile('floor-audit-only.db'), 'audit');
     const daemonUrl = `https://127.0.0.1:${daemonPort}`;
     const bareUrl = `https://127.0.0.1:${barePort}`;
     const floorUrl = `https://127.0.0.1:${floorPort}`;

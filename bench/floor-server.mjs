@@ -13,15 +13,23 @@
 // writes the row but does not sign (the receipt's signature is a fixed string). Default `full`.
 // Usage: node bench/floor-server.mjs <cert.pem> <key.pem> <state.db> [full|receipt|audit]
 //   → prints its port.
-import { createHash, createPrivateKey, sign } from 'node:crypto';
+import { createHash, createPrivateKey, randomBytes, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { serverTlsOptions } from './server-tls.mjs';
 import { createRequire } from 'node:module';
-// Time-ordered IDs, as the daemon's (src/core/protocol/ids.ts): cheaper on the audit indexes.
-import { v7 as newId } from 'uuid';
 
 const Database = createRequire(import.meta.url)('better-sqlite3');
+
+/** Time-ordered IDs as the daemon's (src/core/protocol/ids.ts), without its in-millisecond order. */
+function newId() {
+  const bytes = randomBytes(16);
+  bytes.writeUIntBE(Date.now(), 0, 6);
+  bytes[6] = 0x70 | (bytes[6] & 0x0f);
+  bytes[8] = 0x80 | (bytes[8] & 0x3f);
+  const hex = bytes.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
 
 const [certPath, keyPath, statePath, mode = 'full'] = process.argv.slice(2);
 if (!['full', 'receipt', 'audit'].includes(mode)) throw new Error(`unknown mode ${mode}`);

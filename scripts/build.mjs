@@ -108,13 +108,16 @@ function commonJsBundle({ name, contents, plugins = [] }) {
     platform: 'node',
     target: 'node20',
     // Dependencies are bundled (evaluated only when first used, where the source imports them
-    // lazily), except the native addon, and the prompt library and zod: only some runs use them,
+    // lazily), better-sqlite3's JavaScript too (its dozen files cost ~5 ms to load one by one;
+    // src/core/state/database.ts hands it its addon by path), except `bindings`, which it asks
+    // only when that path is missing and which must resolve from node_modules; and except the
+    // prompt library and zod: only some runs use them,
     // and bundled they would be most of every bundle's size (@inquirer/prompts brings an editor
     // with its own character-set tables). @inquirer/prompts is an ES module, which a bundle loads
     // with require() (Node >= 20.19, package.json engines); only its named exports are used, the
     // only kind esbuild's interop passes through unchanged from a require()d ES module (ora's
     // default export would arrive as its namespace: ora is bundled).
-    external: ['better-sqlite3', '@inquirer/prompts', 'zod'],
+    external: ['bindings', '@inquirer/prompts', 'zod'],
     // import() of a bundled module or a Node built-in becomes a require(): one CommonJS file
     // never starts the ES module loader.
     supported: { 'dynamic-import': false },

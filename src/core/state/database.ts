@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
-import { closeSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { NotFoundError, OperationError, messageOf } from '../errors.js';
 import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { describeSqliteError } from './sqlite-errors.js';
@@ -62,7 +63,7 @@ export function openState(path: string, options: OpenStateOptions): StateStore {
 
   let db: SqliteDatabase;
   try {
-    db = new Database(path, { fileMustExist: true });
+    db = new Database(path, { fileMustExist: true, nativeBinding: sqliteAddon() });
   } catch (error) {
     throw describeSqliteError(error, path) ?? unwritable(path, error);
   }
@@ -79,6 +80,27 @@ export function openState(path: string, options: OpenStateOptions): StateStore {
     throw describeSqliteError(error, path) ?? error;
   }
   return new StateStore(db, path);
+}
+
+let addonPath: string | null | undefined;
+
+/**
+ * better-sqlite3's native addon, by its path in the installed package. Without it better-sqlite3
+ * asks the `bindings` package, which reads a stack trace to find the caller and tries a dozen
+ * paths: ~1.5-2 ms of every command (docs/benchmarks.md). Where the addon is not at that path
+ * (a debug build), `undefined` leaves the search to `bindings` as before.
+ */
+function sqliteAddon(): string | undefined {
+  if (addonPath === undefined) {
+    try {
+      const root = dirname(createRequire(import.meta.url).resolve('better-sqlite3/package.json'));
+      const candidate = join(root, 'build', 'Release', 'better_sqlite3.node');
+      addonPath = existsSync(candidate) ? candidate : null;
+    } catch {
+      addonPath = null;
+    }
+  }
+  return addonPath ?? undefined;
 }
 
 function fileExists(path: string): boolean {

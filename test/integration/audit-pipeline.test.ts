@@ -90,11 +90,11 @@ describe('audit writer thread', () => {
     }
   });
 
-  it('on close, commits what waited behind the batch in flight, and settles every append', async () => {
+  it('on close, commits what was appended while a batch was in flight, and settles every append', async () => {
     const path = newStateFile();
     const pipeline = await AuditPipeline.start(WORKER, path);
     const first = Array.from({ length: 10 }, (_, index) => pipeline.append(event(index)));
-    await new Promise((resolve) => setImmediate(resolve)); // the first batch is now in flight
+    await new Promise((resolve) => setImmediate(resolve)); // the first batch is posted
     const second = Array.from({ length: 10 }, (_, index) => pipeline.append(event(10 + index)));
     await pipeline.close();
     await expect(Promise.all([...first, ...second])).resolves.toHaveLength(20);

@@ -13,10 +13,10 @@ import { randomFillSync } from 'node:crypto';
  * one-shot `invoke`) and which costs ~4 µs a call against ~0.4 µs for crypto.randomUUID's pooled
  * bytes. This one draws from a pooled buffer the same way.
  *
- * Layout (RFC 9562 §6.2, method 2: a counter in the bits after the timestamp): 48 bits of Unix
- * milliseconds, the version, a 31-bit counter spread over rand_a and the top of rand_b (seeded at
- * random each new millisecond, below 2^30 so that it has room to count), the variant, then 43
- * random bits. Within one process the IDs strictly increase, also when the clock steps back.
+ * Layout (RFC 9562 §6.2, method 1: a fixed-length dedicated counter after the timestamp): 48
+ * bits of Unix milliseconds, the version, a 31-bit counter spread over rand_a and the top of
+ * rand_b (seeded at random each new millisecond, below 2^30 so that it has room to count), the
+ * variant, then 43 random bits. Within one process the IDs strictly increase, also when the clock steps back.
  *
  * IDs given by a caller or a peer are accepted in any UUID version.
  */

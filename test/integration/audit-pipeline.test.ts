@@ -10,6 +10,7 @@ import {
 } from '../../src/core/audit/events.js';
 import { openState } from '../../src/core/state/database.js';
 import { AuditPipeline } from '../../src/node/audit-pipeline.js';
+import { inboundEvent } from '../helpers/audit-events.js';
 import { tempDir } from '../helpers/cli.js';
 
 /**
@@ -23,25 +24,11 @@ const WORKER = pathToFileURL(
 );
 
 function event(index: number): AuditEventInput {
-  return {
+  return inboundEvent({
     correlationId: `00000000-0000-4000-8000-${String(index).padStart(12, '0')}`,
     time: new Date(Date.UTC(2026, 10, 26, 3, 0, 0, index)).toISOString(),
-    direction: 'inbound',
-    sourceNode: 'node-a',
-    targetNode: 'node-b',
-    principal: 'alice@org-a.example',
-    resource: 'echo',
-    capability: 'echo',
-    outcome: 'success',
-    statusCode: 200,
-    errorCode: null,
     durationUs: 120 + index,
-    requestSha256: 'a'.repeat(64),
-    requestSize: 17,
-    resultSha256: 'b'.repeat(64),
-    resultSize: 17,
-    receipt: null,
-  };
+  });
 }
 
 function newStateFile(): string {

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { appendEvents, type AuditEventInput } from '../../../src/core/audit/events.js';
+import { appendEvents } from '../../../src/core/audit/events.js';
 import { openState, type StateStore } from '../../../src/core/state/database.js';
 import {
   deleteAnchor,
@@ -12,6 +12,7 @@ import {
   type TrustAnchor,
 } from '../../../src/core/state/trust-repository.js';
 import { TrustView } from '../../../src/node/trust-view.js';
+import { inboundEvent } from '../../helpers/audit-events.js';
 import { tempDir } from '../../helpers/cli.js';
 
 /**
@@ -57,25 +58,7 @@ const peer = (trustLevel: Peer['trustLevel']): Peer => ({
   updatedAt: '2026-11-26T00:00:00.000Z',
 });
 
-const auditEvent: AuditEventInput = {
-  correlationId: '018f0000-0000-7000-8000-000000000001',
-  time: '2026-11-26T00:00:00.000Z',
-  direction: 'inbound',
-  sourceNode: 'node-a',
-  targetNode: 'node-b',
-  principal: 'alice@org-a.example',
-  resource: 'echo',
-  capability: 'echo',
-  outcome: 'success',
-  statusCode: 200,
-  errorCode: null,
-  durationUs: 100,
-  requestSha256: 'a'.repeat(64),
-  requestSize: 2,
-  resultSha256: 'b'.repeat(64),
-  resultSize: 2,
-  receipt: null,
-};
+const auditEvent = inboundEvent();
 
 const revision = (store: StateStore) =>
   store.read((db) => db.prepare('SELECT revision FROM trust_revision').pluck().get());

@@ -1,4 +1,4 @@
-// Two builds of the daemon side by side: the tool behind the "with / without" table of
+// Two builds of the daemon side by side, the method of the "with / without" table of
 // docs/benchmarks.md (invoke). Each build serves the echo resource of the invoke benchmark from
 // its own copy of one state file; rounds of keep-alive load go to the bare echo server and to
 // each build in turn (the order rotating), and for each it prints the rate and the CPU time per

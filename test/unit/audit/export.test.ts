@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { appendEvents, type AuditEventInput } from '../../../src/core/audit/events.js';
 import { CSV_COLUMNS, csvField, csvRecord, exportLines } from '../../../src/core/audit/export.js';
 import { openState, type StateStore } from '../../../src/core/state/database.js';
+import { inboundEvent } from '../../helpers/audit-events.js';
 import { tempDir } from '../../helpers/cli.js';
 
 const stores: StateStore[] = [];
@@ -11,26 +12,17 @@ afterEach(() => {
 });
 
 function event(index: number, extra: Partial<AuditEventInput> = {}): AuditEventInput {
-  return {
+  return inboundEvent({
     correlationId: `c-${index}`,
     time: new Date(Date.parse('2030-01-01T00:00:00.000Z') + index * 1000).toISOString(),
     direction: 'outbound',
-    sourceNode: 'node-a',
-    targetNode: 'node-b',
-    principal: 'alice@org-a.example',
-    resource: 'echo',
-    capability: 'echo',
-    outcome: 'success',
-    statusCode: 200,
-    errorCode: null,
     durationUs: 1500,
     requestSha256: null,
     requestSize: null,
     resultSha256: null,
     resultSize: null,
-    receipt: null,
     ...extra,
-  };
+  });
 }
 
 function storeWith(events: AuditEventInput[]): StateStore {

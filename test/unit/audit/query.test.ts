@@ -20,6 +20,7 @@ import type { Receipt } from '../../../src/core/audit/receipts.js';
 import { UsageError } from '../../../src/core/errors.js';
 import { AuditQueryRequest, WireAuditEvent } from '../../../src/core/protocol/schemas.js';
 import { openState, type StateStore } from '../../../src/core/state/database.js';
+import { inboundEvent } from '../../helpers/audit-events.js';
 import { tempDir } from '../../helpers/cli.js';
 
 /**
@@ -46,26 +47,15 @@ const RECEIPT: Receipt = {
 };
 
 function event(overrides: Partial<AuditEventInput>): AuditEventInput {
-  return {
+  return inboundEvent({
     correlationId: 'c-1',
     time: '2030-01-01T10:00:00.000Z',
     direction: 'outbound',
-    sourceNode: 'node-a',
-    targetNode: 'node-b',
-    principal: 'alice@org-a.example',
-    resource: 'echo',
-    capability: 'echo',
-    outcome: 'success',
-    statusCode: 200,
-    errorCode: null,
     durationUs: 1200,
-    requestSha256: 'a'.repeat(64),
     requestSize: 10,
-    resultSha256: 'b'.repeat(64),
     resultSize: 12,
-    receipt: null,
     ...overrides,
-  };
+  });
 }
 
 beforeAll(() => {

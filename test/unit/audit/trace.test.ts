@@ -3,6 +3,7 @@ import type { AuditEvent } from '../../../src/core/audit/events.js';
 import type { Receipt } from '../../../src/core/audit/receipts.js';
 import { buildTrace, type OriginEvent } from '../../../src/core/audit/trace.js';
 import type { ReceiptCheck } from '../../../src/core/audit/verify.js';
+import { inboundEvent } from '../../helpers/audit-events.js';
 
 const T0 = Date.parse('2030-01-01T00:00:00.000Z');
 const CORRELATION = '2c0c951f-062b-45c3-985a-8cedde3770eb';
@@ -34,25 +35,18 @@ function event(
 ): OriginEvent {
   seq++;
   return {
+    ...inboundEvent({
+      correlationId: CORRELATION,
+      time: new Date(T0 + atMs).toISOString(),
+      direction,
+      durationUs: durationMs * 1000,
+      requestSha256: null,
+      requestSize: null,
+      resultSha256: null,
+      resultSize: null,
+    }),
     seq,
     eventId: `event-${seq}`,
-    correlationId: CORRELATION,
-    time: new Date(T0 + atMs).toISOString(),
-    direction,
-    sourceNode: 'node-a',
-    targetNode: 'node-b',
-    principal: 'alice@org-a.example',
-    resource: 'echo',
-    capability: 'echo',
-    outcome: 'success',
-    statusCode: 200,
-    errorCode: null,
-    durationUs: durationMs * 1000,
-    requestSha256: null,
-    requestSize: null,
-    resultSha256: null,
-    resultSize: null,
-    receipt: null,
     prevHash: '0'.repeat(64),
     hash: '1'.repeat(64),
     ...extra,

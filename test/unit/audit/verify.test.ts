@@ -17,6 +17,7 @@ import { createCertificateAuthority } from '../../../src/core/identity/pki.js';
 import { openState, type StateStore } from '../../../src/core/state/database.js';
 import { saveIdentity } from '../../../src/core/state/identity-repository.js';
 import { savePeer } from '../../../src/core/state/trust-repository.js';
+import { inboundEvent } from '../../helpers/audit-events.js';
 import { tempDir } from '../../helpers/cli.js';
 
 /**
@@ -125,18 +126,12 @@ function call(
     },
   );
   if (receiptOverride) receipt = receiptOverride(receipt);
-  return {
+  return inboundEvent({
     correlationId,
     time,
     direction,
     sourceNode: source as string,
     targetNode: target as string,
-    principal: 'alice@org-a.example',
-    resource: 'echo',
-    capability: 'echo',
-    outcome: 'success',
-    statusCode: 200,
-    errorCode: null,
     durationUs: 1200,
     requestSha256: sha256Hex(ARGS),
     requestSize: ARGS.length,
@@ -144,7 +139,7 @@ function call(
     resultSize: ARGS.length,
     receipt,
     ...extra,
-  };
+  });
 }
 
 function verify(store: StateStore, maxProblems?: number) {

@@ -1,11 +1,15 @@
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { appendEvents } from '../../../src/core/audit/events.js';
 import { openState, type StateStore } from '../../../src/core/state/database.js';
+import { APPLICATION_ID, MIGRATIONS } from '../../../src/core/state/migrations.js';
 import {
   deleteAnchor,
   deletePeer,
   insertAnchor,
+  listAnchors,
+  listPeers,
   savePeer,
   upsertRevocationList,
   type Peer,
@@ -115,6 +119,32 @@ describe('trust_revision (migration 5)', () => {
     }
     daemon.write((db) => appendEvents(db, [auditEvent]));
     expect(revision(daemon)).toBe(changes.length);
+  });
+
+  it('is added to a schema 4 file on open, its anchors, peers and audit rows kept', () => {
+    const path = join(tempDir(), 'state.db');
+    // A state file as sark-fed 4 left it: migrations 1-4, with trust and an audit row.
+    const old = new Database(path);
+    old.pragma('journal_mode = WAL');
+    for (const migration of MIGRATIONS.slice(0, 4)) old.exec(migration);
+    old.pragma(`application_id = ${APPLICATION_ID}`);
+    old.pragma('user_version = 4');
+    insertAnchor(old, anchor('a1'));
+    savePeer(old, peer('trusted'));
+    appendEvents(old, [auditEvent]);
+    old.close();
+
+    const store = openState(path, { create: false });
+    opened.push(store);
+    expect(store.db.pragma('user_version', { simple: true })).toBe(5);
+    expect(revision(store)).toBe(0);
+    expect(store.read((db) => listAnchors(db).map((kept) => kept.fingerprint))).toEqual(['a1']);
+    expect(store.read((db) => listPeers(db).map((kept) => kept.trustLevel))).toEqual(['trusted']);
+    expect(store.read((db) => db.prepare('SELECT count(*) FROM audit_events').pluck().get())).toBe(
+      1,
+    );
+    store.write((db) => deleteAnchor(db, 'a1'));
+    expect(revision(store)).toBe(1);
   });
 });
 

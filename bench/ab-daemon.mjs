@@ -9,7 +9,7 @@
 //   to it), e.g. `mkdir /tmp/a && cp -r bin dist package.json /tmp/a && ln -s $PWD/node_modules
 //   /tmp/a/`, then change the sources, build, and copy again to /tmp/b. Both must know the state
 //   file's schema version (made by <dir-a>). At most 20 rounds; stops after 10 minutes.
-import { mkdtempSync, readFileSync, readdirSync, rmSync, copyFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -31,22 +31,6 @@ if (positionals.length !== 2 || !(rounds > 0) || !(requests > 0)) {
   process.exit(2);
 }
 const builds = positionals.map((dir) => resolve(dir));
-
-/** CPU microseconds per thread of a process, keyed by thread ID. */
-function threadCpu(pid) {
-  const times = new Map();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // utime and stime, in clock ticks of 10 ms.
-      times.set(Number(tid), (Number(fields[11]) + Number(fields[12])) * 10_000);
-    } catch {
-      // A thread that ended between the listing and the read.
-    }
-  }
-  return times;
-}
 
 const median = (values) => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)];
 
@@ -97,14 +81,14 @@ try {
     for (let turn = 0; turn < subjects.length; turn++) {
       const index = (round + turn) % subjects.length;
       const subject = subjects[index];
-      const before = threadCpu(subject.pid);
-      const rate = await load(`https://127.0.0.1:${subject.port}`, client, INVOKE_BODY, requests);
-      const after = threadCpu(subject.pid);
-      const perRequest = [...after]
-        .map(([tid, micros]) => [tid, (micros - (before.get(tid) ?? 0)) / requests])
-        .filter(([, micros]) => micros >= 5);
-      const main = perRequest.find(([tid]) => tid === subject.pid)?.[1] ?? 0;
-      const others = perRequest.filter(([tid]) => tid !== subject.pid).map(([, us]) => us);
+      const { rate, serverThreadsUs } = await load(
+        `https://127.0.0.1:${subject.port}`,
+        client,
+        INVOKE_BODY,
+        { requests, serverPid: subject.pid },
+      );
+      const [main = 0, ...rest] = serverThreadsUs;
+      const others = rest.filter((us) => us >= 5);
       rates[index].push(rate);
       console.log(
         `round ${round} ${subject.label}: ${rate.toFixed(0)}/s, µs a request: main ${main.toFixed(0)}` +

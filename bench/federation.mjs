@@ -2,7 +2,7 @@
 // (made with the real CLI), server processes started and stopped, and the TypeScript drivers
 // bundled on the fly by esbuild (as scripts/limbo.mjs does) so they drive the real engine.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
@@ -17,6 +17,31 @@ export function requireBuild() {
   if (!existsSync(BUILT_ENTRY)) {
     throw new BenchError(`${BUILT_ENTRY} is missing: run \`npm run build\` (npm run bench does)`);
   }
+}
+
+/**
+ * CPU time of each thread of a process so far, in microseconds, keyed by thread ID (Linux
+ * /proc/<pid>/task/<tid>/stat: utime + stime, in clock ticks of 10 ms). Empty where /proc is
+ * not there to read.
+ */
+export function threadCpuMicros(pid) {
+  const times = new Map();
+  let threads;
+  try {
+    threads = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return times;
+  }
+  for (const tid of threads) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      times.set(Number(tid), (Number(fields[11]) + Number(fields[12])) * 10_000);
+    } catch {
+      // A thread that ended between the listing and the read.
+    }
+  }
+  return times;
 }
 
 /** Bundles a bench/*.ts driver (types stripped, dependencies external) and imports it. */

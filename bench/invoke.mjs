@@ -11,7 +11,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -24,10 +24,12 @@ import {
   setUpFederation,
   startProcess,
   stopProcess,
+  threadCpuMicros,
 } from './federation.mjs';
 import {
   BenchError,
   interleave,
+  quantile,
   round2,
   suiteResult,
   summarize,
@@ -58,7 +60,9 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
       serveArguments(BIN, b.state, resources, policy),
       /"msg":"listening".*"port":(\d+)/,
     );
+    const daemonPid = children.at(-1).pid;
     const barePort = await startProcess(children, [BARE_SERVER, b.cert, b.key], /^(\d+)$/m);
+    const barePid = children.at(-1).pid;
     // The floors write their audit rows into state files of their own, made by the real CLI
     // with node-b's identity. The full floor and the receipt-only one (which writes no row)
     // share one.
@@ -71,41 +75,55 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
       );
       return state;
     };
-    const startFloor = (state, mode) =>
-      startProcess(children, [FLOOR_SERVER, b.cert, b.key, state, mode], /^(\d+)$/m);
+    const startFloor = async (state, mode) => ({
+      port: await startProcess(children, [FLOOR_SERVER, b.cert, b.key, state, mode], /^(\d+)$/m),
+      pid: children.at(-1).pid,
+    });
     const floorState = floorStateFile('floor.db');
-    const floorPort = await startFloor(floorState, 'full');
-    const receiptOnlyPort = await startFloor(floorState, 'receipt');
-    const auditOnlyPort = await startFloor(floorStateFile('floor-audit-only.db'), 'audit');
+    const floor = await startFloor(floorState, 'full');
+    const receiptOnly = await startFloor(floorState, 'receipt');
+    const auditOnly = await startFloor(floorStateFile('floor-audit-only.db'), 'audit');
     const daemonUrl = `https://127.0.0.1:${daemonPort}`;
     const bareUrl = `https://127.0.0.1:${barePort}`;
-    const floorUrl = `https://127.0.0.1:${floorPort}`;
     cli(['--state', a.state, 'trust', 'establish', daemonUrl, '--fingerprint', b.fingerprint]);
 
     const body = INVOKE_BODY;
     const client = { cert: readFileSync(a.cert), key: readFileSync(a.key) };
-    const throughput = (url) => () => load(url, client, body);
+    // CPU time a request, per subject and round (warm-up rounds included, dropped below).
+    const cpuSamples = [];
+    const throughput = (url, serverPid) => {
+      const samples = [];
+      cpuSamples.push(samples);
+      return async () => {
+        const measured = await load(url, client, body, { serverPid });
+        samples.push(measured);
+        return measured.rate;
+      };
+    };
     const oneShot = (label, command, args) => ({
       label,
       measure: () => timeProcess({ label, command, args, expectStdout: true }),
     });
     const throughputSubjects = [
-      { label: `bare https echo, keep-alive ×${CONCURRENCY}`, measure: throughput(bareUrl) },
+      {
+        label: `bare https echo, keep-alive ×${CONCURRENCY}`,
+        measure: throughput(bareUrl, barePid),
+      },
       {
         label: `sark-fed serve invoke echo, keep-alive ×${CONCURRENCY}`,
-        measure: throughput(daemonUrl),
+        measure: throughput(daemonUrl, daemonPid),
       },
       {
         label: `floor-server.mjs (receipt + audit row), keep-alive ×${CONCURRENCY}`,
-        measure: throughput(floorUrl),
+        measure: throughput(`https://127.0.0.1:${floor.port}`, floor.pid),
       },
       {
         label: `floor-server.mjs receipt (signed receipt only), keep-alive ×${CONCURRENCY}`,
-        measure: throughput(`https://127.0.0.1:${receiptOnlyPort}`),
+        measure: throughput(`https://127.0.0.1:${receiptOnly.port}`, receiptOnly.pid),
       },
       {
         label: `floor-server.mjs audit (audit row only), keep-alive ×${CONCURRENCY}`,
-        measure: throughput(`https://127.0.0.1:${auditOnlyPort}`),
+        measure: throughput(`https://127.0.0.1:${auditOnly.port}`, auditOnly.pid),
       },
     ];
     const oneShotSubjects = [
@@ -154,6 +172,9 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
     const rateStats = measured.samples.slice(0, throughputCount).map(summarizeRates);
     const timeStats = measured.samples.slice(throughputCount).map(summarize);
     const throughputRatio = round2(rateStats[1].medianPerSecond / rateStats[0].medianPerSecond);
+    const cpuStats = cpuSamples.map((samples) =>
+      cpuPerRequest(samples.slice(measured.warmupRounds)),
+    );
     const rows = [
       {
         label: throughputSubjects[0].label,
@@ -162,6 +183,7 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
         ratio: null,
         target: null,
         verdict: null,
+        cpuUsPerRequest: cpuStats[0],
         samplesPerSecond: measured.samples[0].map(round2),
       },
       {
@@ -171,6 +193,7 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
         ratio: throughputRatio,
         target: THROUGHPUT_TARGET,
         verdict: throughputRatio >= THROUGHPUT_TARGET ? 'PASS' : 'FAIL',
+        cpuUsPerRequest: cpuStats[1],
         samplesPerSecond: measured.samples[1].map(round2),
       },
       // The floors: ratios to the bare server, no target of their own.
@@ -181,6 +204,7 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
         ratio: round2(rateStats[offset + 2].medianPerSecond / rateStats[0].medianPerSecond),
         target: null,
         verdict: null,
+        cpuUsPerRequest: cpuStats[offset + 2],
         samplesPerSecond: measured.samples[offset + 2].map(round2),
       })),
       ...oneShotSubjects.map((subject, index) => {
@@ -199,11 +223,90 @@ export async function run({ rounds, warmupRounds, timeLimitMs, onRound }) {
         };
       }),
     ];
-    return suiteResult({ name, description, measured, timeLimitMs, rows });
+    const cpuBudget = throughputBudget({
+      bareRate: rateStats[0].medianPerSecond,
+      bare: cpuStats[0],
+      daemon: cpuStats[1],
+      floor: cpuStats[2],
+    });
+    return suiteResult({
+      name,
+      description,
+      measured,
+      timeLimitMs,
+      rows,
+      ...(cpuBudget ? { cpuBudget, note: budgetNote(cpuBudget) } : {}),
+    });
   } finally {
     await Promise.all(children.map(stopProcess));
     rmSync(folder, { recursive: true, force: true });
   }
+}
+
+/** Medians over rounds of the load client's and the server's CPU time a request, in µs. */
+function cpuPerRequest(samples) {
+  const server = samples.map((sample) => sample.serverThreadsUs.reduce((sum, us) => sum + us, 0));
+  return {
+    client: round2(
+      quantile(
+        samples.map((sample) => sample.clientUs),
+        0.5,
+      ),
+    ),
+    server: round2(quantile(server, 0.5)),
+    serverMainThread: round2(
+      quantile(
+        samples.map((sample) => sample.serverThreadsUs[0] ?? 0),
+        0.5,
+      ),
+    ),
+  };
+}
+
+/**
+ * Whether the throughput target is within reach of any server on this machine, from CPU time
+ * measured in the same run. At the target rate the load client still needs its CPU time a request
+ * (as measured against the bare server, its cheapest case); what the cores have left over is the
+ * server's budget a request. Two budgets: with every core busy all the time (the most there is),
+ * and at the share of the cores the bare run itself kept busy. The floor server does only what
+ * every answer must carry (a signed receipt, a committed audit row): a server that needs more
+ * than the budget for that alone cannot reach the target here, however little else it does.
+ * Undefined where the servers' CPU time could not be read (no /proc).
+ */
+function throughputBudget({ bareRate, bare, daemon, floor }) {
+  if (!(bare.server > 0 && floor.server > 0)) return undefined;
+  const cores = availableParallelism();
+  const targetRate = THROUGHPUT_TARGET * bareRate;
+  const clientCores = (targetRate * bare.client) / 1e6;
+  const bareCores = (bareRate * (bare.client + bare.server)) / 1e6;
+  const allCoresBudget = ((cores - clientCores) * 1e6) / targetRate;
+  const bareUtilisationBudget = ((bareCores - clientCores) * 1e6) / targetRate;
+  return {
+    cores,
+    targetPerSecond: round2(targetRate),
+    clientUsPerRequest: bare.client,
+    serverBudgetUsAllCoresBusy: round2(allCoresBudget),
+    bareRunCoresBusy: round2(bareCores),
+    serverBudgetUsAtBareUtilisation: round2(bareUtilisationBudget),
+    bareServerUs: bare.server,
+    floorServerUs: floor.server,
+    daemonServerUs: daemon.server,
+    floorWithinBudget: floor.server <= allCoresBudget,
+  };
+}
+
+function budgetNote(budget) {
+  const verdict = budget.floorWithinBudget
+    ? 'the floor fits the budget: the target is within reach on this machine'
+    : 'the floor alone exceeds it: no server doing the work every answer requires can reach the target on this machine';
+  return [
+    `CPU budget at the ${THROUGHPUT_TARGET}× target (${budget.targetPerSecond.toFixed(0)}/s) on ${budget.cores} cores:`,
+    `the load client takes ${budget.clientUsPerRequest.toFixed(0)} µs a request, leaving the server`,
+    `${budget.serverBudgetUsAllCoresBusy.toFixed(0)} µs a request with every core busy all the time`,
+    `(${budget.serverBudgetUsAtBareUtilisation.toFixed(0)} µs at the ${budget.bareRunCoresBusy.toFixed(2)} cores the bare run kept busy).`,
+    `Server CPU a request: bare ${budget.bareServerUs.toFixed(0)} µs, floor ${budget.floorServerUs.toFixed(0)} µs,`,
+    `sark-fed ${budget.daemonServerUs.toFixed(0)} µs; ${verdict}.`,
+  ].join('\n');
 }
 
 /** The echo resource and a policy letting node-a use it: what the daemon serves here. */
@@ -265,8 +368,13 @@ export const INVOKE_BODY = JSON.stringify({
   arguments: { message: 'hello', n: 42 },
 });
 
-/** REQUESTS_PER_ROUND POSTs over CONCURRENCY kept-alive connections; requests per second. */
-export async function load(url, client, body, requests = REQUESTS_PER_ROUND) {
+/**
+ * `requests` POSTs over CONCURRENCY kept-alive connections, after one on each to open them.
+ * Returns the rate, and the CPU time a request of this process (the load client) and, given the
+ * server's PID, of each of the server's threads (its main thread first), over the timed requests
+ * only: the TLS handshakes of the opening requests are not charged to them.
+ */
+export async function load(url, client, body, { requests = REQUESTS_PER_ROUND, serverPid } = {}) {
   const target = new URL(url);
   const agent = new Agent({
     keepAlive: true,
@@ -304,6 +412,8 @@ export async function load(url, client, body, requests = REQUESTS_PER_ROUND) {
   try {
     // Warm connections first: the figure is requests over open connections.
     await Promise.all(Array.from({ length: CONCURRENCY }, send));
+    const serverBefore = serverPid === undefined ? undefined : threadCpuMicros(serverPid);
+    const clientBefore = process.cpuUsage();
     let issued = 0;
     const started = performance.now();
     await Promise.all(
@@ -314,7 +424,21 @@ export async function load(url, client, body, requests = REQUESTS_PER_ROUND) {
         }
       }),
     );
-    return (issued * 1000) / (performance.now() - started);
+    const elapsedMs = performance.now() - started;
+    const clientCpu = process.cpuUsage(clientBefore);
+    const serverThreadsUs = [];
+    if (serverBefore !== undefined) {
+      for (const [tid, micros] of threadCpuMicros(serverPid)) {
+        const perRequest = (micros - (serverBefore.get(tid) ?? 0)) / issued;
+        if (tid === serverPid) serverThreadsUs.unshift(perRequest);
+        else if (perRequest > 0) serverThreadsUs.push(perRequest);
+      }
+    }
+    return {
+      rate: (issued * 1000) / elapsedMs,
+      clientUs: (clientCpu.user + clientCpu.system) / issued,
+      serverThreadsUs,
+    };
   } finally {
     agent.destroy();
   }

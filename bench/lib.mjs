@@ -200,19 +200,34 @@ function latencyTable(rows) {
   ]);
 }
 
-/** Rows measured in operations per second: higher is better, and so is a higher ratio. */
+/**
+ * Rows measured in operations per second: higher is better, and so is a higher ratio. Rows that
+ * carry CPU time a request (the invoke suite) get two more columns: the load client's and the
+ * server's (all its threads).
+ */
 function throughputTable(rows) {
+  const withCpu = rows.some((row) => row.cpuUsPerRequest);
   const header = ['', 'median /s', 'p10 /s', 'ratio', 'target', 'result'];
+  if (withCpu) header.push('client µs', 'server µs');
   return alignColumns([
     header,
-    ...rows.map((row) => [
-      row.label,
-      row.medianPerSecond.toFixed(1),
-      row.p10PerSecond.toFixed(1),
-      row.ratio === null ? 'baseline' : `${row.ratio.toFixed(2)}×`,
-      row.target === null ? '' : `≥ ${row.target}×`,
-      row.verdict ?? '',
-    ]),
+    ...rows.map((row) => {
+      const cells = [
+        row.label,
+        row.medianPerSecond.toFixed(1),
+        row.p10PerSecond.toFixed(1),
+        row.ratio === null ? 'baseline' : `${row.ratio.toFixed(2)}×`,
+        row.target === null ? '' : `≥ ${row.target}×`,
+        row.verdict ?? '',
+      ];
+      if (withCpu) {
+        cells.push(
+          row.cpuUsPerRequest ? row.cpuUsPerRequest.client.toFixed(0) : '',
+          row.cpuUsPerRequest ? row.cpuUsPerRequest.server.toFixed(0) : '',
+        );
+      }
+      return cells;
+    }),
   ]);
 }
 

@@ -27,8 +27,7 @@ const target = new URL('dist/cli/', root);
 const retired = new URL(`dist/.old-${process.pid}/`, root);
 rmSync(staging, { recursive: true, force: true });
 await build({
-  // The daemon's audit writer thread is an entry of its own: a Worker loads it by file.
-  entryPoints: { main: 'src/cli/main.ts', 'audit-worker': 'src/node/audit-worker.ts' },
+  entryPoints: { main: 'src/cli/main.ts' },
   outdir: staging.pathname,
   bundle: true,
   splitting: true,

@@ -21,7 +21,7 @@ import { routeFor, type HandlerContext } from './routes.js';
 import { TrustView } from './trust-view.js';
 import { presentedChain } from '../core/trust/tls-chain.js';
 import { AuditWriter, type AuditSink } from '../core/audit/events.js';
-import { AuditPipeline } from './audit-pipeline.js';
+import { WalSync } from '../core/state/wal-sync.js';
 import { pemBlocks } from '../core/identity/pem.js';
 import { claimedIdentity } from '../core/trust/peer-identity.js';
 import { Backends } from './backends.js';
@@ -56,11 +56,6 @@ export interface DaemonOptions {
   invocation?: Partial<InvocationSettings>;
   /** `serve --metrics host:port`: Prometheus metrics over plain HTTP. */
   metrics?: { host: string; port: number };
-  /**
-   * The built audit writer thread (dist/cli/audit-worker.js). With it, audit commits sync on
-   * their own thread; without it (tests running the source), they commit on this one.
-   */
-  auditWorker?: URL;
 }
 
 export interface RunningDaemon {
@@ -116,9 +111,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     };
     const policy = options.policy ?? new Policy();
     const catalog = options.resources ?? new ResourceCatalog();
-    audit = options.auditWorker
-      ? await AuditPipeline.start(options.auditWorker, options.statePath)
-      : new AuditWriter(store);
+    audit = openAuditWriter(options.statePath);
     backends = new Backends();
     const metrics = new DaemonMetrics(store, identity, now);
     const invocation = new InvocationService({
@@ -410,6 +403,27 @@ function logServedCatalog(logger: Logger, catalog: ResourceCatalog, policy: Poli
       hint: 'pass serve --policy <file> with allow rules (docs/resources.md)',
     });
   }
+}
+
+/**
+ * The writer of the inbound audit trail, on a connection of its own: synchronous=NORMAL there,
+ * with the log synced by WalSync off the event loop, while every other write keeps FULL.
+ */
+function openAuditWriter(statePath: string): AuditSink {
+  const auditStore = openState(statePath, { create: false, synchronous: 'NORMAL' });
+  const wal = new WalSync(statePath);
+  const writer = new AuditWriter(auditStore, wal);
+  return {
+    append: (event) => writer.append(event),
+    close: async () => {
+      try {
+        await writer.close();
+      } finally {
+        wal.close();
+        auditStore.close();
+      }
+    },
+  };
 }
 
 function correlationIdOf(request: IncomingMessage): string {

@@ -174,8 +174,6 @@ export function registerServe(program: Command, io: CliIo): void {
             requireApproval: options.requireApproval === true,
             version: packageVersion(),
             logger,
-            // Beside dist/cli/main.js, where this code runs once built (scripts/build.mjs).
-            auditWorker: new URL('./audit-worker.js', import.meta.url),
             ...(resources ? { resources } : {}),
             ...(policy ? { policy } : {}),
             invocation: {

@@ -13,6 +13,11 @@ export interface OpenStateOptions {
   create: boolean;
   /** Milliseconds a writer waits for another process's lock before giving up. */
   busyTimeoutMs?: number;
+  /**
+   * FULL (the default) syncs the log in every COMMIT. NORMAL is for a connection whose owner
+   * syncs the log itself before it relies on a commit: the daemon's audit writer, with WalSync.
+   */
+  synchronous?: 'FULL' | 'NORMAL';
 }
 
 /** An open state file. One per process; closed by whoever opened it. */
@@ -72,7 +77,7 @@ export function openState(path: string, options: OpenStateOptions): StateStore {
     checkOwnership(db, path, options.create);
     db.pragma('journal_mode = WAL');
     // Audit rows must survive power loss once acknowledged (DESIGN §7).
-    db.pragma('synchronous = FULL');
+    db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
     db.pragma('foreign_keys = ON');
     migrate(db);
   } catch (error) {

@@ -9,7 +9,7 @@ import {
   type ReceiptClaims,
 } from '../../../src/core/audit/receipts.js';
 import { canonicalJson } from '../../../src/core/protocol/canonical-json.js';
-import { inboundEvent } from '../../helpers/audit-events.js';
+import { inboundEvent, receiptFixture } from '../../helpers/audit-events.js';
 
 /**
  * The hot path writes the canonical text of receipts and audit events field by field (one
@@ -17,19 +17,8 @@ import { inboundEvent } from '../../helpers/audit-events.js';
  * the general canonicalJson. These hold the two to the same text, byte for byte.
  */
 
-const claims: ReceiptClaims = {
-  correlation_id: '019abcde-1234-7abc-8def-0123456789ab',
-  source: 'spiffe://org-a.example/sark/node/node-a',
-  target: 'spiffe://org-b.example/sark/node/node-b',
-  principal: 'alice@org-a.example',
-  resource: 'echo',
-  capability: 'echo',
-  request_sha256: 'a'.repeat(64),
-  outcome: 'success',
-  result_sha256: 'b'.repeat(64),
-  timestamp: '2026-11-26T09:00:00.000Z',
-};
-const receipt: Receipt = { ...claims, signature: 'c'.repeat(86) };
+const receipt: Receipt = receiptFixture({ signature: 'c'.repeat(86) });
+const claims: ReceiptClaims = receiptClaims(receipt);
 
 // Strings JSON escapes in every way it can: quotes, backslashes, controls, non-ASCII, an emoji
 // (a surrogate pair) and a lone surrogate, which well-formed JSON.stringify writes as \udXXX.

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { appendEvents, type AuditEventInput } from '../../../src/core/audit/events.js';
 import { CSV_COLUMNS, csvField, csvRecord, exportLines } from '../../../src/core/audit/export.js';
 import { openState, type StateStore } from '../../../src/core/state/database.js';
-import { inboundEvent } from '../../helpers/audit-events.js';
+import { inboundEvent, receiptFixture } from '../../helpers/audit-events.js';
 import { tempDir } from '../../helpers/cli.js';
 
 const stores: StateStore[] = [];
@@ -71,19 +71,12 @@ describe('exportLines', () => {
   });
 
   it('yields a CSV header, then one record per event with the receipt as JSON', () => {
-    const receipt = {
+    const receipt = receiptFixture({
       correlation_id: 'c-1',
-      source: 'spiffe://org-a.example/sark/node/node-a',
-      target: 'spiffe://org-b.example/sark/node/node-b',
-      principal: 'alice@org-a.example',
-      resource: 'echo',
-      capability: 'echo',
-      request_sha256: 'a'.repeat(64),
-      outcome: 'success' as const,
       result_sha256: null,
       timestamp: '2030-01-01T00:00:01.000Z',
       signature: 'c2ln',
-    };
+    });
     const store = storeWith([event(0, { principal: 'o"brien, ops' }), event(1, { receipt })]);
     const lines = [...exportLines(store.db, { format: 'csv' })];
     expect(lines[0]).toBe(`${CSV_COLUMNS.join(',')}\r\n`);

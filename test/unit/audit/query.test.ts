@@ -20,7 +20,7 @@ import type { Receipt } from '../../../src/core/audit/receipts.js';
 import { UsageError } from '../../../src/core/errors.js';
 import { AuditQueryRequest, WireAuditEvent } from '../../../src/core/protocol/schemas.js';
 import { openState, type StateStore } from '../../../src/core/state/database.js';
-import { inboundEvent } from '../../helpers/audit-events.js';
+import { inboundEvent, receiptFixture } from '../../helpers/audit-events.js';
 import { tempDir } from '../../helpers/cli.js';
 
 /**
@@ -32,19 +32,10 @@ import { tempDir } from '../../helpers/cli.js';
 let store: StateStore;
 let all: AuditEvent[];
 
-const RECEIPT: Receipt = {
+const RECEIPT: Receipt = receiptFixture({
   correlation_id: 'c-1',
-  source: 'spiffe://org-a.example/sark/node/node-a',
-  target: 'spiffe://org-b.example/sark/node/node-b',
-  principal: 'alice@org-a.example',
-  resource: 'echo',
-  capability: 'echo',
-  request_sha256: 'a'.repeat(64),
-  outcome: 'success',
-  result_sha256: 'b'.repeat(64),
   timestamp: '2030-01-01T10:00:00.000Z',
-  signature: 'c2lnbmF0dXJl',
-};
+});
 
 function event(overrides: Partial<AuditEventInput>): AuditEventInput {
   return inboundEvent({

@@ -3,7 +3,7 @@ import type { AuditEvent } from '../../../src/core/audit/events.js';
 import type { Receipt } from '../../../src/core/audit/receipts.js';
 import { buildTrace, type OriginEvent } from '../../../src/core/audit/trace.js';
 import type { ReceiptCheck } from '../../../src/core/audit/verify.js';
-import { inboundEvent } from '../../helpers/audit-events.js';
+import { inboundEvent, receiptFixture } from '../../helpers/audit-events.js';
 
 const T0 = Date.parse('2030-01-01T00:00:00.000Z');
 const CORRELATION = '2c0c951f-062b-45c3-985a-8cedde3770eb';
@@ -11,19 +11,12 @@ const CORRELATION = '2c0c951f-062b-45c3-985a-8cedde3770eb';
 let seq = 0;
 
 function receipt(signature: string): Receipt {
-  return {
+  return receiptFixture({
     correlation_id: CORRELATION,
-    source: 'spiffe://org-a.example/sark/node/node-a',
-    target: 'spiffe://org-b.example/sark/node/node-b',
-    principal: 'alice@org-a.example',
-    resource: 'echo',
-    capability: 'echo',
-    request_sha256: 'a'.repeat(64),
-    outcome: 'success',
     result_sha256: null,
     timestamp: new Date(T0).toISOString(),
     signature,
-  };
+  });
 }
 
 /** An event stamped at T0 + atMs. */

@@ -193,11 +193,11 @@ interface PendingAppend {
  * response is never sent for an event that could be lost. Events appended while a sync is in
  * flight wait for it and are committed together after it, so the batches grow with the load.
  *
- * Why on the event loop and not on a writer thread (as up to schema 5's first release): on the
- * 2-core machines this is measured on, handing each batch to a second JavaScript thread cost more
- * CPU time than the inserts themselves (serialising, waking the thread, a third busy thread
- * taking turns on two cores; docs/benchmarks.md, invoke). The one wait worth keeping off the loop
- * is the disk's, and the thread pool takes that.
+ * Why on the event loop and not on a worker thread, as it was before: on the 2-core machines
+ * this is measured on, handing each batch to a second JavaScript thread cost more CPU time than
+ * the inserts themselves (serialising, waking the thread, a third busy thread taking turns on two
+ * cores; docs/benchmarks.md, invoke). The one wait worth keeping off the loop is the disk's, and
+ * the thread pool takes that.
  */
 export class AuditWriter implements AuditSink {
   private queued: PendingAppend[] = [];

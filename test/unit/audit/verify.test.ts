@@ -236,6 +236,28 @@ describe('verifyChain', () => {
     expect(result.receipts).toMatchObject({ verified: 0, invalid: 0, unknownSigner: 1 });
   });
 
+  it('tells renewals from forgeries event by event in one trail (the issue date is read once)', () => {
+    const store = nodeAStore();
+    const signedBy = (timestamp: string) => (receipt: Receipt) =>
+      signReceipt(keyOther.privateKey, { ...receiptClaims(receipt), timestamp });
+    store.write((db) =>
+      appendEvents(db, [
+        call(1, 'outbound', {}, signedBy('2020-01-01T00:00:00.000Z')),
+        call(2, 'outbound', {}, signedBy('2020-06-01T00:00:00.000Z')),
+        // The wrong key, after the pinned certificate was issued: not a renewal.
+        call(3, 'outbound', {}, (receipt) =>
+          signReceipt(keyOther.privateKey, receiptClaims(receipt)),
+        ),
+        call(4, 'outbound', {}, signedBy('2021-01-01T00:00:00.000Z')),
+      ]),
+    );
+    const result = verify(store);
+    expect(result.receipts).toMatchObject({ verified: 0, invalid: 1, unknownSigner: 3 });
+    expect(result.problems.map((problem) => [problem.seq, problem.code])).toEqual([
+      [3, 'RECEIPT_INVALID'],
+    ]);
+  });
+
   it('accepts the receipt of a body refused unread (no principal, the hash of no bytes)', () => {
     const store = nodeAStore();
     const unread = call(

@@ -1,4 +1,4 @@
-import { readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -208,6 +208,19 @@ describe('WalSync', () => {
         return false;
       }
     });
+
+  it('finds the log beside the real file when the state path is a symlink, as SQLite does', async () => {
+    const real = newStateFile();
+    const link = join(tempDir(), 'linked.db');
+    symlinkSync(real, link);
+    const wal = new WalSync(link);
+    opened.push(wal);
+    const writer = new AuditWriter(auditStore(link), wal);
+    await expect(writer.append(event(1))).resolves.toMatchObject({ seq: 1 });
+    await writer.close();
+    expect(existsSync(`${real}-wal`)).toBe(true);
+    expect(existsSync(`${link}-wal`)).toBe(false);
+  });
 
   it('syncs the log, refuses when there is none, and follows a log SQLite made anew', async () => {
     const path = newStateFile();

@@ -1,4 +1,4 @@
-import { closeSync, fdatasync, fstatSync, openSync, statSync } from 'node:fs';
+import { closeSync, fdatasync, fstatSync, openSync, realpathSync, statSync } from 'node:fs';
 
 /**
  * Makes what a connection opened with `synchronous = NORMAL` committed to a WAL-mode state file
@@ -21,8 +21,9 @@ export class WalSync {
   private inode = -1;
   private readonly walPath: string;
 
+  /** Call once the state file is open: SQLite puts the log beside the file a symlink names. */
   constructor(statePath: string) {
-    this.walPath = `${statePath}-wal`;
+    this.walPath = `${realpathSync(statePath)}-wal`;
   }
 
   /** Resolves once everything committed to the log before the call is on stable storage. */

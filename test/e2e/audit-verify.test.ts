@@ -36,7 +36,7 @@ interface VerifyJson {
     message: string;
   }>;
   problemCount: number;
-  unknownSigners: Array<{ nodeId: string; events: number }>;
+  unknownSigners: Array<{ nodeId: string; events: number; reason: string }>;
 }
 
 type Row = Parameters<typeof eventFromRow>[0];
@@ -294,6 +294,8 @@ describe('audit verify', () => {
     expect(result.stderr).toContain(
       'warning: 5 receipt(s) signed by node-b not checked: no certificate of node-b is known here',
     );
-    expect((await verifyJson(path, 0)).unknownSigners).toEqual([{ nodeId: 'node-b', events: 5 }]);
+    expect((await verifyJson(path, 0)).unknownSigners).toEqual([
+      { nodeId: 'node-b', events: 5, reason: 'no-certificate' },
+    ]);
   });
 });

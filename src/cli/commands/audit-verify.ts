@@ -23,9 +23,11 @@ export async function runVerify(context: CommandContext): Promise<void> {
   } else {
     render(context, result);
   }
-  for (const { nodeId, events } of result.unknownSigners) {
+  for (const { nodeId, events, reason } of result.unknownSigners) {
     context.output.warn(
-      `${events} receipt(s) signed by ${nodeId} not checked: no certificate of ${nodeId} is known here`,
+      reason === 'no-certificate'
+        ? `${events} receipt(s) signed by ${nodeId} not checked: no certificate of ${nodeId} is known here`
+        : `${events} receipt(s) signed by ${nodeId} not checked: signed before the certificate held for ${nodeId} was issued (it renewed its key since)`,
     );
   }
   const first = result.problems[0];

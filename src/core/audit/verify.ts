@@ -77,6 +77,11 @@ export class ReceiptSigners {
     return new ReceiptSigners(signers);
   }
 
+  /** Whether a certificate of this node is held here (its own, or one pinned for a peer). */
+  holds(nodeId: string): boolean {
+    return this.signers.has(nodeId);
+  }
+
   /**
    * Checks the receipt an event carries. The serving node (the event's target) signs every
    * receipt, whichever side recorded the event: an outbound event holds the receipt the peer
@@ -241,8 +246,16 @@ export interface ChainVerification {
   /** Every problem up to maxProblems, in seq order: the first is the first broken event. */
   problems: ChainProblem[];
   problemCount: number;
-  /** Events whose receipt could not be checked: their signer, and how many (no problem). */
-  unknownSigners: Array<{ nodeId: string; events: number }>;
+  /**
+   * Events whose receipt could not be checked: their signer, how many (no problem), and why: no
+   * certificate of the signer is held here, or the one held was issued after the receipts were
+   * signed (the signer renewed its key since).
+   */
+  unknownSigners: Array<{
+    nodeId: string;
+    events: number;
+    reason: 'no-certificate' | 'signed-before-certificate';
+  }>;
 }
 
 export interface VerifyOptions {
@@ -344,7 +357,14 @@ export function verifyChain(
   result.headHash = previousHash;
   result.ok = result.problemCount === 0;
   result.unknownSigners = [...unknown]
-    .map(([nodeId, events]) => ({ nodeId, events }))
+    .map(([nodeId, events]) => ({
+      nodeId,
+      events,
+      // A signer either has a certificate held here or not, for the whole walk.
+      reason: signers.holds(nodeId)
+        ? ('signed-before-certificate' as const)
+        : ('no-certificate' as const),
+    }))
     .sort((a, b) => a.nodeId.localeCompare(b.nodeId));
   return result;
 }

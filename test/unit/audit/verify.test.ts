@@ -234,6 +234,9 @@ describe('verifyChain', () => {
     expect(result.ok).toBe(true);
     expect(result.problems).toEqual([]);
     expect(result.receipts).toMatchObject({ verified: 0, invalid: 0, unknownSigner: 1 });
+    expect(result.unknownSigners).toEqual([
+      { nodeId: 'node-b', events: 1, reason: 'signed-before-certificate' },
+    ]);
   });
 
   it('tells renewals from forgeries event by event in one trail (the issue date is read once)', () => {
@@ -290,7 +293,7 @@ describe('verifyChain', () => {
     expect(verify(store)).toMatchObject({
       ok: true,
       receipts: { verified: 0, unknownSigner: 2 },
-      unknownSigners: [{ nodeId: 'node-q', events: 2 }],
+      unknownSigners: [{ nodeId: 'node-q', events: 2, reason: 'no-certificate' }],
     });
   });
 

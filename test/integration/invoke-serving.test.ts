@@ -1058,6 +1058,50 @@ describe('audit', () => {
     }
   });
 
+  it('answers 500 AUDIT_UNAVAILABLE, with a signed error receipt and nothing stored, when its audit row cannot be committed', async () => {
+    const refusing = await serve('audit-refused');
+    // Another process makes the state file refuse audit rows while the daemon runs.
+    const other = new Database(refusing.state);
+    try {
+      other.exec(`CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'the disk refused the write'); END`);
+      const marker = `MARKER-${randomUUID()}`;
+      const refused = expectInvokeAnswer(
+        await invoke(creds.a, refusing.daemon.port, {
+          resource: 'echo',
+          capability: 'echo',
+          args: { secret: marker },
+        }),
+        500,
+        'AUDIT_UNAVAILABLE',
+      );
+      expect(refused.error?.message).toBe('the node could not record the call in its audit trail');
+      expect(refused.receipt.outcome).toBe('error');
+      expect(auditEvents(refusing.state, refused.correlation_id)).toEqual([]);
+      expect(logs).toContainEqual(
+        expect.objectContaining({
+          level: 'error',
+          msg: 'audit append failed',
+          correlation_id: refused.correlation_id,
+        }),
+      );
+      // A refused commit fails its own batch only: once the file accepts rows, calls succeed.
+      other.exec('DROP TRIGGER refuse_audit');
+      const body = expectInvokeAnswer(
+        await invoke(creds.a, refusing.daemon.port, {
+          resource: 'echo',
+          capability: 'echo',
+          args: 1,
+        }),
+        200,
+        null,
+      );
+      expectAudited(refusing.state, body, 200);
+    } finally {
+      other.close();
+    }
+  });
+
   it('chains the events of concurrent calls in one order', async () => {
     const answers = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>

@@ -10,6 +10,7 @@ import { readPrivateKeyFile } from '../core/identity/keys.js';
 import type { NodeIdentity } from '../core/identity/node-identity.js';
 import { CORRELATION_HEADER, TLS_CIPHERS, TLS_MIN_VERSION } from '../core/protocol/constants.js';
 import { openState, type StateStore } from '../core/state/database.js';
+import { UUID_PATTERN } from '../core/routing/identifiers.js';
 import { loadIdentity } from '../core/state/identity-repository.js';
 import { authenticateChain, isChainFailure } from '../core/trust/authenticate.js';
 import type { ClaimedIdentity } from '../core/trust/peer-identity.js';
@@ -32,6 +33,7 @@ import {
   type InvocationSettings,
 } from './invoke.js';
 import { clearLocalCatalog, replaceLocalCatalog } from './local-catalog.js';
+import { claimDaemon, releaseDaemon, type DaemonClaim } from './daemon-lock.js';
 import { Policy } from './policy.js';
 import { RateLimiter } from './rate-limit.js';
 import { ResourceCatalog } from './resources.js';
@@ -88,6 +90,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   let audit: AuditSink | undefined;
   let backends: Backends | undefined;
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  let claim: DaemonClaim | undefined;
   try {
     const identity = store.read(loadIdentity);
     if (!identity) {
@@ -105,6 +108,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       );
     }
     const privateKey = readPrivateKeyFile(identity.keyPath);
+    claim = claimDaemon(store, now());
     const settings: InvocationSettings = {
       ...DEFAULT_INVOCATION_SETTINGS,
       ...options.invocation,
@@ -173,6 +177,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
           running.audit,
           running.backends,
           timeouts.shutdownGrace,
+          claim as DaemonClaim,
         );
       },
     };
@@ -181,7 +186,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     server?.close();
     await backends?.close();
     await audit?.close().catch(() => undefined);
-    store.close();
+    try {
+      if (claim) releaseDaemon(store, claim);
+    } finally {
+      store.close();
+    }
     throw error;
   }
 }
@@ -428,7 +437,7 @@ function openAuditWriter(statePath: string): AuditSink {
 
 function correlationIdOf(request: IncomingMessage): string {
   const given = request.headers[CORRELATION_HEADER];
-  return typeof given === 'string' && /^[0-9a-f-]{36}$/i.test(given)
+  return typeof given === 'string' && UUID_PATTERN.test(given)
     ? given.toLowerCase()
     : newCorrelationId();
 }
@@ -450,6 +459,7 @@ async function shutdown(
   audit: AuditSink,
   backends: Backends,
   graceMs: number,
+  claim: DaemonClaim,
 ): Promise<void> {
   context.logger.info('shutting down');
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -465,6 +475,7 @@ async function shutdown(
   try {
     await audit.close();
     store.write((db) => clearLocalCatalog(db));
+    releaseDaemon(store, claim);
   } finally {
     store.close();
   }

@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, request as httpsRequest } from 'node:https';
@@ -901,9 +902,11 @@ describe.concurrent('serve', () => {
   it.for(['SIGTERM', 'SIGINT'] as const)(
     'stops on %s: finishes the request in flight, exits 0, logs a final line',
     async (signal, context) => {
-      // node-s's state, served on a port of its own: a second daemon on one state file is fine.
+      // A copy of node-s's state, served on a port of its own: the cases run side by side, and
+      // one state file takes one daemon.
       const port = await freePort();
-      const daemon = await serve(context, shared.stranger, ['--listen', `127.0.0.1:${port}`]);
+      const node = { ...shared.stranger, state: stateCopy(shared.stranger) };
+      const daemon = await serve(context, node, ['--listen', `127.0.0.1:${port}`]);
 
       // A request whose body is still on its way when the signal comes.
       const inFlight = startRequest(port, CHALLENGE, {
@@ -967,6 +970,18 @@ describe.concurrent('serve', () => {
     expect(stateRows(state)).toEqual(before);
   });
 });
+
+/** A consistent copy of a node's state file (its write-ahead log included) in a new folder. */
+function stateCopy(node: TestNode): string {
+  const path = join(tempDir('sark-fed-serve-'), 'state.db');
+  const db = new Database(node.state, { readonly: true, fileMustExist: true });
+  try {
+    db.prepare('VACUUM INTO ?').run(path);
+  } finally {
+    db.close();
+  }
+  return path;
+}
 
 /** A POST whose body the test writes piece by piece (chunked), on a connection of its own. */
 function startRequest(

@@ -490,6 +490,36 @@ describe('invoke: echo', () => {
     expect(event.durationUs).toBeGreaterThan(0);
   });
 
+  it('keeps a given correlation ID only when it is a UUID (stored lowercase), else makes its own', async () => {
+    const upper = randomUUID().toUpperCase();
+    const kept = expectInvokeAnswer(
+      await invoke(creds.a, main.daemon.port, {
+        resource: 'echo',
+        capability: 'echo',
+        correlationId: upper,
+      }),
+      200,
+      null,
+    );
+    expect(kept.correlation_id).toBe(upper.toLowerCase());
+    expectAudited(main.state, kept, 200);
+    // 36 characters of hex digits and dashes, but no UUID: replaced, not echoed or stored.
+    for (const given of ['-'.repeat(36), 'a'.repeat(36)]) {
+      const answer = await invoke(creds.a, main.daemon.port, {
+        resource: 'echo',
+        capability: 'echo',
+        correlationId: given,
+      });
+      const body = expectInvokeAnswer(answer, 200, null);
+      expect(body.correlation_id).not.toBe(given);
+      expect(body.correlation_id).toMatch(
+        /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+      );
+      expect(auditEvents(main.state, given)).toEqual([]);
+      expectAudited(main.state, body, 200);
+    }
+  });
+
   it('echoes null arguments, accepts a context, and requires the arguments key', async () => {
     const call = {
       resource_id: 'echo',

@@ -3,7 +3,8 @@ import { UsageError } from '../errors.js';
 /** Resource and capability IDs as the wire protocol allows them (protocol/schemas.ts). */
 export const RESOURCE_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
 
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** A correlation ID as DESIGN §5 has it on the wire: a UUID, any version, in either case. */
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function assertResourceId(value: string, what: 'resource' | 'capability'): void {
   if (!RESOURCE_ID_PATTERN.test(value)) {

@@ -1,0 +1,115 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/cli.js';
+import { makeNode, startServe, stateRows, type TestNode } from '../helpers/federation.js';
+import { createCa } from '../helpers/pki.js';
+
+/**
+ * One `sark-fed serve` per state file: a second one is refused while the first runs (it would
+ * replace the first one's local catalog and clear it when it stopped), and a daemon that was
+ * killed does not keep the file from being served again.
+ */
+
+let dir: string;
+let node: TestNode;
+let resources: string;
+let policy: string;
+
+beforeAll(async () => {
+  dir = tempDir('sark-fed-serve-lock-');
+  const ca = await createCa(join(dir, 'ca'), ['--trust-domain', 'org-a.example']);
+  node = await makeNode(dir, ca.dir, 'node-a', 'org-a.example');
+  resources = join(dir, 'resources.json');
+  writeFileSync(
+    resources,
+    JSON.stringify({
+      resources: [{ id: 'echo', capabilities: [{ id: 'echo', backend: { type: 'echo' } }] }],
+    }),
+  );
+  policy = join(dir, 'policy.json');
+  writeFileSync(
+    policy,
+    JSON.stringify({
+      rules: [
+        {
+          effect: 'allow',
+          nodes: ['node-a'],
+          principals: ['*'],
+          resources: ['*'],
+          capabilities: ['*'],
+        },
+      ],
+    }),
+  );
+}, 60_000);
+
+function daemonClaims(): Array<{ key: string; value: string }> {
+  return (stateRows(node.state).settings as Array<{ key: string; value: string }>).filter(
+    (row) => row.key === 'daemon',
+  );
+}
+
+const localCatalog = () => stateRows(node.state).local_catalog;
+
+describe('one daemon per state file', () => {
+  it('refuses a second serve while the first runs, and leaves the first one serving', async () => {
+    const first = await startServe(node, [
+      '--listen',
+      '127.0.0.1:0',
+      '--resources',
+      resources,
+      '--policy',
+      policy,
+    ]);
+    try {
+      const pid = first.process.pid as number;
+      expect(daemonClaims()).toEqual([
+        { key: 'daemon', value: expect.stringContaining(`"pid":${pid}`) as unknown as string },
+      ]);
+      const catalogBefore = localCatalog();
+      expect(catalogBefore).toHaveLength(1);
+
+      const second = await node.cli(['serve', '--listen', '127.0.0.1:0']);
+      expect(second.code, second.stderr).toBe(1);
+      const lines = second.stderr.trimEnd().split('\n');
+      expect(lines).toEqual([
+        expect.stringMatching(
+          new RegExp(
+            `^error: another sark-fed serve \\(pid ${pid}, since \\S+\\) serves .*state\\.db$`,
+          ),
+        ),
+        `hint: stop it first (kill -TERM ${pid}), or give this daemon its own --state`,
+      ]);
+      const json = await node.cli(['serve', '--listen', '127.0.0.1:0', '--json']);
+      expect(json.code).toBe(1);
+      expect(JSON.parse(json.stderr)).toMatchObject({
+        error: { code: 'STATE_IN_USE', exitCode: 1 },
+      });
+
+      // Nothing of the first daemon's was touched: its catalog and its claim are as they were.
+      expect(localCatalog()).toEqual(catalogBefore);
+      expect(daemonClaims()[0]?.value).toContain(`"pid":${pid}`);
+      const route = await node.cli(['route', 'echo', '--json']);
+      expect(route.code, route.stderr).toBe(0);
+      expect(JSON.parse(route.stdout)).toMatchObject({ chosen: 'node-a' });
+    } finally {
+      expect(await first.stop()).toBe(0);
+    }
+    // A clean stop gives the file up.
+    expect(daemonClaims()).toEqual([]);
+  });
+
+  it('serves again after the daemon holding the file was killed', async () => {
+    const killed = await startServe(node, ['--listen', '127.0.0.1:0']);
+    await killed.stop('SIGKILL');
+    // The claim of the dead process is still there: it is stale, not an obstacle.
+    expect(daemonClaims()).toHaveLength(1);
+    const again = await startServe(node, ['--listen', '127.0.0.1:0']);
+    try {
+      expect(daemonClaims()[0]?.value).toContain(`"pid":${again.process.pid}`);
+    } finally {
+      expect(await again.stop()).toBe(0);
+    }
+  });
+});

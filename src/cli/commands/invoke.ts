@@ -219,8 +219,10 @@ async function run(
     } catch (error) {
       spinner.stop();
       announce(context, call.correlationId);
-      // With --json the error is one JSON document on stderr: the ID travels in its hint.
-      if (context.output.json && error instanceof SarkError) {
+      // With --json the error is one JSON document on stderr, and --quiet leaves only the error
+      // and its hint: either way the ID, the one handle on the failed call, travels in the hint.
+      const { json, quiet } = context.output.options;
+      if ((json || quiet) && error instanceof SarkError) {
         throw new SarkError(error.kind, error.code, error.message, {
           cause: error.cause,
           hint: `${error.hint ?? 'see the audit trail'} (correlation ID ${call.correlationId})`,

@@ -44,6 +44,8 @@ let dir: string;
 let a: TestNode;
 let b: TestNode;
 let c: TestNode;
+let caADir: string;
+let caBCert: string;
 const daemons = new Map<string, RunningServe>();
 const serveArgs = new Map<string, string[]>();
 
@@ -163,6 +165,8 @@ beforeAll(async () => {
     createCa(join(dir, 'ca-a'), ['--trust-domain', TD_A]),
     createCa(join(dir, 'ca-b'), ['--trust-domain', TD_B]),
   ]);
+  caADir = caA.dir;
+  caBCert = caB.certPath;
   [a, b, c] = await Promise.all([
     makeNode(dir, caA.dir, 'node-a', TD_A),
     makeNode(dir, caB.dir, 'node-b', TD_B),
@@ -423,6 +427,98 @@ describe('invoke and route against real daemons', () => {
     ]);
   });
 
+  it('refuses to call a node known only by `nodes add` (no trust record) the same way (exit 3)', async () => {
+    const added = await a.cli(['nodes', 'add', 'node-u', '--endpoint', 'https://127.0.0.1:9']);
+    expect(added.code, added.stderr).toBe(0);
+    const result = await a.cli(['invoke', 'echo', 'echo', '--node', 'node-u', '--json']);
+    expect(result.code, result.stderr).toBe(3);
+    const error = JSON.parse(result.stderr) as {
+      error: { code: string; message: string; hint: string };
+    };
+    expect(error.error).toMatchObject({
+      code: 'NOT_TRUSTED',
+      message: 'refusing to call node-u: node-u is not trusted by this node',
+    });
+    expect(error.error.hint).toMatch(
+      /^establish trust first: sark-fed trust establish node-u \(correlation ID /,
+    );
+    const correlationId = /correlation ID ([0-9a-f-]{36})/.exec(error.error.hint)?.[1] as string;
+    expect(auditRows(a, correlationId)).toEqual([
+      expect.objectContaining({
+        target_node: 'node-u',
+        outcome: 'denied',
+        error_code: 'NOT_TRUSTED',
+      }),
+    ]);
+    // A node ID nothing here knows is not found (exit 4); one that cannot be a node ID is a usage
+    // error (exit 2).
+    const unknown = await a.cli(['invoke', 'echo', 'echo', '--node', 'node-zz']);
+    expect(unknown.code, unknown.stderr).toBe(4);
+    expect(unknown.stderr).toMatch(/^error: no node node-zz is known here$/m);
+  });
+
+  it('refuses bad arguments before anything is routed, sent or audited (exit 2)', async () => {
+    const auditedBefore = (stateRows(a.state).audit_events as unknown[]).length;
+    const cases: Array<[string[], RegExp]> = [
+      [['--correlation-id', 'not-a-uuid'], /^error: invalid correlation ID "not-a-uuid"$/m],
+      [['--correlation-id', '-'.repeat(36)], /^error: invalid correlation ID/m],
+      [['--node', 'Node_B'], /^error: invalid node ID "Node_B"$/m],
+      [['--principal', ''], /^error: .*principal/m],
+      [['--retries', '11'], /^error: .*retries/m],
+      [['--timeout', 'soon'], /^error: .*timeout/m],
+    ];
+    for (const [extra, message] of cases) {
+      const result = await a.cli(['invoke', 'echo', 'echo', ...extra]);
+      expect(result.code, `${extra.join(' ')}: ${result.stderr}`).toBe(2);
+      expect(result.stderr).toMatch(message);
+      expect(result.stderr).toMatch(/^hint: /m);
+    }
+    const badResource = await a.cli(['invoke', 'no such', 'echo']);
+    expect(badResource.code).toBe(2);
+    expect(badResource.stderr).toMatch(/^error: invalid resource ID "no such"$/m);
+    expect((stateRows(a.state).audit_events as unknown[]).length).toBe(auditedBefore);
+  });
+
+  it('an unknown resource or capability is not found (exit 4)', async () => {
+    const resource = await a.cli(['invoke', 'nothing-here', 'x']);
+    expect(resource.code, resource.stderr).toBe(4);
+    expect(resource.stderr).toMatch(/^error: no node offers nothing-here to this node$/m);
+    // Asked of one node directly: that node's own 404, through its signed answer.
+    const capability = await a.cli(['invoke', 'echo', 'nocap', '--node', 'node-c', '--json']);
+    expect(capability.code, capability.stderr).toBe(4);
+    expect(JSON.parse(capability.stderr)).toMatchObject({
+      error: { code: 'UNKNOWN_CAPABILITY', exitCode: 4 },
+    });
+  });
+
+  it('a peer that revoked this node refuses its invoke (exit 3), and records nothing of it', async () => {
+    // node-d (org A) and node-c trust each other; node-c then revokes node-d while node-d's
+    // daemon is down, so node-d never hears of it and still calls.
+    const d = await makeNode(dir, caADir, 'node-d', TD_A);
+    await addAnchor(d, caBCert);
+    const established = await d.cli([
+      'trust',
+      'establish',
+      c.endpoint,
+      '--fingerprint',
+      opensslFingerprint(c.certPath),
+    ]);
+    expect(established.code, established.stderr).toBe(0);
+    const revoked = await c.cli(['trust', 'revoke', 'node-d', '--reason', 'test', '--yes']);
+    expect(revoked.code, revoked.stderr).toBe(0);
+
+    const result = await d.cli(['invoke', 'echo', 'echo', '--node', 'node-c', '--json']);
+    expect(result.code, result.stderr).toBe(3);
+    const error = JSON.parse(result.stderr) as { error: { code: string; hint: string } };
+    expect(error.error.code).toBe('REVOKED');
+    const correlationId = /correlation ID ([0-9a-f-]{36})/.exec(error.error.hint)?.[1] as string;
+    // Refused at authentication, before the body is read: no inbound event, no receipt.
+    expect(auditRows(c, correlationId)).toEqual([]);
+    expect(auditRows(d, correlationId)).toEqual([
+      expect.objectContaining({ direction: 'outbound', target_node: 'node-c', receipt: null }),
+    ]);
+  });
+
   it('a policy denial is refused by the peer (exit 6)', async () => {
     const result = await a.cli([
       'invoke',
@@ -468,6 +564,10 @@ describe('failover and the circuit breaker with real processes', () => {
   it(
     'fails over to the other node when the chosen one is killed',
     async () => {
+      // Once both catalogs are cached, route and invoke rank alike. (A catalog fetched by this
+      // very command brings a measured latency that ranks its node before the cached ones, and an
+      // earlier test made node-c's catalog be fetched again.)
+      expect((await a.cli(['route', 'echo'])).code).toBe(0);
       const route = JSON.parse((await a.cli(['route', 'echo', '--json'])).stdout) as {
         chosen: string;
       };
@@ -519,6 +619,70 @@ describe('failover and the circuit breaker with real processes', () => {
       const refused = await a.cli(['invoke', 'echo', 'echo', '--node', 'node-b'], CIRCUIT_ENV);
       expect(refused.code).toBe(5);
       expect(refused.stderr).toMatch(/the circuit to node-b is open/);
+
+      // route skips it, saying until when (read with a longer open time, so that the circuit is
+      // certainly still open however slowly this machine runs the command).
+      const routed = await a.cli(['route', 'echo', '--capability', 'echo', '--json'], {
+        SARK_FED_CIRCUIT_OPEN_MS: '600000',
+      });
+      expect(routed.code, routed.stderr).toBe(0);
+      const route = JSON.parse(routed.stdout) as {
+        chosen: string;
+        candidates: Array<Record<string, unknown>>;
+      };
+      expect(route.chosen).toBe('node-c');
+      expect(route.candidates.find((item) => item.nodeId === 'node-b')).toMatchObject({
+        status: 'skipped',
+        circuit: 'open',
+        skipped: {
+          code: 'circuit-open',
+          reason: expect.stringMatching(/^its circuit is open until /),
+        },
+      });
+
+      // node-b's own CLI calls node-b through its daemon, which was killed (its catalog of what it
+      // serves is still in the state file): that circuit opens too, with the default 30 s, and
+      // route then skips this very node rather than choosing it.
+      for (let failure = 1; failure <= 5; failure++) {
+        const result = await b.cli(['invoke', 'echo', 'echo', '--retries', '0']);
+        expect(result.code, result.stderr).toBe(5);
+      }
+      const selfCircuit = (
+        JSON.parse((await b.cli(['circuit', 'list', '--json'])).stdout) as Array<
+          Record<string, string>
+        >
+      ).find((item) => item.nodeId === 'node-b') as Record<string, string>;
+      expect(selfCircuit).toMatchObject({ state: 'open', consecutiveFailures: 5 });
+      expect(
+        Date.parse(selfCircuit.retryAt as string) - Date.parse(selfCircuit.openedAt as string),
+      ).toBe(30_000);
+      const selfRoute = await b.cli(['route', 'echo', '--json']);
+      expect(selfRoute.code).toBe(5);
+      expect(
+        JSON.parse(selfRoute.stdout) as { chosen: string | null; candidates: unknown[] },
+      ).toMatchObject({
+        chosen: null,
+        candidates: expect.arrayContaining([
+          expect.objectContaining({
+            nodeId: 'node-b',
+            local: true,
+            skipped: expect.objectContaining({ code: 'circuit-open' }),
+          }),
+        ]) as unknown,
+      });
+      // circuit reset closes an open circuit, and says what it was.
+      const reset = await b.cli(['circuit', 'reset', 'node-b', '--json']);
+      expect(reset.code, reset.stderr).toBe(0);
+      expect(JSON.parse(reset.stdout)).toEqual({
+        nodeId: 'node-b',
+        state: 'closed',
+        previousState: 'open',
+      });
+      const resetText = await b.cli(['circuit', 'reset', 'node-b']);
+      expect(resetText.stderr).toMatch(/the circuit to node-b is closed/);
+      expect(JSON.parse((await b.cli(['route', 'echo', '--json'])).stdout)).toMatchObject({
+        chosen: 'node-b',
+      });
 
       await serve(b);
       const due = Date.parse(circuit.retryAt as string) - Date.now();
@@ -572,13 +736,25 @@ describe('failover and the circuit breaker with real processes', () => {
     SLOW_TEST_MS,
   );
 
-  it('circuit reset closes a circuit; an unknown node is not found (exit 4)', async () => {
+  it('circuit reset of a closed circuit; an unknown node is not found (exit 4), a bad ID or none is a usage error (exit 2)', async () => {
     const reset = await a.cli(['circuit', 'reset', 'node-b', '--json']);
     expect(reset.code, reset.stderr).toBe(0);
-    expect(JSON.parse(reset.stdout)).toMatchObject({ nodeId: 'node-b', state: 'closed' });
+    expect(JSON.parse(reset.stdout)).toMatchObject({
+      nodeId: 'node-b',
+      state: 'closed',
+      previousState: 'closed',
+    });
     const unknown = await a.cli(['circuit', 'reset', 'node-zz']);
     expect(unknown.code).toBe(4);
-    expect(unknown.stderr).toMatch(/no node node-zz is known here/);
+    expect(unknown.stderr).toMatch(/^error: no node node-zz is known here$/m);
+    const badId = await a.cli(['circuit', 'reset', 'Node_B', '--json']);
+    expect(badId.code).toBe(2);
+    expect(JSON.parse(badId.stderr)).toMatchObject({
+      error: { code: 'BAD_NODE_ID', message: 'invalid node ID "Node_B"', exitCode: 2 },
+    });
+    const missing = await a.cli(['circuit', 'reset']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/node/);
   });
 
   it(

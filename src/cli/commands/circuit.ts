@@ -89,7 +89,7 @@ export function registerCircuit(program: Command, io: CliIo): void {
           await import('../../core/routing/circuit-breaker.js');
         const { findKnownNode } = await import('../../core/discovery/node-view.js');
         const { loadIdentity } = await import('../../core/state/identity-repository.js');
-        const { NotFoundError } = await import('../../core/errors.js');
+        const { unknownNodeError } = await import('../../core/identity/spiffe.js');
         const previous = await withStore(context, (store) =>
           store.write((db) => {
             const record = findCircuit(db, nodeId as string);
@@ -101,9 +101,10 @@ export function registerCircuit(program: Command, io: CliIo): void {
               loadIdentity(db)?.nodeId === nodeId ||
               findKnownNode(db, nodeId as string, context.now()) !== undefined;
             if (!known) {
-              throw new NotFoundError('NO_SUCH_NODE', `no node ${nodeId} is known here`, {
-                hint: 'see `sark-fed circuit list` and `sark-fed nodes list`',
-              });
+              throw unknownNodeError(
+                nodeId as string,
+                'see `sark-fed circuit list` and `sark-fed nodes list`',
+              );
             }
             return null;
           }),

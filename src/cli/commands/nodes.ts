@@ -191,7 +191,7 @@ export function registerNodes(program: Command, io: CliIo): void {
         const { deleteSightings, deleteHealth } =
           await import('../../core/state/discovery-repository.js');
         const { findPeer, deletePeer } = await import('../../core/state/trust-repository.js');
-        const { NotFoundError } = await import('../../core/errors.js');
+        const { unknownNodeError } = await import('../../core/identity/spiffe.js');
         const result = await withStore(context, (store) =>
           store.write((db) => {
             const peer = findPeer(db, nodeId as string);
@@ -204,9 +204,7 @@ export function registerNodes(program: Command, io: CliIo): void {
               peer.revokedAt === null &&
               deletePeer(db, peer.nodeId);
             if (!peer && sightings === 0 && !health) {
-              throw new NotFoundError('NO_SUCH_NODE', `no node ${nodeId} is known here`, {
-                hint: 'see `sark-fed nodes list`',
-              });
+              throw unknownNodeError(nodeId as string, 'see `sark-fed nodes list`');
             }
             return { keptTrust: peer !== undefined && !peerRemoved ? peer.trustLevel : null };
           }),
@@ -234,17 +232,15 @@ export function registerNodes(program: Command, io: CliIo): void {
         const { checkHealthOfNodes } = await import('../../core/discovery/health.js');
         const { saveHealth } = await import('../../core/state/discovery-repository.js');
         const { trustMaterial } = await import('../../core/trust/trust-material.js');
-        const { NotFoundError, UnavailableError, UsageError } =
-          await import('../../core/errors.js');
+        const { UnavailableError, UsageError } = await import('../../core/errors.js');
+        const { unknownNodeError } = await import('../../core/identity/spiffe.js');
         const checked = await withNode(context, async ({ store, identity, privateKey }) => {
           const known = store.read((db) => listKnownNodes(db, context.now()));
           const byId = new Map(known.map((node) => [node.nodeId, node]));
           for (const nodeId of nodeIds) {
             const node = byId.get(nodeId);
             if (!node) {
-              throw new NotFoundError('NO_SUCH_NODE', `no node ${nodeId} is known here`, {
-                hint: 'see `sark-fed nodes list`',
-              });
+              throw unknownNodeError(nodeId as string, 'see `sark-fed nodes list`');
             }
             if (!node.endpoint) {
               throw new UsageError('NO_ENDPOINT', `no endpoint is recorded for ${nodeId}`, {
@@ -311,14 +307,15 @@ export function registerNodes(program: Command, io: CliIo): void {
 
 async function requireKnownNode(context: CommandContext, nodeId: string): Promise<KnownNode> {
   const { findKnownNode } = await import('../../core/discovery/node-view.js');
-  const { NotFoundError } = await import('../../core/errors.js');
+  const { unknownNodeError } = await import('../../core/identity/spiffe.js');
   const node = await withStore(context, (store) =>
     store.read((db) => findKnownNode(db, nodeId, context.now())),
   );
   if (!node) {
-    throw new NotFoundError('NO_SUCH_NODE', `no node ${nodeId} is known here`, {
-      hint: 'see `sark-fed nodes list`, or find nodes with `sark-fed discover`',
-    });
+    throw unknownNodeError(
+      nodeId as string,
+      'see `sark-fed nodes list`, or find nodes with `sark-fed discover`',
+    );
   }
   return node;
 }

@@ -60,7 +60,7 @@ export function registerRoute(program: Command, io: CliIo): void {
           }
         });
         render(context, result);
-        if (!result.chosen) throw noRouteError(result);
+        if (!result.chosen) throw noRouteError(result, 'route');
       }),
     );
   withExamples(route, [

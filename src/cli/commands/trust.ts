@@ -395,12 +395,10 @@ function registerAnchorCommands(trust: Command, io: CliIo): void {
 
 async function requirePeer(store: StateStore, nodeId: string): Promise<Peer> {
   const { findPeer } = await import('../../core/state/trust-repository.js');
-  const { NotFoundError } = await import('../../core/errors.js');
+  const { unknownNodeError } = await import('../../core/identity/spiffe.js');
   const peer = store.read((db) => findPeer(db, nodeId));
   if (!peer) {
-    throw new NotFoundError('NO_SUCH_NODE', `no node ${nodeId} is known here`, {
-      hint: 'see `sark-fed trust list`',
-    });
+    throw unknownNodeError(nodeId, 'see `sark-fed trust list`');
   }
   return peer;
 }
@@ -447,10 +445,11 @@ async function resolveTarget(
       hint: `record one: sark-fed nodes add ${target} --endpoint https://host:port`,
     });
   }
-  const { NotFoundError } = await import('../../core/errors.js');
-  throw new NotFoundError('NO_SUCH_NODE', `no node ${target} is known here`, {
-    hint: 'give its endpoint instead: sark-fed trust establish https://host:port',
-  });
+  const { unknownNodeError } = await import('../../core/identity/spiffe.js');
+  throw unknownNodeError(
+    target,
+    'give its endpoint instead: sark-fed trust establish https://host:port',
+  );
 }
 
 /** `contacted`: the peer was reached (by endpoint) before it turned out to be revoked here. */

@@ -1,4 +1,4 @@
-import { UsageError } from '../errors.js';
+import { NotFoundError, UsageError } from '../errors.js';
 
 /** DESIGN §2: node IDs are short lowercase DNS-label-like names. */
 export const NODE_ID_PATTERN = /^[a-z0-9][a-z0-9.-]{0,62}$/;
@@ -13,11 +13,22 @@ export interface SpiffeId {
 }
 
 export function assertNodeId(nodeId: string): void {
-  if (!NODE_ID_PATTERN.test(nodeId)) {
-    throw new UsageError('BAD_NODE_ID', `invalid node ID "${nodeId}"`, {
-      hint: 'use 1-63 characters: lowercase letters, digits, "." and "-", starting with a letter or digit',
-    });
-  }
+  if (!NODE_ID_PATTERN.test(nodeId)) throw badNodeId(nodeId);
+}
+
+/**
+ * The error for a node ID that names no node here: a usage error (exit 2) when it could not be
+ * a node ID at all, so that a typo such as `node_b` is told apart from a node not known yet.
+ */
+export function unknownNodeError(nodeId: string, hint: string): UsageError | NotFoundError {
+  if (!NODE_ID_PATTERN.test(nodeId)) return badNodeId(nodeId);
+  return new NotFoundError('NO_SUCH_NODE', `no node ${nodeId} is known here`, { hint });
+}
+
+function badNodeId(nodeId: string): UsageError {
+  return new UsageError('BAD_NODE_ID', `invalid node ID "${nodeId}"`, {
+    hint: 'use 1-63 characters: lowercase letters, digits, "." and "-", starting with a letter or digit',
+  });
 }
 
 export function assertTrustDomain(trustDomain: string): void {

@@ -1,12 +1,8 @@
 import { appendEvents, type AuditEventInput } from '../audit/events.js';
-import {
-  NotFoundError,
-  SarkError,
-  TrustError,
-  UnavailableError,
-  type ErrorKind,
-} from '../errors.js';
+import { SarkError, TrustError, UnavailableError, type ErrorKind } from '../errors.js';
+import { findKnownNode } from '../discovery/node-view.js';
 import type { NodeIdentity } from '../identity/node-identity.js';
+import { unknownNodeError } from '../identity/spiffe.js';
 import type { InvokeResponse } from '../protocol/schemas.js';
 import type { StateStore } from '../state/database.js';
 import { findPeer } from '../state/trust-repository.js';
@@ -16,7 +12,13 @@ import { argumentsDigest, attemptInvoke, type AttemptOutcome, type InvokeCall } 
 import type { PeerTransport } from './peer-transport.js';
 import { backoffDelay, type BackoffPolicy, type Deadline, type Sleep } from './retry.js';
 import { findRoute, noRouteError, type RouteResult } from './router.js';
-import { isTarget, localTarget, peerTarget, type CallTarget } from './target.js';
+import {
+  isTarget,
+  localTarget,
+  peerTarget,
+  type CallTarget,
+  type TargetProblem,
+} from './target.js';
 
 export interface InvocationOptions {
   store: StateStore;
@@ -107,13 +109,18 @@ async function candidatesFor(call: InvokeCall, options: InvocationOptions): Prom
       const served = store.read((db) => localResource(db, call.resource));
       return [{ target, idempotent: isIdempotent(served, call.capability) }];
     }
-    const peer = store.read((db) => findPeer(db, nodeId));
-    if (!peer) {
-      throw new NotFoundError('NO_SUCH_NODE', `no node ${nodeId} is known here`, {
-        hint: 'see `sark-fed trust list`',
-      });
+    const { peer, known } = store.read((db) => ({
+      peer: findPeer(db, nodeId),
+      known: findKnownNode(db, nodeId, options.now()) !== undefined,
+    }));
+    if (!peer && !known) {
+      throw unknownNodeError(nodeId, 'see `sark-fed nodes list`');
     }
-    const target = peerTarget(peer, options.now());
+    // A node known only from discovery or `nodes add` has no trust record: refused as untrusted,
+    // as route shows it, and audited like every other refusal to call.
+    const target: CallTarget | TargetProblem = peer
+      ? peerTarget(peer, options.now())
+      : { code: 'NOT_TRUSTED', reason: `${nodeId} is not trusted by this node` };
     if (!isTarget(target)) {
       if (target.code === 'NO_ENDPOINT') {
         throw new UnavailableError('NO_ENDPOINT', target.reason, {

@@ -142,7 +142,7 @@ export async function findRoute(options: RouteOptions): Promise<RouteResult> {
 
   // This node, through its own daemon, when that daemon serves the resource.
   {
-    const { candidate } = base(identity.nodeId, true, 'self');
+    const { candidate, refusing } = base(identity.nodeId, true, 'self');
     const target = localTarget(identity);
     candidate.endpoint = identity.endpoint;
     candidate.catalog = 'local';
@@ -158,6 +158,9 @@ export async function findRoute(options: RouteOptions): Promise<RouteResult> {
         candidate.skipped = { code: 'no-endpoint', reason: target.reason };
       } else if (!candidate.skipped && isTarget(target)) {
         candidate.target = target;
+        // The local daemon has a circuit like any peer (a crashed daemon still has its catalog
+        // in the state file): an open one is skipped here as it would be for a peer.
+        if (refusing) candidate.skipped = circuitOpen(candidate);
       }
     }
     candidates.push(candidate);
@@ -180,10 +183,7 @@ export async function findRoute(options: RouteOptions): Promise<RouteResult> {
     }
     candidate.target = target;
     if (refusing) {
-      candidate.skipped = {
-        code: 'circuit-open',
-        reason: `its circuit is ${candidate.circuit.replace('_', '-')} until ${candidate.circuitRetryAt}`,
-      };
+      candidate.skipped = circuitOpen(candidate);
       continue;
     }
     const cached = options.refresh
@@ -218,6 +218,13 @@ export async function findRoute(options: RouteOptions): Promise<RouteResult> {
       : 'no_route';
   store.write((db) => incrementCounter(db, 'federation_route_lookups_total', { outcome }));
   return result;
+}
+
+function circuitOpen(candidate: RouteCandidate): NonNullable<RouteCandidate['skipped']> {
+  return {
+    code: 'circuit-open',
+    reason: `its circuit is ${candidate.circuit.replace('_', '-')} until ${candidate.circuitRetryAt}`,
+  };
 }
 
 function judge(
@@ -359,7 +366,11 @@ function isTimeout(error: unknown): boolean {
  * that could be asked answered that it does not offer the resource or capability; unavailable
  * (exit 5) when some node that might offer it could not be asked.
  */
-export function noRouteError(result: RouteResult): NotFoundError | UnavailableError {
+export function noRouteError(
+  result: RouteResult,
+  /** `route` has just printed every candidate: its hint does not send the operator there. */
+  command: 'route' | 'invoke' = 'invoke',
+): NotFoundError | UnavailableError {
   const what =
     result.capability === null ? result.resource : `${result.resource}/${result.capability}`;
   const trusted = result.candidates.filter((candidate) => candidate.skipped?.code !== 'untrusted');
@@ -382,8 +393,14 @@ export function noRouteError(result: RouteResult): NotFoundError | UnavailableEr
           hint: 'check the resource ID, or ask its owners to allow this node in their policy',
         });
   }
+  // Nodes never trusted (every node discovery ever saw) would drown the message; one whose trust
+  // was revoked, is pending or expired is named, since it may be the very node expected.
   const reasons = result.candidates
-    .filter((candidate) => candidate.skipped && candidate.skipped.code !== 'untrusted')
+    .filter(
+      (candidate) =>
+        candidate.skipped &&
+        !(candidate.skipped.code === 'untrusted' && candidate.trust === 'untrusted'),
+    )
     .map((candidate) => `${candidate.nodeId}: ${candidate.skipped?.reason}`);
   return new UnavailableError(
     'NO_ROUTE',
@@ -392,7 +409,9 @@ export function noRouteError(result: RouteResult): NotFoundError | UnavailableEr
       hint:
         trusted.length <= 1
           ? 'establish trust with a node that serves it: sark-fed trust establish <node>'
-          : 'see `sark-fed route` and `sark-fed circuit list`; check peers with `sark-fed nodes health`',
+          : command === 'route'
+            ? 'see `sark-fed circuit list`; check peers with `sark-fed nodes health`'
+            : `see \`sark-fed route ${result.resource}\` and \`sark-fed circuit list\`; check peers with \`sark-fed nodes health\``,
     },
   );
 }

@@ -479,6 +479,18 @@ describe('invoke and route against real daemons', () => {
     expect((stateRows(a.state).audit_events as unknown[]).length).toBe(auditedBefore);
   });
 
+  it('with --quiet, a failure still gives its correlation ID, at the end of the hint', async () => {
+    const result = await a.cli(['invoke', 'echo', 'nocap', '--node', 'node-c', '--quiet']);
+    expect(result.code).toBe(4);
+    const lines = result.stderr.trimEnd().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^error: .*UNKNOWN_CAPABILITY/);
+    const correlationId = /^hint: .* \(correlation ID ([0-9a-f-]{36})\)$/.exec(lines[1] ?? '')?.[1];
+    expect(correlationId).toMatch(UUID);
+    expect(auditRows(c, correlationId as string)).toHaveLength(1);
+    expect(result.stdout).toBe('');
+  });
+
   it('an unknown resource or capability is not found (exit 4)', async () => {
     const resource = await a.cli(['invoke', 'nothing-here', 'x']);
     expect(resource.code, resource.stderr).toBe(4);

@@ -475,6 +475,31 @@ describe.concurrent('nodes list and show', () => {
   });
 });
 
+describe.concurrent('a node ID that cannot be one', () => {
+  it('is a usage error (exit 2) wherever a node is named, not "no node known", and writes nothing', async () => {
+    const node = await freshNode();
+    const before = stateRows(node.state);
+    for (const args of [
+      ['nodes', 'show', 'Node_Q'],
+      ['nodes', 'remove', 'Node_Q'],
+      ['nodes', 'health', 'Node_Q'],
+      ['trust', 'show', 'Node_Q'],
+      ['trust', 'approve', 'Node_Q'],
+      ['trust', 'revoke', 'Node_Q', '--reason', 'x', '--yes'],
+      ['trust', 'establish', 'Node_Q'],
+      ['circuit', 'reset', 'Node_Q'],
+    ]) {
+      const result = await node.cli(args);
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(2);
+      expect(result.stderr.trimEnd().split('\n')).toEqual([
+        'error: invalid node ID "Node_Q"',
+        'hint: use 1-63 characters: lowercase letters, digits, "." and "-", starting with a letter or digit',
+      ]);
+    }
+    expect(stateRows(node.state)).toEqual(before);
+  });
+});
+
 describe.concurrent('nodes remove', () => {
   it('of an unknown node: exit 4, nothing written', async () => {
     const node = await freshNode();

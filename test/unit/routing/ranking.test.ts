@@ -112,6 +112,32 @@ describe('noRouteError', () => {
     expect(error.message).toContain('node-c: circuit-open');
   });
 
+  it('names a peer whose trust was revoked or awaits approval, not nodes never trusted', () => {
+    const error = noRouteError(
+      route([
+        candidate('node-a', { local: true, skipped: skip('no-resource') }),
+        candidate('node-b', { trust: 'revoked', skipped: skip('untrusted') }),
+        candidate('node-p', { trust: 'pending', skipped: skip('untrusted') }),
+        candidate('node-c', { skipped: skip('circuit-open') }),
+        candidate('node-s', { trust: 'untrusted', skipped: skip('untrusted') }),
+      ]),
+    );
+    expect(error.message).toContain('node-b: untrusted');
+    expect(error.message).toContain('node-p: untrusted');
+    expect(error.message).not.toContain('node-s');
+  });
+
+  it('sends the operator to route from invoke, not from route itself', () => {
+    const result = route([
+      candidate('node-a', { local: true, skipped: skip('no-resource') }),
+      candidate('node-b', { skipped: skip('circuit-open') }),
+      candidate('node-c', { skipped: skip('circuit-open') }),
+    ]);
+    expect(noRouteError(result).hint).toMatch(/`sark-fed route echo`/);
+    expect(noRouteError(result, 'route').hint).not.toMatch(/sark-fed route/);
+    expect(noRouteError(result, 'route').hint).toMatch(/sark-fed circuit list/);
+  });
+
   it('is "unavailable" with a trust hint when this node trusts no peer at all', () => {
     const error = noRouteError(
       route([

@@ -14,7 +14,7 @@ import { prepareIdentity, type NodeIdentity } from '../../src/core/identity/node
 import { pemBlocks } from '../../src/core/identity/pem.js';
 import { CORRELATION_HEADER, PATHS } from '../../src/core/protocol/constants.js';
 import type { CatalogResource } from '../../src/core/protocol/schemas.js';
-import { saveListing } from '../../src/core/routing/catalogs.js';
+import { CATALOG_TTL_MS, saveListing } from '../../src/core/routing/catalogs.js';
 import {
   CircuitBreakers,
   DEFAULT_BREAKER,
@@ -102,6 +102,8 @@ interface StandIn {
   invokes(): Received[];
   reply: (request: Received) => Reply;
   catalog: CatalogResource[];
+  /** TLS connections the peer accepted: what the caller's pooling keeps down. */
+  tlsConnections: number;
 }
 
 const servers: Server[] = [];
@@ -137,6 +139,7 @@ async function standIn(
     invokes: () => peer.received.filter((item) => item.path === PATHS.invoke),
     reply,
     catalog,
+    tlsConnections: 0,
   };
   const server = createServer(
     {
@@ -174,6 +177,7 @@ async function standIn(
       });
     },
   );
+  server.on('secureConnection', () => peer.tlsConnections++);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   servers.push(server);
   peer.endpoint = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -506,6 +510,9 @@ describe('invoke against a stand-in peer', () => {
     ]);
     // The success closed the count of consecutive failures again.
     expect(who.store.read((db) => findCircuit(db, 'node-b'))?.consecutiveFailures).toBe(0);
+    // The three attempts went over one kept-alive connection of the peer's pool.
+    expect(b.invokes()).toHaveLength(3);
+    expect(b.tlsConnections).toBe(1);
   });
 
   it("retries 503 BUSY after the peer's Retry-After: it did not run", async () => {
@@ -890,7 +897,11 @@ describe('deadline, failover and circuit', () => {
 });
 
 describe('findRoute', () => {
-  async function route(who: Caller, options: { capability?: string; refresh?: boolean } = {}) {
+  async function route(
+    who: Caller,
+    options: { capability?: string; refresh?: boolean; now?: () => Date } = {},
+  ) {
+    const now = options.now ?? (() => new Date());
     const transport = new PeerTransport({
       identity: who.identity,
       privateKey: who.privateKey,
@@ -909,7 +920,7 @@ describe('findRoute', () => {
         transport,
         breakers: new CircuitBreakers(who.store),
         deadline,
-        now: () => new Date(),
+        now,
         resource: 'echo',
         capability: options.capability,
         refresh: options.refresh,
@@ -985,6 +996,41 @@ describe('findRoute', () => {
     expect(who.store.read((db) => readCounters(db, 'federation_route_lookups_total'))).toEqual([
       { labels: { outcome: 'success' }, value: 3 },
     ]);
+  });
+
+  it('asks a node again once its cached catalog is older than the TTL', async () => {
+    const b = await standIn('node-b', certs.b);
+    const who = caller([{ nodeId: 'node-b', endpoint: b.endpoint, fixture: certs.b }]);
+    const start = Date.now();
+    const at = (ms: number) => () => new Date(start + ms);
+    expect((await route(who, { now: at(0) })).candidates[0]?.catalog).toBe('fetched');
+    expect((await route(who, { now: at(CATALOG_TTL_MS - 1_000) })).candidates[0]?.catalog).toBe(
+      'cache',
+    );
+    expect((await route(who, { now: at(CATALOG_TTL_MS + 1_000) })).candidates[0]?.catalog).toBe(
+      'fetched',
+    );
+    expect(b.received.filter((item) => item.path === PATHS.resources)).toHaveLength(2);
+  });
+
+  it('forgets a cached catalog the node contradicted with 404, and asks it again next time', async () => {
+    const b = await standIn('node-b', certs.b, (request) =>
+      signed('node-b', certs.b, request, {
+        status: 404,
+        error: { code: 'UNKNOWN_CAPABILITY', message: 'resource echo has no capability echo' },
+      }),
+    );
+    const who = caller([{ nodeId: 'node-b', endpoint: b.endpoint, fixture: certs.b }]);
+    expect((await route(who)).candidates[0]?.catalog).toBe('fetched');
+    expect((await route(who)).candidates[0]?.catalog).toBe('cache');
+    const { error } = await run(who, call(), { node: 'node-b' });
+    expect(error).toMatchObject({ code: 'UNKNOWN_CAPABILITY', kind: 'not-found' });
+    expect(
+      who.store.read((db) =>
+        db.prepare("SELECT count(*) AS n FROM peer_catalogs WHERE node_id = 'node-b'").get(),
+      ),
+    ).toEqual({ n: 0 });
+    expect((await route(who)).candidates[0]?.catalog).toBe('fetched');
   });
 
   it('skips nodes that do not offer the capability asked for', async () => {

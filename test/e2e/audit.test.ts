@@ -1,8 +1,18 @@
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { expectRefusal, expectSuccess } from '../helpers/cli.js';
+import { appendEvents } from '../../src/core/audit/events.js';
+import { openState } from '../../src/core/state/database.js';
+import { inboundEvent } from '../helpers/audit-events.js';
+import { expectRefusal, expectSuccess, runCli, tempDir } from '../helpers/cli.js';
 import type { TestNode } from '../helpers/federation.js';
-import { invoke, runOnTerminal, setUpFederation, type AuditFederation } from './audit-setup.js';
+import {
+  copyState,
+  invoke,
+  runOnTerminal,
+  setUpFederation,
+  type AuditFederation,
+} from './audit-setup.js';
 
 /**
  * `audit query` and `audit trace` end to end: real calls from node-a to node-b's daemon make the
@@ -352,6 +362,83 @@ describe('audit trace', () => {
       hint: /sark-fed audit query/,
     });
   });
+
+  it('a prefix shorter than 4 characters is a usage error (exit 2), not "not found", --federated too', async () => {
+    // calls.second is a UUIDv7 this node made: its first 3 characters start IDs in the trail.
+    const prefix = calls.second.slice(0, 3);
+    for (const extra of [[], ['--federated']]) {
+      expectRefusal(await a.cli(['audit', 'trace', prefix, ...extra]), 2, {
+        message: new RegExp(
+          `^the correlation ID prefix ${prefix} is too short: give at least 4 characters, or the whole ID$`,
+        ),
+        hint: /sark-fed audit query/,
+      });
+    }
+    const json = await a.cli(['audit', 'trace', '', '--json']);
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.stderr)).toEqual({
+      error: {
+        code: 'CORRELATION_ID_TOO_SHORT',
+        message: 'the correlation ID is empty: give at least 4 characters, or the whole ID',
+        hint: expect.stringContaining('sark-fed audit query'),
+        exitCode: 2,
+      },
+    });
+  });
+
+  it(
+    'an ambiguous prefix lists the first 10 IDs and says how many more match (exit 2)',
+    async () => {
+      // A copy of node-a's trail with IDs that share a prefix, so the other tests keep theirs.
+      const state = join(tempDir('sark-fed-audit-ambiguous-'), 'state.db');
+      copyState(a.state, state);
+      const ids = (from: number, count: number) =>
+        Array.from(
+          { length: count },
+          (_, index) => `feed0000-0000-7000-8000-${String(from + index).padStart(12, '0')}`,
+        );
+      const append = (correlationIds: string[]) => {
+        const store = openState(state, { create: false });
+        try {
+          store.write((db) =>
+            appendEvents(
+              db,
+              correlationIds.map((correlationId) =>
+                inboundEvent({ correlationId, direction: 'outbound' }),
+              ),
+            ),
+          );
+        } finally {
+          store.close();
+        }
+      };
+      append(ids(1, 13));
+      const listed = ids(1, 10).join(', ');
+      for (const extra of [[], ['--federated']]) {
+        expectRefusal(await runCli(['--state', state, 'audit', 'trace', 'feed', ...extra]), 2, {
+          message: new RegExp(`^feed is the start of 13 correlation IDs: ${listed} and 3 more$`),
+          hint: /give more of the correlation ID/,
+        });
+      }
+      // --json: the same message in the usual error document, no key added.
+      const json = await runCli(['--state', state, 'audit', 'trace', 'feed', '--json']);
+      expect(json.code).toBe(2);
+      const { error } = JSON.parse(json.stderr) as { error: Record<string, unknown> };
+      expect(Object.keys(error)).toEqual(['code', 'message', 'hint', 'exitCode']);
+      expect(error).toMatchObject({
+        code: 'AMBIGUOUS_CORRELATION_ID',
+        message: `feed is the start of 13 correlation IDs: ${listed} and 3 more`,
+      });
+      // Beyond 10,000 IDs counting stops: "over".
+      append(ids(14, 9_988));
+      expectRefusal(await runCli(['--state', state, 'audit', 'trace', 'feed']), 2, {
+        message: new RegExp(
+          `^feed is the start of over 10000 correlation IDs: ${listed} and over 9990 more$`,
+        ),
+      });
+    },
+    SLOW_TEST_MS,
+  );
 
   it('shows this node’s side of a call with the receipt verified against the pinned certificate', async () => {
     const result = await a.cli(['audit', 'trace', calls.success, '--json']);

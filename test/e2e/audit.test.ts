@@ -583,7 +583,10 @@ describe('audit trace', () => {
         '2s',
       ]);
       expect(result.code, result.stderr).toBe(0);
-      expect(result.stderr).toMatch(/^warning: node-a: cannot reach node-a .*\(UNREACHABLE\)$/m);
+      // The node named once: the message says it, nothing is put before it.
+      expect(result.stderr).toMatch(
+        /^warning: cannot reach node-a \(https:\/\/127\.0\.0\.1:\d+\): ECONNREFUSED \(UNREACHABLE\)$/m,
+      );
       const query = await b.cli(['audit', 'query', '--federated', '--timeout', '2s', '--json']);
       expect(query.code, query.stderr).toBe(0);
       const report = JSON.parse(query.stdout) as QueryJson;

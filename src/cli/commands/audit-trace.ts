@@ -15,7 +15,7 @@ import type { StateStore } from '../../core/state/database.js';
 import type { CommandContext } from '../context.js';
 import type { Cell } from '../output/output.js';
 import type { TraceOptions } from './audit.js';
-import { formatDuration, outcomeCell, shortTime } from './audit-format.js';
+import { formatDuration, outcomeCell, shortTime, warnProblems } from './audit-format.js';
 import { withNode, withStore } from './shared.js';
 
 /** Width of the timeline bar, in characters. */
@@ -56,9 +56,7 @@ export async function runTrace(
 
   if (context.output.json) context.output.writeJson(report);
   else render(context, report);
-  for (const problem of report.problems) {
-    context.output.warn(`${problem.nodeId}: ${problem.message} (${problem.code})`);
-  }
+  warnProblems(context.output, report.problems);
 }
 
 async function federated(

@@ -1,8 +1,18 @@
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { expectRefusal, expectSuccess } from '../helpers/cli.js';
+import { appendEvents } from '../../src/core/audit/events.js';
+import { openState } from '../../src/core/state/database.js';
+import { inboundEvent } from '../helpers/audit-events.js';
+import { expectRefusal, expectSuccess, runCli, tempDir } from '../helpers/cli.js';
 import type { TestNode } from '../helpers/federation.js';
-import { invoke, runOnTerminal, setUpFederation, type AuditFederation } from './audit-setup.js';
+import {
+  copyState,
+  invoke,
+  runOnTerminal,
+  setUpFederation,
+  type AuditFederation,
+} from './audit-setup.js';
 
 /**
  * `audit query` and `audit trace` end to end: real calls from node-a to node-b's daemon make the
@@ -132,7 +142,7 @@ beforeAll(async () => {
 }, SLOW_TEST_MS);
 
 describe('audit query', () => {
-  it('prints one tab-separated row per event in a pipe, newest first, full values', async () => {
+  it('prints one tab-separated row per event in a pipe, newest first, raw values', async () => {
     const result = await a.cli(['audit', 'query']);
     expectSuccess(result);
     expect(result.stderr).toBe('');
@@ -142,11 +152,12 @@ describe('audit query', () => {
       .map((line) => line.split('\t'));
     expect(rows).toHaveLength(4);
     for (const row of rows) {
-      expect(row).toHaveLength(8);
+      expect(row).toHaveLength(9);
       expect(row[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       expect(row[2]).toBe('outbound');
-      expect(row[3]).toBe('node-a → node-b');
-      expect(row[7]).toMatch(/^\d+(\.\d+)? (µs|ms|s)$/);
+      // Source and target in fields of their own, no arrow; the duration in bare µs.
+      expect(row.slice(3, 5)).toEqual(['node-a', 'node-b']);
+      expect(row[8]).toMatch(/^\d+$/);
     }
     expect(rows.map((row) => row[1])).toEqual([
       calls.second,
@@ -154,9 +165,12 @@ describe('audit query', () => {
       calls.denied,
       calls.success,
     ]);
-    expect(rows.map((row) => row[6])).toEqual(['success', 'error', 'denied', 'success']);
-    expect(rows[3]?.slice(4, 6)).toEqual(['alice@org-a.example', 'echo/echo']);
-    expect(rows[1]?.[5]).toBe('broken/call');
+    expect(rows.map((row) => row[7])).toEqual(['success', 'error', 'denied', 'success']);
+    expect(rows[3]?.slice(5, 7)).toEqual(['alice@org-a.example', 'echo/echo']);
+    expect(rows[1]?.[6]).toBe('broken/call');
+    // The same µs as --json's durationUs (and `audit trace`'s pipe rows).
+    const json = await queryJson(a, []);
+    expect(rows.map((row) => Number(row[8]))).toEqual(json.events.map((event) => event.durationUs));
   });
 
   it('prints the events as one JSON document with --json, newest first, receipts included', async () => {
@@ -332,7 +346,10 @@ describe('audit query', () => {
         .split('\n')
         .map((line) => line.split('\t'));
       expect(parsed).toHaveLength(8);
-      for (const row of parsed) expect(row).toHaveLength(9);
+      for (const row of parsed) {
+        expect(row).toHaveLength(10);
+        expect(row[9]).toMatch(/^\d+$/);
+      }
       expect(new Set(parsed.map((row) => row[1]))).toEqual(new Set(['node-a', 'node-b']));
       const times = parsed.map((row) => row[0] as string);
       expect([...times].sort().reverse()).toEqual(times);
@@ -340,6 +357,20 @@ describe('audit query', () => {
       const table = await runOnTerminal(['--state', a.state, 'audit', 'query', '--federated']);
       expect(table.code, table.stderr).toBe(0);
       expect(table.stdout.split('\n')[0]).toMatch(/^TIME\s+ORIGIN\s+CORRELATION\s+DIRECTION/);
+    },
+    SLOW_TEST_MS,
+  );
+
+  it(
+    '--federated with --limit says more matched in the same words as a local query',
+    async () => {
+      const result = await a.cli(['audit', 'query', '--federated', '--limit', '2']);
+      expectSuccess(result);
+      expect(result.stdout.trimEnd().split('\n')).toHaveLength(2);
+      // Only one event past the limit is fetched from each node: the count is a floor.
+      expect(result.stderr).toBe(
+        'showing the newest 2 of more than 2 matching events; raise --limit or narrow the filters\n',
+      );
     },
     SLOW_TEST_MS,
   );
@@ -352,6 +383,83 @@ describe('audit trace', () => {
       hint: /sark-fed audit query/,
     });
   });
+
+  it('a prefix shorter than 4 characters is a usage error (exit 2), not "not found", --federated too', async () => {
+    // calls.second is a UUIDv7 this node made: its first 3 characters start IDs in the trail.
+    const prefix = calls.second.slice(0, 3);
+    for (const extra of [[], ['--federated']]) {
+      expectRefusal(await a.cli(['audit', 'trace', prefix, ...extra]), 2, {
+        message: new RegExp(
+          `^the correlation ID prefix ${prefix} is too short: give at least 4 characters, or the whole ID$`,
+        ),
+        hint: /sark-fed audit query/,
+      });
+    }
+    const json = await a.cli(['audit', 'trace', '', '--json']);
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.stderr)).toEqual({
+      error: {
+        code: 'CORRELATION_ID_TOO_SHORT',
+        message: 'the correlation ID is empty: give at least 4 characters, or the whole ID',
+        hint: expect.stringContaining('sark-fed audit query'),
+        exitCode: 2,
+      },
+    });
+  });
+
+  it(
+    'an ambiguous prefix lists the first 10 IDs and says how many more match (exit 2)',
+    async () => {
+      // A copy of node-a's trail with IDs that share a prefix, so the other tests keep theirs.
+      const state = join(tempDir('sark-fed-audit-ambiguous-'), 'state.db');
+      copyState(a.state, state);
+      const ids = (from: number, count: number) =>
+        Array.from(
+          { length: count },
+          (_, index) => `feed0000-0000-7000-8000-${String(from + index).padStart(12, '0')}`,
+        );
+      const append = (correlationIds: string[]) => {
+        const store = openState(state, { create: false });
+        try {
+          store.write((db) =>
+            appendEvents(
+              db,
+              correlationIds.map((correlationId) =>
+                inboundEvent({ correlationId, direction: 'outbound' }),
+              ),
+            ),
+          );
+        } finally {
+          store.close();
+        }
+      };
+      append(ids(1, 13));
+      const listed = ids(1, 10).join(', ');
+      for (const extra of [[], ['--federated']]) {
+        expectRefusal(await runCli(['--state', state, 'audit', 'trace', 'feed', ...extra]), 2, {
+          message: new RegExp(`^feed is the start of 13 correlation IDs: ${listed} and 3 more$`),
+          hint: /give more of the correlation ID/,
+        });
+      }
+      // --json: the same message in the usual error document, no key added.
+      const json = await runCli(['--state', state, 'audit', 'trace', 'feed', '--json']);
+      expect(json.code).toBe(2);
+      const { error } = JSON.parse(json.stderr) as { error: Record<string, unknown> };
+      expect(Object.keys(error)).toEqual(['code', 'message', 'hint', 'exitCode']);
+      expect(error).toMatchObject({
+        code: 'AMBIGUOUS_CORRELATION_ID',
+        message: `feed is the start of 13 correlation IDs: ${listed} and 3 more`,
+      });
+      // Beyond 10,000 IDs counting stops: "over".
+      append(ids(14, 9_988));
+      expectRefusal(await runCli(['--state', state, 'audit', 'trace', 'feed']), 2, {
+        message: new RegExp(
+          `^feed is the start of over 10000 correlation IDs: ${listed} and over 9990 more$`,
+        ),
+      });
+    },
+    SLOW_TEST_MS,
+  );
 
   it('shows this node’s side of a call with the receipt verified against the pinned certificate', async () => {
     const result = await a.cli(['audit', 'trace', calls.success, '--json']);
@@ -496,7 +604,10 @@ describe('audit trace', () => {
         '2s',
       ]);
       expect(result.code, result.stderr).toBe(0);
-      expect(result.stderr).toMatch(/^warning: node-a: cannot reach node-a .*\(UNREACHABLE\)$/m);
+      // The node named once: the message says it, nothing is put before it.
+      expect(result.stderr).toMatch(
+        /^warning: cannot reach node-a \(https:\/\/127\.0\.0\.1:\d+\): ECONNREFUSED \(UNREACHABLE\)$/m,
+      );
       const query = await b.cli(['audit', 'query', '--federated', '--timeout', '2s', '--json']);
       expect(query.code, query.stderr).toBe(0);
       const report = JSON.parse(query.stdout) as QueryJson;

@@ -153,7 +153,7 @@ async function federated(
   try {
     const identity = store.read(loadIdentity);
     if (!identity) throw new Error(`no identity in ${node.state}`);
-    return await queryFederated({
+    const result = await queryFederated({
       store,
       identity,
       privateKey: readPrivateKeyFile(identity.keyPath),
@@ -161,6 +161,11 @@ async function federated(
       timeoutMs,
       now: () => new Date(),
     });
+    // Every problem's message names its node, once: the CLI prints it as it is.
+    for (const problem of result.problems) {
+      expect(problem.message.split(problem.nodeId), problem.message).toHaveLength(2);
+    }
+    return result;
   } finally {
     store.close();
   }
@@ -577,6 +582,11 @@ describe('federated audit query against real daemons', () => {
           reply = () => answer;
           const refused = await federated(a, { resource: 'standin' });
           expect(refused.problems.map((p) => [p.nodeId, p.code])).toEqual([['node-t', code]]);
+          if (code === 'WRONG_NODE') {
+            expect(refused.problems[0]?.message).toBe(
+              `node-t (https://127.0.0.1:${port}) answered as node-b`,
+            );
+          }
           expect(refused.events.map((e) => e.origin)).toEqual(['node-a']);
         }
       } finally {

@@ -1,5 +1,5 @@
 import type { AuditOutcome } from '../../core/audit/receipts.js';
-import type { Cell } from '../output/output.js';
+import type { Cell, Output } from '../output/output.js';
 
 /** Shared pieces of the audit renderers (query, trace). */
 
@@ -29,4 +29,15 @@ export function outcomeCell(outcome: AuditOutcome): Cell {
     outcome
   ];
   return { text: outcome, style };
+}
+
+/**
+ * The peers a federated query could not ask, as warnings on stderr. Each message names its node
+ * already (core/audit/federated.ts), so it is printed as it is.
+ */
+export function warnProblems(
+  output: Output,
+  problems: ReadonlyArray<{ code: string; message: string }>,
+): void {
+  for (const problem of problems) output.warn(`${problem.message} (${problem.code})`);
 }

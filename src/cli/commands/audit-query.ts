@@ -5,7 +5,13 @@ import { loadIdentity } from '../../core/state/identity-repository.js';
 import type { CommandContext } from '../context.js';
 import type { Cell } from '../output/output.js';
 import type { QueryOptions } from './audit.js';
-import { formatDuration, outcomeCell, shortCorrelation, shortTime } from './audit-format.js';
+import {
+  formatDuration,
+  outcomeCell,
+  shortCorrelation,
+  shortTime,
+  warnProblems,
+} from './audit-format.js';
 import { withNode, withStore } from './shared.js';
 
 type OriginEvent = AuditEvent & { origin: string | null };
@@ -47,17 +53,24 @@ export async function runQuery(context: CommandContext, options: QueryOptions): 
   if (context.output.json) context.output.writeJson(report);
   else render(context, report);
 
-  for (const problem of report.problems) {
-    context.output.warn(`${problem.nodeId}: ${problem.message} (${problem.code})`);
-  }
+  warnProblems(context.output, report.problems);
   if (report.count === 0) context.output.info('no audit events match');
-  if (report.truncated) {
-    context.output.info(
-      report.total === null
-        ? `showing the newest ${report.count} event(s); ${report.federated ? 'more' : `over ${COUNT_UP_TO}`} match: raise --limit or narrow the filters`
-        : `showing the newest ${report.count} of ${report.total} matching events; raise --limit or narrow the filters`,
-    );
-  }
+  if (report.truncated) context.output.info(truncationNote(report));
+}
+
+/**
+ * How many events matched beyond those shown, in one wording whatever is known of it: the count
+ * (local), or a floor: the counting cap (local, more than that matched), or the limit (federated,
+ * where only one event past the limit is fetched from each node).
+ */
+export function truncationNote(
+  report: Pick<QueryReport, 'federated' | 'count' | 'limit' | 'total'>,
+): string {
+  const matching =
+    report.total !== null
+      ? `${report.total}`
+      : `more than ${report.federated ? report.limit : COUNT_UP_TO}`;
+  return `showing the newest ${report.count} of ${matching} matching events; raise --limit or narrow the filters`;
 }
 
 function filterOf(options: QueryOptions): AuditFilter {
@@ -148,27 +161,46 @@ async function federated(
 }
 
 function render(context: CommandContext, report: QueryReport): void {
-  const tty = context.output.stdoutIsTTY;
-  const headers = [
-    'time',
-    ...(report.federated ? ['origin'] : []),
-    'correlation',
-    'direction',
-    'source → target',
-    'principal',
-    'resource/capability',
-    'outcome',
-    'duration',
-  ];
+  const origin = (event: OriginEvent) => (report.federated ? [event.origin ?? '-'] : []);
+  if (!context.output.stdoutIsTTY) {
+    // In a pipe, values for scripts (CLI.md), as `audit trace` gives them: ISO times, whole IDs,
+    // source and target in fields of their own, the duration in µs as a bare integer.
+    context.output.table(
+      [],
+      report.events.map((event): Cell[] => [
+        event.time,
+        ...origin(event),
+        event.correlationId,
+        event.direction,
+        event.sourceNode,
+        event.targetNode,
+        event.principal,
+        `${event.resource}/${event.capability}`,
+        event.outcome,
+        String(event.durationUs),
+      ]),
+    );
+    return;
+  }
   context.output.table(
-    headers,
+    [
+      'time',
+      ...(report.federated ? ['origin'] : []),
+      'correlation',
+      'direction',
+      'source → target',
+      'principal',
+      'resource/capability',
+      'outcome',
+      'duration',
+    ],
     report.events.map((event): Cell[] => [
-      tty ? shortTime(event.time) : event.time,
-      ...(report.federated ? [event.origin ?? '-'] : []),
-      tty ? shortCorrelation(event.correlationId) : event.correlationId,
+      shortTime(event.time),
+      ...origin(event),
+      shortCorrelation(event.correlationId),
       event.direction,
       `${event.sourceNode} → ${event.targetNode}`,
-      event.principal === '' && tty ? '-' : event.principal,
+      event.principal === '' ? '-' : event.principal,
       `${event.resource}/${event.capability}`,
       outcomeCell(event.outcome),
       formatDuration(event.durationUs),

@@ -1,5 +1,6 @@
 import { eventsByCorrelation } from '../../core/audit/events.js';
 import {
+  CANDIDATES_COUNTED_UP_TO,
   buildTrace,
   resolveCorrelationId,
   type OriginEvent,
@@ -14,7 +15,7 @@ import type { StateStore } from '../../core/state/database.js';
 import type { CommandContext } from '../context.js';
 import type { Cell } from '../output/output.js';
 import type { TraceOptions } from './audit.js';
-import { formatDuration, outcomeCell, shortTime } from './audit-format.js';
+import { formatDuration, outcomeCell, shortTime, warnProblems } from './audit-format.js';
 import { withNode, withStore } from './shared.js';
 
 /** Width of the timeline bar, in characters. */
@@ -55,9 +56,7 @@ export async function runTrace(
 
   if (context.output.json) context.output.writeJson(report);
   else render(context, report);
-  for (const problem of report.problems) {
-    context.output.warn(`${problem.nodeId}: ${problem.message} (${problem.code})`);
-  }
+  warnProblems(context.output, report.problems);
 }
 
 async function federated(
@@ -94,23 +93,41 @@ async function federated(
 /** The full correlation ID for what was given (a prefix will do), or exit 4 / 2. */
 function resolve(store: StateStore, given: string): string {
   const found = store.read((db) => resolveCorrelationId(db, given));
-  if (found === undefined) {
-    throw new NotFoundError(
-      'NO_SUCH_CORRELATION_ID',
-      `no audit event of this node has the correlation ID ${given}`,
-      {
-        hint: 'find calls with `sark-fed audit query`; a call this node took no part in is only in the trails of the nodes that did',
-      },
-    );
+  switch (found.status) {
+    case 'found':
+      return found.correlationId;
+    case 'none':
+      throw new NotFoundError(
+        'NO_SUCH_CORRELATION_ID',
+        `no audit event of this node has the correlation ID ${given}`,
+        {
+          hint: 'find calls with `sark-fed audit query`; a call this node took no part in is only in the trails of the nodes that did',
+        },
+      );
+    case 'too-short':
+      // Not looked up: saying "not found" would deny IDs the trail holds.
+      throw new UsageError(
+        'CORRELATION_ID_TOO_SHORT',
+        `${given === '' ? 'the correlation ID is empty' : `the correlation ID prefix ${given} is too short`}: give at least ${found.minimum} characters, or the whole ID`,
+        {
+          hint: '`sark-fed audit query` lists correlation IDs (whole in a pipe or with --json)',
+        },
+      );
+    case 'ambiguous': {
+      const { candidates, total } = found;
+      const more =
+        total === null
+          ? ` and over ${CANDIDATES_COUNTED_UP_TO - candidates.length} more`
+          : total > candidates.length
+            ? ` and ${total - candidates.length} more`
+            : '';
+      throw new UsageError(
+        'AMBIGUOUS_CORRELATION_ID',
+        `${given} is the start of ${total === null ? `over ${CANDIDATES_COUNTED_UP_TO}` : total} correlation IDs: ${candidates.join(', ')}${more}`,
+        { hint: 'give more of the correlation ID' },
+      );
+    }
   }
-  if ('candidates' in found) {
-    throw new UsageError(
-      'AMBIGUOUS_CORRELATION_ID',
-      `${given} is the start of several correlation IDs: ${found.candidates.join(', ')}`,
-      { hint: 'give more of the correlation ID' },
-    );
-  }
-  return found.correlationId;
 }
 
 function render(context: CommandContext, trace: TraceReport): void {

@@ -21,7 +21,10 @@ import { eventFromWire, normaliseInstant, queryEvents, type AuditFilter } from '
 export interface FederatedAuditResult {
   /** origin = node ID whose state file held it; local ones = own node ID */
   events: Array<AuditEvent & { origin: string }>;
-  /** peers that failed / timed out / were untrusted */
+  /**
+   * Peers that failed, timed out or were untrusted. Each message is one sentence that names the
+   * node itself, to be printed as it is: whoever shows it must not put `nodeId` before it too.
+   */
   problems: Array<{ nodeId: string; code: string; message: string }>;
 }
 
@@ -156,7 +159,10 @@ async function askPeers(
       );
     }
     if (parsed.data.node_id !== nodeId) {
-      return fail('WRONG_NODE', `${target.endpoint} answered as ${parsed.data.node_id}`);
+      return fail(
+        'WRONG_NODE',
+        `${nodeId} (${target.endpoint}) answered as ${parsed.data.node_id}`,
+      );
     }
     const result: PeerResult = { events: [], problems: [] };
     let foreign = 0;

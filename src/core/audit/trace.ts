@@ -215,28 +215,62 @@ function hopReceipt(events: readonly TraceEvent[]): ReceiptCheck {
 }
 
 /**
+ * The shortest prefix a trace takes for a correlation ID. Shorter ones start too many IDs to be
+ * worth listing: UUIDv7 IDs begin with the time, so every ID of the same weeks shares its first
+ * four characters, let alone three.
+ */
+export const MIN_CORRELATION_PREFIX = 4;
+
+/** Correlation IDs an ambiguous prefix lists, the first in order. */
+export const CANDIDATES_SHOWN = 10;
+
+/**
+ * Correlation IDs an ambiguous prefix counts, at most: four characters of a UUIDv7 can start every
+ * call of a busy node's last weeks, and counting a million of them is not worth the wait.
+ */
+export const CANDIDATES_COUNTED_UP_TO = 10_000;
+
+export type ResolvedCorrelation =
+  | { status: 'found'; correlationId: string }
+  | { status: 'none' }
+  | { status: 'too-short'; minimum: number }
+  /** `total`: how many IDs start with the prefix; null when more than the count's cap do. */
+  | { status: 'ambiguous'; candidates: string[]; total: number | null };
+
+/**
  * The correlation ID a trace is asked for: the one given when the trail holds it, else the only
- * one it holds that starts with it (terminals show the first 8 digits). Several: all of them, for
- * the caller to list; none: undefined.
+ * one it holds that starts with it (terminals show the first 8 digits). A prefix shorter than
+ * MIN_CORRELATION_PREFIX is not looked up; one that starts several IDs gives the first
+ * CANDIDATES_SHOWN of them and how many there are, for the caller to list.
  */
 export function resolveCorrelationId(
   db: SqliteDatabase,
   given: string,
-): { correlationId: string } | { candidates: string[] } | undefined {
+  countUpTo: number = CANDIDATES_COUNTED_UP_TO,
+): ResolvedCorrelation {
   const exact = db
     .prepare('SELECT 1 FROM audit_events WHERE correlation_id = ? LIMIT 1')
     .get(given);
-  if (exact !== undefined) return { correlationId: given };
-  if (given.length < 4) return undefined;
+  if (exact !== undefined) return { status: 'found', correlationId: given };
+  if (given.length < MIN_CORRELATION_PREFIX) {
+    return { status: 'too-short', minimum: MIN_CORRELATION_PREFIX };
+  }
   // A range on the correlation index, where LIKE (case-insensitive) could not use it.
+  const range = `FROM audit_events WHERE correlation_id >= ? AND correlation_id < ?`;
+  const bounds = [given, `${given}\u{10ffff}`];
   const candidates = db
-    .prepare(
-      `SELECT DISTINCT correlation_id FROM audit_events
-       WHERE correlation_id >= ? AND correlation_id < ? ORDER BY correlation_id LIMIT 10`,
-    )
+    .prepare(`SELECT DISTINCT correlation_id ${range} ORDER BY correlation_id LIMIT ?`)
     .pluck()
-    .all(given, `${given}\u{10ffff}`) as string[];
-  if (candidates.length === 0) return undefined;
-  if (candidates.length === 1) return { correlationId: candidates[0] as string };
-  return { candidates };
+    .all(...bounds, CANDIDATES_SHOWN) as string[];
+  if (candidates.length === 0) return { status: 'none' };
+  if (candidates.length === 1) return { status: 'found', correlationId: candidates[0] as string };
+  if (candidates.length < CANDIDATES_SHOWN) {
+    return { status: 'ambiguous', candidates, total: candidates.length };
+  }
+  // The index gives the IDs in order, so DISTINCT stops reading at the cap.
+  const counted = db
+    .prepare(`SELECT count(*) FROM (SELECT DISTINCT correlation_id ${range} LIMIT ?)`)
+    .pluck()
+    .get(...bounds, countUpTo + 1) as number;
+  return { status: 'ambiguous', candidates, total: counted > countUpTo ? null : counted };
 }

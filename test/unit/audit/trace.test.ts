@@ -1,9 +1,18 @@
-import { describe, expect, it } from 'vitest';
-import type { AuditEvent } from '../../../src/core/audit/events.js';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appendEvents, type AuditEvent } from '../../../src/core/audit/events.js';
 import type { Receipt } from '../../../src/core/audit/receipts.js';
-import { buildTrace, type OriginEvent } from '../../../src/core/audit/trace.js';
+import {
+  CANDIDATES_SHOWN,
+  MIN_CORRELATION_PREFIX,
+  buildTrace,
+  resolveCorrelationId,
+  type OriginEvent,
+} from '../../../src/core/audit/trace.js';
 import type { ReceiptCheck } from '../../../src/core/audit/verify.js';
+import { openState, type StateStore } from '../../../src/core/state/database.js';
 import { inboundEvent, receiptFixture } from '../../helpers/audit-events.js';
+import { tempDir } from '../../helpers/cli.js';
 
 const T0 = Date.parse('2030-01-01T00:00:00.000Z');
 const CORRELATION = '2c0c951f-062b-45c3-985a-8cedde3770eb';
@@ -166,5 +175,79 @@ describe('buildTrace', () => {
       [2, 1, 1, 'node-b'],
     ]);
     expect(trace.nodes).toEqual(['node-a', 'node-b', 'node-c']);
+  });
+});
+
+describe('resolveCorrelationId', () => {
+  let store: StateStore;
+  /** 12 IDs that start with feed, two events each (both sides of a call), one with abc1. */
+  const feed = Array.from(
+    { length: 12 },
+    (_, index) => `feed0000-0000-7000-8000-${String(index + 1).padStart(12, '0')}`,
+  );
+  const lone = 'abc10000-0000-7000-8000-000000000001';
+
+  beforeAll(() => {
+    store = openState(join(tempDir('sark-fed-trace-resolve-'), 'state.db'), { create: true });
+    store.write((db) =>
+      appendEvents(db, [
+        ...feed.flatMap((correlationId) => [
+          inboundEvent({ correlationId, direction: 'outbound' }),
+          inboundEvent({ correlationId }),
+        ]),
+        inboundEvent({ correlationId: lone }),
+        // An ID a caller chose, shorter than any prefix may be.
+        inboundEvent({ correlationId: 'ab' }),
+      ]),
+    );
+  });
+  afterAll(() => store.close());
+
+  const resolve = (given: string, countUpTo?: number) =>
+    store.read((db) => resolveCorrelationId(db, given, countUpTo));
+
+  it('takes a whole ID, or a prefix that starts only one', () => {
+    expect(resolve(lone)).toEqual({ status: 'found', correlationId: lone });
+    expect(resolve('abc1')).toEqual({ status: 'found', correlationId: lone });
+  });
+
+  it('refuses a prefix shorter than the minimum without looking it up, but not a whole ID that short', () => {
+    expect(MIN_CORRELATION_PREFIX).toBe(4);
+    // abc starts one ID and fee twelve: neither is "not found".
+    for (const given of ['abc', 'fee', 'f', '']) {
+      expect(resolve(given)).toEqual({ status: 'too-short', minimum: 4 });
+    }
+    expect(resolve('ab')).toEqual({ status: 'found', correlationId: 'ab' });
+  });
+
+  it('finds nothing for a long enough prefix that starts no ID', () => {
+    expect(resolve('0000')).toEqual({ status: 'none' });
+  });
+
+  it('lists the first IDs of an ambiguous prefix and counts them all, each ID once', () => {
+    expect(resolve('feed')).toEqual({
+      status: 'ambiguous',
+      candidates: feed.slice(0, CANDIDATES_SHOWN),
+      total: 12,
+    });
+    expect(resolve('feed0000-0000-7000-8000-00000000000')).toEqual({
+      status: 'ambiguous',
+      candidates: feed.slice(0, 9),
+      total: 9,
+    });
+    expect(resolve('feed0000-0000-7000-8000-00000000001')).toEqual({
+      status: 'ambiguous',
+      candidates: feed.slice(9),
+      total: 3,
+    });
+  });
+
+  it('stops counting at the cap: more than that is a null total', () => {
+    expect(resolve('feed', 12)).toMatchObject({ status: 'ambiguous', total: 12 });
+    expect(resolve('feed', 11)).toEqual({
+      status: 'ambiguous',
+      candidates: feed.slice(0, CANDIDATES_SHOWN),
+      total: null,
+    });
   });
 });

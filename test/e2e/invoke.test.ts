@@ -576,9 +576,8 @@ describe('failover and the circuit breaker with real processes', () => {
   it(
     'fails over to the other node when the chosen one is killed',
     async () => {
-      // Once both catalogs are cached, route and invoke rank alike. (A catalog fetched by this
-      // very command brings a measured latency that ranks its node before the cached ones, and an
-      // earlier test made node-c's catalog be fetched again.)
+      // Both catalogs cached (an earlier test made node-c's be fetched again), with the latencies
+      // of their fetches: route and the invoke below rank the two alike.
       expect((await a.cli(['route', 'echo'])).code).toBe(0);
       const route = JSON.parse((await a.cli(['route', 'echo', '--json'])).stdout) as {
         chosen: string;

@@ -1003,14 +1003,34 @@ describe('findRoute', () => {
     const who = caller([{ nodeId: 'node-b', endpoint: b.endpoint, fixture: certs.b }]);
     const start = Date.now();
     const at = (ms: number) => () => new Date(start + ms);
-    expect((await route(who, { now: at(0) })).candidates[0]?.catalog).toBe('fetched');
-    expect((await route(who, { now: at(CATALOG_TTL_MS - 1_000) })).candidates[0]?.catalog).toBe(
-      'cache',
-    );
+    const fetched = (await route(who, { now: at(0) })).candidates[0];
+    expect(fetched?.catalog).toBe('fetched');
+    expect(fetched?.latencyMs).toBeGreaterThan(0);
+    // The cached listing keeps the latency of its fetch: every command ranks the node alike.
+    expect((await route(who, { now: at(CATALOG_TTL_MS - 1_000) })).candidates[0]).toMatchObject({
+      catalog: 'cache',
+      latencyMs: fetched?.latencyMs,
+    });
     expect((await route(who, { now: at(CATALOG_TTL_MS + 1_000) })).candidates[0]?.catalog).toBe(
       'fetched',
     );
     expect(b.received.filter((item) => item.path === PATHS.resources)).toHaveLength(2);
+  });
+
+  it('reads a listing cached before latencies were kept as one without a latency', async () => {
+    const b = await standIn('node-b', certs.b);
+    const who = caller([{ nodeId: 'node-b', endpoint: b.endpoint, fixture: certs.b }]);
+    who.store.write((db) => {
+      saveListing(db, 'node-b', [ECHO], new Date());
+      db.prepare(
+        `UPDATE peer_catalogs SET catalog = '["echo"]' WHERE node_id = 'node-b' AND resource_id = '*'`,
+      ).run();
+    });
+    expect((await route(who)).candidates[0]).toMatchObject({
+      catalog: 'cache',
+      latencyMs: null,
+      skipped: null,
+    });
   });
 
   it('forgets a cached catalog the node contradicted with 404, and asks it again next time', async () => {

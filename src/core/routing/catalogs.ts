@@ -18,6 +18,12 @@ export interface CachedListing {
   resources: Map<string, CatalogResource>;
   fetchedAt: string;
   expiresAt: string;
+  /**
+   * How long the fetch took, in ms: the latency route ranks by when no health check measured
+   * one, kept so that every command ranks a node alike while its listing is cached (a command
+   * that fetched one listing and read another from the cache ranked the fetched one first).
+   */
+  latencyMs: number | null;
 }
 
 /** The unexpired listing cached for a peer, or undefined when it must be fetched. */
@@ -44,7 +50,27 @@ export function cachedListing(
     const parsed = parseCatalog(row.catalog);
     if (parsed) resources.set(parsed.id, parsed);
   }
-  return { resources, fetchedAt: marker.fetched_at, expiresAt: marker.expires_at };
+  return {
+    resources,
+    fetchedAt: marker.fetched_at,
+    expiresAt: marker.expires_at,
+    latencyMs: markerLatency(marker.catalog),
+  };
+}
+
+/**
+ * The listing row's JSON: `{"ids": [...], "latencyMs": n}`; before the latency was kept, a bare
+ * array of IDs (no latency).
+ */
+function markerLatency(text: string): number | null {
+  try {
+    const value = JSON.parse(text) as unknown;
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return null;
+    const latency = (value as { latencyMs?: unknown }).latencyMs;
+    return typeof latency === 'number' && Number.isFinite(latency) && latency >= 0 ? latency : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Replaces a peer's cached listing (call inside StateStore.write). */
@@ -54,6 +80,7 @@ export function saveListing(
   resources: readonly CatalogResource[],
   now: Date,
   ttlMs = CATALOG_TTL_MS,
+  latencyMs: number | null = null,
 ): void {
   const fetchedAt = now.toISOString();
   const expiresAt = new Date(now.getTime() + ttlMs).toISOString();
@@ -65,7 +92,7 @@ export function saveListing(
   insert.run(
     nodeId,
     LISTING_ROW,
-    JSON.stringify(resources.map((resource) => resource.id)),
+    JSON.stringify({ ids: resources.map((resource) => resource.id), latencyMs }),
     fetchedAt,
     expiresAt,
   );

@@ -191,6 +191,7 @@ export async function findRoute(options: RouteOptions): Promise<RouteResult> {
       : store.read((db) => cachedListing(db, node.nodeId, now));
     if (cached) {
       candidate.catalog = 'cache';
+      candidate.latencyMs ??= cached.latencyMs;
       judge(candidate, cached.resources.get(options.resource), options);
     } else {
       toFetch.push(candidate);
@@ -286,10 +287,11 @@ async function fetchInto(candidate: RouteCandidate, options: RouteOptions): Prom
     candidate.skipped = outcome.skip;
     return;
   }
-  candidate.latencyMs ??= Math.round((performance.now() - started) * 10) / 10;
+  const fetchMs = Math.round((performance.now() - started) * 10) / 10;
+  candidate.latencyMs ??= fetchMs;
   candidate.catalog = 'fetched';
   options.store.write((db) =>
-    saveListing(db, target.nodeId, outcome.resources, options.now(), options.catalogTtlMs),
+    saveListing(db, target.nodeId, outcome.resources, options.now(), options.catalogTtlMs, fetchMs),
   );
   judge(
     candidate,

@@ -311,12 +311,20 @@ describe('audit query', () => {
       /^TIME\s+CORRELATION\s+DIRECTION\s+SOURCE → TARGET\s+PRINCIPAL\s+RESOURCE\/CAPABILITY\s+OUTCOME\s+DURATION$/,
     );
     expect(lines).toHaveLength(5);
-    expect(lines[1]).toMatch(
-      new RegExp(
-        `^\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\.\\d{3}\\s+${calls.second.slice(0, 8)}\\s+outbound\\s+node-a → node-b\\s+bob@org-a\\.example\\s+echo/echo\\s+success\\s+\\d`,
-      ),
-    );
+    const row =
+      /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\s+(\S+)\s+outbound\s+node-a → node-b\s+bob@org-a\.example\s+echo\/echo\s+success\s+\d/.exec(
+        lines[1] ?? '',
+      );
+    expect(row, lines[1]).not.toBeNull();
+    // The ID as far as it takes to name one call of this trail (UUIDv7s of calls made together
+    // share their first 8 characters and more), and `audit trace` takes it as shown.
+    const shown = row?.[1] as string;
+    expect(shown.length).toBeGreaterThanOrEqual(8);
+    expect(calls.second.startsWith(shown)).toBe(true);
     expect(result.stdout).not.toContain(calls.second);
+    const traced = await a.cli(['audit', 'trace', shown, '--json']);
+    expect(traced.code, traced.stderr).toBe(0);
+    expect(JSON.parse(traced.stdout)).toMatchObject({ correlationId: calls.second });
   });
 
   it(

@@ -19,11 +19,6 @@ export function shortTime(iso: string): string {
   return iso.replace('T', ' ').replace(/Z$/, '');
 }
 
-/** Correlation IDs are UUIDs: their first 8 hex digits on a terminal (trace takes a prefix). */
-export function shortCorrelation(id: string): string {
-  return id.length > 8 ? id.slice(0, 8) : id;
-}
-
 export function outcomeCell(outcome: AuditOutcome): Cell {
   const style = ({ success: 'green', denied: 'yellow', error: 'red', timeout: 'red' } as const)[
     outcome

@@ -1,17 +1,12 @@
 import type { AuditEvent } from '../../core/audit/rows.js';
 import { countEvents, queryEvents, type AuditFilter } from '../../core/audit/query.js';
+import { distinctPrefixLengths } from '../../core/audit/trace.js';
 import { UsageError } from '../../core/errors.js';
 import { loadIdentity } from '../../core/state/identity-repository.js';
 import type { CommandContext } from '../context.js';
 import type { Cell } from '../output/output.js';
 import type { QueryOptions } from './audit.js';
-import {
-  formatDuration,
-  outcomeCell,
-  shortCorrelation,
-  shortTime,
-  warnProblems,
-} from './audit-format.js';
+import { formatDuration, outcomeCell, shortTime, warnProblems } from './audit-format.js';
 import { withNode, withStore } from './shared.js';
 
 type OriginEvent = AuditEvent & { origin: string | null };
@@ -51,7 +46,8 @@ export async function runQuery(context: CommandContext, options: QueryOptions): 
     : await local(context, options, filter);
 
   if (context.output.json) context.output.writeJson(report);
-  else render(context, report);
+  else if (context.output.stdoutIsTTY) await renderTable(context, report);
+  else renderRows(context, report);
 
   warnProblems(context.output, report.problems);
   if (report.count === 0) context.output.info('no audit events match');
@@ -160,28 +156,38 @@ async function federated(
   };
 }
 
-function render(context: CommandContext, report: QueryReport): void {
-  const origin = (event: OriginEvent) => (report.federated ? [event.origin ?? '-'] : []);
-  if (!context.output.stdoutIsTTY) {
-    // In a pipe, values for scripts (CLI.md), as `audit trace` gives them: ISO times, whole IDs,
-    // source and target in fields of their own, the duration in µs as a bare integer.
-    context.output.table(
-      [],
-      report.events.map((event): Cell[] => [
-        event.time,
-        ...origin(event),
-        event.correlationId,
-        event.direction,
-        event.sourceNode,
-        event.targetNode,
-        event.principal,
-        `${event.resource}/${event.capability}`,
-        event.outcome,
-        String(event.durationUs),
-      ]),
-    );
-    return;
-  }
+const originCells = (report: QueryReport, event: OriginEvent) =>
+  report.federated ? [event.origin ?? '-'] : [];
+
+/**
+ * In a pipe, values for scripts (CLI.md), as `audit trace` gives them: ISO times, whole IDs,
+ * source and target in fields of their own, the duration in µs as a bare integer.
+ */
+function renderRows(context: CommandContext, report: QueryReport): void {
+  context.output.table(
+    [],
+    report.events.map((event): Cell[] => [
+      event.time,
+      ...originCells(report, event),
+      event.correlationId,
+      event.direction,
+      event.sourceNode,
+      event.targetNode,
+      event.principal,
+      `${event.resource}/${event.capability}`,
+      event.outcome,
+      String(event.durationUs),
+    ]),
+  );
+}
+
+/** On a terminal, for people: correlation IDs cut to a prefix `audit trace` takes as it is. */
+async function renderTable(context: CommandContext, report: QueryReport): Promise<void> {
+  const ids = report.events.map((event) => event.correlationId);
+  const prefixes =
+    ids.length === 0
+      ? new Map<string, number>()
+      : await withStore(context, (store) => store.read((db) => distinctPrefixLengths(db, ids)));
   context.output.table(
     [
       'time',
@@ -196,8 +202,8 @@ function render(context: CommandContext, report: QueryReport): void {
     ],
     report.events.map((event): Cell[] => [
       shortTime(event.time),
-      ...origin(event),
-      shortCorrelation(event.correlationId),
+      ...originCells(report, event),
+      event.correlationId.slice(0, prefixes.get(event.correlationId)),
       event.direction,
       `${event.sourceNode} → ${event.targetNode}`,
       event.principal === '' ? '-' : event.principal,

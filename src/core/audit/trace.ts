@@ -274,3 +274,49 @@ export function resolveCorrelationId(
     .get(...bounds, countUpTo + 1) as number;
   return { status: 'ambiguous', candidates, total: counted > countUpTo ? null : counted };
 }
+
+/**
+ * For each correlation ID, the length of the shortest prefix that starts no other ID of this
+ * trail nor of the others given, and at least `minimum`: what a terminal shows, and what
+ * `audit trace` resolves to that one ID. UUIDv7 IDs begin with the time, so the IDs of calls
+ * made within a minute share their first 8 characters, which alone named none of them.
+ * Two lookups on the correlation index an ID (its neighbours in order), wherever it came from.
+ */
+export function distinctPrefixLengths(
+  db: SqliteDatabase,
+  ids: readonly string[],
+  minimum = 8,
+): Map<string, number> {
+  const before = db
+    .prepare(
+      'SELECT correlation_id FROM audit_events WHERE correlation_id < ? ORDER BY correlation_id DESC LIMIT 1',
+    )
+    .pluck();
+  const after = db
+    .prepare(
+      'SELECT correlation_id FROM audit_events WHERE correlation_id > ? ORDER BY correlation_id LIMIT 1',
+    )
+    .pluck();
+  const given = [...new Set(ids)].sort();
+  const lengths = new Map<string, number>();
+  given.forEach((id, index) => {
+    const neighbours = [
+      before.get(id) as string | undefined,
+      after.get(id) as string | undefined,
+      given[index - 1],
+      given[index + 1],
+    ];
+    let length = minimum;
+    for (const other of neighbours) {
+      if (other !== undefined) length = Math.max(length, commonPrefix(id, other) + 1);
+    }
+    lengths.set(id, Math.min(length, id.length));
+  });
+  return lengths;
+}
+
+function commonPrefix(a: string, b: string): number {
+  let length = 0;
+  while (length < a.length && length < b.length && a[length] === b[length]) length++;
+  return length;
+}

@@ -6,6 +6,7 @@ import {
   CANDIDATES_SHOWN,
   MIN_CORRELATION_PREFIX,
   buildTrace,
+  distinctPrefixLengths,
   resolveCorrelationId,
   type OriginEvent,
 } from '../../../src/core/audit/trace.js';
@@ -249,5 +250,67 @@ describe('resolveCorrelationId', () => {
       candidates: feed.slice(0, CANDIDATES_SHOWN),
       total: null,
     });
+  });
+});
+
+describe('distinctPrefixLengths', () => {
+  let store: StateStore;
+  // UUIDv7-like IDs of calls made together: the first 13 characters are the same time.
+  const close = [
+    '01a21757-2f97-718d-bc48-22eb154926bc',
+    '01a21757-2f97-7aaa-8000-000000000001',
+    '01a21757-2f98-7000-8000-000000000002',
+  ];
+  const apart = '9b000000-0000-7000-8000-000000000001';
+
+  beforeAll(() => {
+    store = openState(join(tempDir('sark-fed-trace-prefix-'), 'state.db'), { create: true });
+    store.write((db) =>
+      appendEvents(
+        db,
+        [...close, apart].map((correlationId) => inboundEvent({ correlationId })),
+      ),
+    );
+  });
+  afterAll(() => store.close());
+
+  const lengths = (ids: string[]) => store.read((db) => distinctPrefixLengths(db, ids));
+
+  it('gives each ID the shortest prefix that starts no other ID of the trail, 8 at least', () => {
+    const found = lengths([...close, apart]);
+    expect(found.get(close[0] as string)).toBe(16);
+    expect(found.get(close[1] as string)).toBe(16);
+    expect(found.get(close[2] as string)).toBe(13);
+    expect(found.get(apart)).toBe(8);
+    // Each prefix resolves to its own ID, as `audit trace` takes it.
+    for (const [id, length] of found) {
+      expect(store.read((db) => resolveCorrelationId(db, id.slice(0, length)))).toEqual({
+        status: 'found',
+        correlationId: id,
+      });
+      // One character less starts another ID too (the lone one needed none of its 8).
+      if (length > 8) {
+        expect(store.read((db) => resolveCorrelationId(db, id.slice(0, length - 1))).status).toBe(
+          'ambiguous',
+        );
+      }
+    }
+  });
+
+  it('tells apart IDs of the trail from the ones shown only, such as those of a peer', () => {
+    // Only in another node's trail: told apart from its neighbours here and from each other.
+    const peerOnly = [
+      '01a21757-2f97-718d-bc00-000000000000',
+      '01a21757-2f97-718d-bc00-000000000001',
+    ];
+    const found = lengths(peerOnly);
+    expect(found.get(peerOnly[0] as string)).toBe(36);
+    expect(found.get(peerOnly[1] as string)).toBe(36);
+    expect(lengths([close[0] as string, ...peerOnly]).get(close[0] as string)).toBe(22);
+  });
+
+  it('never cuts an ID shorter than the minimum or longer than itself', () => {
+    expect(lengths(['ab']).get('ab')).toBe(2);
+    expect(store.read((db) => distinctPrefixLengths(db, [apart], 4)).get(apart)).toBe(4);
   });
 });

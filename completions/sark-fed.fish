@@ -455,7 +455,7 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l rate-limit-per-ho
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l rate-limit-burst -r -F -d 'invocations a calling node may make at once'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l max-concurrent-per-node -r -F -d 'invocations one calling node may have in progress at once'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l announce -r -F -d 'make this node findable: a comma-separated list of mdns, consul'
-complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l metrics -r -F -d 'serve Prometheus metrics over plain HTTP at http://host:port/metrics (keep it private)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l metrics -r -F -d 'serve Prometheus metrics over plain HTTP at http://host:port/metrics (keep it private; docs/metrics.md)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l interface -r -F -d 'IPv4 address or interface name to announce on over mDNS'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l consul-url -r -F -d 'Consul agent to register with for --announce consul (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500; token from CONSUL_HTTP_TOKEN)'
 

@@ -41,11 +41,20 @@ export function durationOption(flags: string, description: string, defaultText: 
     .default(duration(defaultText), defaultText);
 }
 
-/** host:port, [v6]:port; the port may be 0 (any free port). */
-export function listenAddress(value: string): { host: string; port: number } {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value.trim());
-  const port = Number(match?.[3]);
-  if (!match || port > 65535)
-    throw new InvalidArgumentError('expected host:port, e.g. 127.0.0.1:8443');
-  return { host: (match[1] ?? match[2]) as string, port };
+/**
+ * A parser for host:port and [v6]:port; the port may be 0 (any free port). The example shown on a
+ * bad value is the option's own, so that `--metrics` does not suggest the TLS port of `--listen`.
+ */
+export function hostPort(example: string) {
+  return (value: string): { host: string; port: number } => {
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value.trim());
+    const port = Number(match?.[3]);
+    if (!match || port > 65535) {
+      throw new InvalidArgumentError(`expected host:port with a port up to 65535, e.g. ${example}`);
+    }
+    return { host: (match[1] ?? match[2]) as string, port };
+  };
 }
+
+/** `serve --listen`: the TLS address peers call. */
+export const listenAddress = hostPort('127.0.0.1:8443');

@@ -37,7 +37,7 @@ import { claimDaemon, releaseDaemon, type DaemonClaim } from './daemon-lock.js';
 import { Policy } from './policy.js';
 import { RateLimiter } from './rate-limit.js';
 import { ResourceCatalog } from './resources.js';
-import { DaemonMetrics, serveMetrics } from './metrics.js';
+import { DaemonMetrics, serveMetrics, type MetricsServer } from './metrics.js';
 
 export interface DaemonOptions {
   statePath: string;
@@ -89,7 +89,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   let server: Server | undefined;
   let audit: AuditSink | undefined;
   let backends: Backends | undefined;
-  let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  let metricsServer: MetricsServer | undefined;
   let claim: DaemonClaim | undefined;
   try {
     const identity = store.read(loadIdentity);
@@ -117,7 +117,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     const catalog = options.resources ?? new ResourceCatalog();
     audit = openAuditWriter(options.statePath);
     backends = new Backends();
-    const metrics = new DaemonMetrics(store, identity, now);
+    const metrics = new DaemonMetrics(store, identity, catalog, now);
     const invocation = new InvocationService({
       metrics,
       identity,
@@ -146,23 +146,38 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       metrics,
       ownLeafDer: ownLeafOf(identity),
     };
-    server = createHttpsServer(identity, privateKey, context, timeouts);
-    await listen(server, options.host, options.port);
-    const address = server.address() as AddressInfo;
+    const https = createHttpsServer(identity, privateKey, context, timeouts);
+    server = https;
+    await bind('listen', options.host, options.port, () =>
+      listen(https, options.host, options.port),
+    );
+    const address = https.address() as AddressInfo;
+    const wanted = options.metrics;
+    metricsServer = wanted
+      ? await bind('metrics', wanted.host, wanted.port, () =>
+          serveMetrics(metrics, wanted.host, wanted.port, options.logger),
+        )
+      : undefined;
+    // Written once the address is bound, so that a daemon that failed to start never leaves the
+    // CLI's `route` a local candidate that does not answer.
+    store.write((db) => replaceLocalCatalog(db, invocation.localCatalog(), now()));
+    // Said only now that every socket is bound: a supervisor or test that waits for "listening"
+    // must not be told so by a daemon that is about to fail on its metrics address.
     options.logger.info('listening', {
       address: address.address,
       port: address.port,
       node_id: identity.nodeId,
       spiffe_id: identity.spiffeId,
     });
+    if (metricsServer) {
+      options.logger.info('metrics listening', {
+        address: metricsServer.address,
+        port: metricsServer.port,
+        path: '/metrics',
+      });
+    }
     logServedCatalog(options.logger, catalog, policy);
-    metricsServer = options.metrics
-      ? await serveMetrics(metrics, options.metrics.host, options.metrics.port, options.logger)
-      : undefined;
-    // Written once the address is bound, so that a daemon that failed to start never leaves the
-    // CLI's `route` a local candidate that does not answer.
-    store.write((db) => replaceLocalCatalog(db, invocation.localCatalog(), now()));
-    const running = { server, audit, backends };
+    const running = { server: https, audit, backends };
     return {
       host: address.address,
       port: address.port,
@@ -182,8 +197,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       },
     };
   } catch (error) {
+    // Both sockets are released before the error reaches the caller, whichever bind failed.
     await metricsServer?.close();
-    server?.close();
+    if (server) await closeServer(server);
     await backends?.close();
     await audit?.close().catch(() => undefined);
     try {
@@ -440,6 +456,48 @@ function correlationIdOf(request: IncomingMessage): string {
   return typeof given === 'string' && UUID_PATTERN.test(given)
     ? given.toLowerCase()
     : newCorrelationId();
+}
+
+/**
+ * A socket the daemon could not bind. It says which one, so that the CLI names the address and
+ * the option that gave it (`--listen` or `--metrics`) rather than guess.
+ */
+export class BindError extends Error {
+  constructor(
+    readonly socket: 'listen' | 'metrics',
+    readonly host: string,
+    readonly port: number,
+    cause: unknown,
+  ) {
+    super(`cannot bind the ${socket} address ${host}:${port}: ${String(cause)}`, { cause });
+    this.name = 'BindError';
+  }
+
+  /** The system's reason (EADDRINUSE, EACCES, EADDRNOTAVAIL, ...), when there is one. */
+  get code(): string | undefined {
+    return (this.cause as NodeJS.ErrnoException | null)?.code;
+  }
+}
+
+async function bind<T>(
+  socket: BindError['socket'],
+  host: string,
+  port: number,
+  start: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await start();
+  } catch (error) {
+    throw new BindError(socket, host, port, error);
+  }
+}
+
+/** Closes a server that may or may not be listening, with whatever connections it has. */
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  });
 }
 
 function listen(server: Server, host: string, port: number): Promise<void> {

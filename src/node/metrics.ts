@@ -5,6 +5,7 @@ import type { NodeIdentity } from '../core/identity/node-identity.js';
 import type { StateStore } from '../core/state/database.js';
 import { readCounters } from '../core/state/metric-counters.js';
 import type { Logger } from './logger.js';
+import type { ResourceCatalog } from './resources.js';
 
 /** The metric names of the original design, which dashboards and alerts already use. */
 export const METRIC_NAMES = {
@@ -17,6 +18,14 @@ export const METRIC_NAMES = {
   discoveryRequests: 'federation_discovery_requests_total',
   certificateExpiry: 'federation_certificate_expiry_days',
 } as const;
+
+/**
+ * The resource or capability label of an invocation that names no ID this node serves (an
+ * unknown ID, or a body that could not be read). The IDs come from the peer: labelled as sent, a
+ * peer could add a time series per request it makes up. Parentheses are not allowed in resource
+ * or capability IDs, so no served ID can be mistaken for it.
+ */
+export const UNSERVED_LABEL = '(unknown)';
 
 const CIRCUIT_VALUES = { closed: 0, half_open: 1, open: 2 } as const;
 const HEALTH_VALUES = { offline: 0, degraded: 1, online: 2 } as const;
@@ -34,11 +43,17 @@ export class DaemonMetrics {
   private readonly invocationDuration: Histogram<'outcome'>;
   private readonly establishments: Counter<'outcome'>;
 
-  constructor(store: StateStore, identity: NodeIdentity, now: () => Date = () => new Date()) {
+  constructor(
+    store: StateStore,
+    identity: NodeIdentity,
+    /** What `serve --resources` declared: the only IDs invocations are labelled with. */
+    private readonly catalog: ResourceCatalog,
+    now: () => Date = () => new Date(),
+  ) {
     const registers = [this.registry];
     this.invocations = new Counter({
       name: METRIC_NAMES.invocations,
-      help: 'Invocations this node served, by calling node, resource, capability and outcome.',
+      help: `Invocations this node answered, by calling node, resource, capability and outcome (${UNSERVED_LABEL} for an ID this node does not serve).`,
       labelNames: ['node', 'resource', 'capability', 'outcome'],
       registers,
     });
@@ -125,11 +140,23 @@ export class DaemonMetrics {
     }
   }
 
+  /**
+   * Counts one answered invocation. `node` is an authenticated, trusted peer (or this node), and
+   * `outcome` one of a few values; the resource and capability are what the peer asked for, so
+   * only those this node serves are kept as they are (see UNSERVED_LABEL).
+   */
   recordInvocation(
     labels: { node: string; resource: string; capability: string; outcome: string },
     seconds: number,
   ): void {
-    this.invocations.inc(labels);
+    const resource = this.catalog.resource(labels.resource);
+    const capability = resource && this.catalog.capability(resource, labels.capability);
+    this.invocations.inc({
+      node: labels.node,
+      resource: resource ? resource.id : UNSERVED_LABEL,
+      capability: capability ? capability.id : UNSERVED_LABEL,
+      outcome: labels.outcome,
+    });
     this.invocationDuration.observe({ outcome: labels.outcome }, seconds);
   }
 
@@ -138,30 +165,72 @@ export class DaemonMetrics {
   }
 }
 
-/** Serves /metrics over plain HTTP on the given address (keep it on loopback or a private net). */
+/**
+ * Limits of the /metrics server, in milliseconds. Each is set rather than left to Node (DESIGN §6:
+ * timeouts are explicit): the port is plain HTTP that anyone who can reach it may open, and Node's
+ * defaults (60 s for headers, 300 s for a request, no limit on an idle socket) would let a few
+ * slow clients hold connections for minutes. A scrape is one small GET answered from memory and
+ * the state file, so seconds are plenty.
+ */
+export const METRICS_TIMEOUTS = {
+  /** The request line and headers must arrive within this. */
+  headers: 5_000,
+  /** The whole request, headers included. */
+  request: 10_000,
+  /**
+   * An idle kept-alive connection is closed after this (Node closes it a second later than the
+   * Keep-Alive header says, so that clients give up first). Scrapers come back every 15 s or
+   * more, so a longer wait would only hold sockets; two seconds lets a quick retry reuse it.
+   */
+  keepAlive: 2_000,
+  /** A socket on which nothing moves (a client that stopped reading the answer). */
+  inactivity: 10_000,
+  /**
+   * How often Node checks the headers and request limits (30 s by default, which would let a
+   * 5 s header limit fire after up to 35 s).
+   */
+  checkInterval: 1_000,
+} as const;
+
+export interface MetricsServer {
+  /** The address and port it is bound to (the port chosen by the system for port 0). */
+  address: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Serves GET /metrics over plain HTTP on the given address (keep it on loopback or a private
+ * net). It logs nothing on success: the daemon says what it listens on once every socket is bound.
+ */
 export async function serveMetrics(
   metrics: DaemonMetrics,
   host: string,
   port: number,
   logger: Logger,
-): Promise<{ port: number; close(): Promise<void> }> {
-  const server: Server = createServer((request, response) => {
-    if (request.method !== 'GET' || (request.url ?? '/').split('?')[0] !== '/metrics') {
-      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics\n');
-      return;
-    }
-    metrics.registry.metrics().then(
-      (text) => {
-        response.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text);
-      },
-      (error: unknown) => {
-        logger.error('metrics failed', { error: String(error) });
-        response.writeHead(500, { 'content-type': 'text/plain' }).end('metrics failed\n');
-      },
-    );
-  });
-  server.requestTimeout = 10_000;
-  server.headersTimeout = 5_000;
+): Promise<MetricsServer> {
+  const server: Server = createServer(
+    { connectionsCheckingInterval: METRICS_TIMEOUTS.checkInterval },
+    (request, response) => {
+      if (request.method !== 'GET' || (request.url ?? '/').split('?')[0] !== '/metrics') {
+        response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics\n');
+        return;
+      }
+      metrics.registry.metrics().then(
+        (text) => {
+          response.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text);
+        },
+        (error: unknown) => {
+          logger.error('metrics failed', { error: String(error) });
+          response.writeHead(500, { 'content-type': 'text/plain' }).end('metrics failed\n');
+        },
+      );
+    },
+  );
+  server.headersTimeout = METRICS_TIMEOUTS.headers;
+  server.requestTimeout = METRICS_TIMEOUTS.request;
+  server.keepAliveTimeout = METRICS_TIMEOUTS.keepAlive;
+  server.timeout = METRICS_TIMEOUTS.inactivity;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -169,10 +238,10 @@ export async function serveMetrics(
       resolve();
     });
   });
-  const bound = (server.address() as AddressInfo).port;
-  logger.info('metrics listening', { address: host, port: bound, path: '/metrics' });
+  const bound = server.address() as AddressInfo;
   return {
-    port: bound,
+    address: bound.address,
+    port: bound.port,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

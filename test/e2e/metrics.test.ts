@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PATHS } from '../../src/core/protocol/constants.js';
-import { expectSuccess, tempDir } from '../helpers/cli.js';
+import { expectRefusal, expectSuccess, tempDir } from '../helpers/cli.js';
 import {
   addAnchor,
+  freePort,
   makeNode,
   opensslFingerprint,
   startServe,
@@ -39,7 +41,10 @@ let metricsPort: number;
 
 function scrape(path = '/metrics'): Promise<{ status: number; type: string; text: string }> {
   return new Promise((resolve, reject) => {
-    const outgoing = request({ host: '127.0.0.1', port: metricsPort, path }, (response) => {
+    // A connection of its own each time (agent: false): a pooled one could be reused just as the
+    // server closes it for idleness, and one test measures that idleness on a socket of its own.
+    const options = { host: '127.0.0.1', port: metricsPort, path, agent: false };
+    const outgoing = request(options, (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
       response.on('end', () =>
@@ -146,13 +151,13 @@ describe('serve --metrics', () => {
       certPem: readFileSync(a.certPath, 'utf8'),
       keyPem: readFileSync(a.keyPath, 'utf8'),
     };
-    const call = (capability: string) =>
+    const call = (capability: string, resource = 'echo') =>
       send(
         who,
         b.port,
         PATHS.invoke,
         {
-          resource_id: 'echo',
+          resource_id: resource,
           capability_id: capability,
           principal_id: 'alice@org-a.example',
           arguments: { n: 1 },
@@ -162,17 +167,32 @@ describe('serve --metrics', () => {
     expect((await call('echo')).status).toBe(200);
     expect((await call('echo')).status).toBe(200);
     expect((await call('nope')).status).toBe(404);
+    expect((await call('nope-2')).status).toBe(404);
+    expect((await call('echo', 'made-up')).status).toBe(404);
     const { text } = await scrape();
     const labels = { node: 'node-a', resource: 'echo', capability: 'echo' };
     expect(
       sample(text, 'federation_invocation_requests_total', { ...labels, outcome: 'success' }),
     ).toBe(2);
+    // IDs the peer sent that this node does not serve share one placeholder series, so a peer
+    // cannot add series by making IDs up: the two unknown capabilities are counted together.
     expect(
       sample(text, 'federation_invocation_requests_total', {
-        capability: 'nope',
+        node: 'node-a',
+        resource: 'echo',
+        capability: '(unknown)',
+        outcome: 'error',
+      }),
+    ).toBe(2);
+    expect(
+      sample(text, 'federation_invocation_requests_total', {
+        node: 'node-a',
+        resource: '(unknown)',
+        capability: '(unknown)',
         outcome: 'error',
       }),
     ).toBe(1);
+    expect(text).not.toMatch(/nope|made-up/);
     expect(
       sample(text, 'federation_invocation_duration_seconds_count', { outcome: 'success' }),
     ).toBe(2);
@@ -192,7 +212,142 @@ describe('serve --metrics', () => {
     expect(sample(text, 'federation_node_health_status', { node: 'node-a' })).toBe(0);
   });
 
+  it('reports circuit breakers and route lookups as samples, not only as declared metrics', async () => {
+    // prom-client prints "# TYPE" for a metric without samples: before anything happened, none.
+    let { text } = await scrape();
+    expect(sample(text, 'federation_circuit_breaker_state', { node: 'node-a' })).toBeUndefined();
+    expect(sample(text, 'federation_route_lookups_total', { outcome: 'no_route' })).toBeUndefined();
+
+    // node-a runs no daemon here: a route lookup finds no route, and the failed catalog query
+    // is node-a's circuit's first failure (closed, 0).
+    expect((await b.cli(['route', 'echo'])).code).toBe(5);
+    ({ text } = await scrape());
+    expect(sample(text, 'federation_route_lookups_total', { outcome: 'no_route' })).toBe(1);
+    expect(sample(text, 'federation_circuit_breaker_state', { node: 'node-a' })).toBe(0);
+
+    // Four more failures open it (2).
+    for (let failure = 2; failure <= 5; failure++) {
+      const result = await b.cli(['invoke', 'echo', 'echo', '--node', 'node-a', '--retries', '0']);
+      expect(result.code, result.stderr).toBe(5);
+    }
+    ({ text } = await scrape());
+    expect(sample(text, 'federation_circuit_breaker_state', { node: 'node-a' })).toBe(2);
+    // Invocations with --node look no route up.
+    expect(sample(text, 'federation_route_lookups_total', { outcome: 'no_route' })).toBe(1);
+
+    // Read from the state file at each scrape: a reset circuit is no longer reported.
+    expectSuccess(await b.cli(['circuit', 'reset', 'node-a']));
+    ({ text } = await scrape());
+    expect(sample(text, 'federation_circuit_breaker_state', { node: 'node-a' })).toBeUndefined();
+  });
+
   it('answers anything but GET /metrics with 404', async () => {
     expect((await scrape('/')).status).toBe(404);
+  });
+
+  it('closes an idle kept-alive connection after 2 s, and says so in Keep-Alive', async () => {
+    const socket = connect(metricsPort, '127.0.0.1');
+    let answer = '';
+    let answered = 0;
+    const closed = new Promise<number>((resolve) => socket.on('close', () => resolve(Date.now())));
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString('utf8');
+      answered = Date.now();
+    });
+    socket.write('GET /metrics HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: keep-alive\r\n\r\n');
+    const idle = (await closed) - answered;
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    expect(answer.toLowerCase()).toContain('keep-alive: timeout=2\r\n');
+    // Node closes a second after the timeout it advertises (so that clients give up first): ~3 s
+    // here, ~6 s with Node's default of 5 s. Timers may fire late on a loaded machine, not early.
+    expect(idle).toBeGreaterThanOrEqual(1_900);
+    expect(idle).toBeLessThan(4_500);
+  });
+});
+
+describe('serve --metrics: refusals', () => {
+  /** A port held by this test, as another program would hold it. */
+  async function holdPort(): Promise<{ port: number; release(): Promise<void> }> {
+    const holder: Server = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    return {
+      port: (holder.address() as AddressInfo).port,
+      release: () => new Promise<void>((resolve) => holder.close(() => resolve())),
+    };
+  }
+
+  /** Whether something accepts connections on a loopback port. */
+  function answers(port: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.on('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+  }
+
+  it('names the metrics address in use and points at --metrics; nothing is left listening', async (context) => {
+    const held = await holdPort();
+    context.onTestFinished(() => held.release());
+    const listen = await freePort();
+    const args = [
+      'serve',
+      '--listen',
+      `127.0.0.1:${listen}`,
+      '--metrics',
+      `127.0.0.1:${held.port}`,
+    ];
+
+    // Exactly the two lines: no "listening" log line came before them.
+    const { hint } = expectRefusal(await b.cli(args), 1, {
+      message: `cannot serve metrics on 127.0.0.1:${held.port}: it is already in use`,
+      hint: /pass --metrics host:port with another address/,
+    });
+    expect(hint).not.toContain('--listen');
+    expect(await answers(listen)).toBe(false);
+
+    // With --json, stderr is the one error document.
+    const json = await b.cli(['--json', ...args]);
+    expect(json.code).toBe(1);
+    expect(json.stdout).toBe('');
+    expect(JSON.parse(json.stderr)).toEqual({
+      error: {
+        code: 'ADDRESS_IN_USE',
+        message: `cannot serve metrics on 127.0.0.1:${held.port}: it is already in use`,
+        hint: 'stop whatever uses it, or pass --metrics host:port with another address',
+        exitCode: 1,
+      },
+    });
+    expect(await answers(listen)).toBe(false);
+  });
+
+  it('refuses --metrics on the address --listen takes, naming it as the metrics address', async () => {
+    const port = await freePort();
+    const address = `127.0.0.1:${port}`;
+    expectRefusal(await b.cli(['serve', '--listen', address, '--metrics', address]), 1, {
+      message: `cannot serve metrics on ${address}: it is already in use`,
+      hint: `the node itself listens there (${address}): pass --metrics host:port with a port of its own`,
+    });
+    expect(await answers(port)).toBe(false);
+  });
+
+  it.for([
+    ['nonsense', 'no port'],
+    ['127.0.0.1:99999', 'a port above 65535'],
+    ['127.0.0.1:', 'an empty port'],
+  ])('refuses --metrics %s (%s) as usage, before binding anything (exit 2)', async ([value]) => {
+    const listen = await freePort();
+    expectRefusal(
+      await b.cli(['serve', '--listen', `127.0.0.1:${listen}`, '--metrics', value as string]),
+      2,
+      {
+        message: new RegExp(
+          `--metrics <host:port>' argument '${value as string}' is invalid\\. expected host:port with a port up to 65535, e\\.g\\. 127\\.0\\.0\\.1:9464$`,
+        ),
+        hint: /sark-fed serve --help/,
+      },
+    );
   });
 });

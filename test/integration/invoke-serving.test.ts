@@ -18,7 +18,12 @@ import { openState } from '../../src/core/state/database.js';
 import { saveIdentity } from '../../src/core/state/identity-repository.js';
 import { savePeer } from '../../src/core/state/trust-repository.js';
 import { addAnchor } from '../../src/core/trust/anchor-store.js';
-import { startDaemon, type DaemonOptions, type RunningDaemon } from '../../src/node/daemon.js';
+import {
+  BindError,
+  startDaemon,
+  type DaemonOptions,
+  type RunningDaemon,
+} from '../../src/node/daemon.js';
 import { NO_ARGUMENTS_SHA256 } from '../../src/node/invoke.js';
 import type { Logger } from '../../src/node/logger.js';
 import { Policy, type PolicyFile } from '../../src/node/policy.js';
@@ -1039,6 +1044,47 @@ describe('resources catalog', () => {
     await own.daemon.close();
     daemons.splice(daemons.indexOf(own.daemon), 1);
     expect(localCatalog(own.state)).toEqual([]);
+  });
+});
+
+describe('serve --metrics on an address in use', () => {
+  it('fails naming the metrics socket, having logged nothing, with its TLS socket closed again', async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const held = (holder.address() as AddressInfo).port;
+    const tlsPort = await closedPort();
+    const said: string[] = [];
+    const quiet: Logger = {
+      info: (msg) => said.push(msg),
+      warn: (msg) => said.push(msg),
+      error: (msg) => said.push(msg),
+    };
+    try {
+      const failure: unknown = await serve('metrics-in-use', {
+        port: tlsPort,
+        logger: quiet,
+        metrics: { host: '127.0.0.1', port: held },
+      }).catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(BindError);
+      expect(failure).toMatchObject({
+        socket: 'metrics',
+        host: '127.0.0.1',
+        port: held,
+        code: 'EADDRINUSE',
+      });
+      // Not "listening", not "serving resources": nothing that says it serves.
+      expect(said).toEqual([]);
+      // This process, which started the daemon, can bind the TLS port again: it was released.
+      const again = createServer();
+      await new Promise<void>((resolve, reject) => {
+        again.once('error', reject);
+        again.listen(tlsPort, '127.0.0.1', resolve);
+      });
+      await new Promise<void>((resolve) => again.close(() => resolve()));
+      expect(localCatalog(join(root, 'metrics-in-use', 'state.db'))).toEqual([]);
+    } finally {
+      await new Promise<void>((resolve) => holder.close(() => resolve()));
+    }
   });
 });
 

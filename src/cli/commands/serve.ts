@@ -2,7 +2,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { NotFoundError, OperationError, UsageError } from '../../core/errors.js';
 import { action } from '../action.js';
 import { withExamples } from '../help-text.js';
-import { integerIn, listenAddress } from '../options.js';
+import { hostPort, integerIn, listenAddress } from '../options.js';
 import type { CliIo } from '../output/output.js';
 import { ANNOUNCE_KINDS, type AnnounceKind } from '../../node/announce.js';
 import {
@@ -12,6 +12,7 @@ import {
   DEFAULT_RATE_LIMIT_PER_HOUR,
 } from '../../node/invocation-defaults.js';
 import { packageVersion } from '../version.js';
+import type { BindError } from '../../node/daemon.js';
 
 interface ServeOptions {
   listen?: { host: string; port: number };
@@ -86,8 +87,8 @@ export function registerServe(program: Command, io: CliIo): void {
     .addOption(
       new Option(
         '--metrics <host:port>',
-        'serve Prometheus metrics over plain HTTP at http://host:port/metrics (keep it private)',
-      ).argParser(listenAddress),
+        'serve Prometheus metrics over plain HTTP at http://host:port/metrics (keep it private; docs/metrics.md)',
+      ).argParser(hostPort('127.0.0.1:9464')),
     )
     .option('--interface <addr>', 'IPv4 address or interface name to announce on over mDNS')
     .addOption(
@@ -182,8 +183,9 @@ export function registerServe(program: Command, io: CliIo): void {
               maxConcurrentPerNode: options.maxConcurrentPerNode,
             },
             ...(options.metrics ? { metrics: options.metrics } : {}),
-          }).catch((error: unknown) => {
-            throw listenError(error, address);
+          }).catch(async (error: unknown) => {
+            const { BindError } = await import('../../node/daemon.js');
+            throw error instanceof BindError ? bindError(error, address) : error;
           });
         } catch (error) {
           signals.dispose();
@@ -239,6 +241,10 @@ export function registerServe(program: Command, io: CliIo): void {
     [
       'Allow each calling node 600 invocations an hour, 20 at once',
       'sark-fed serve --resources resources.yaml --policy policy.yaml --rate-limit-per-hour 600 --rate-limit-burst 20',
+    ],
+    [
+      'Serve Prometheus metrics on loopback, read with: curl http://127.0.0.1:9464/metrics',
+      'sark-fed serve --resources resources.yaml --policy policy.yaml --metrics 127.0.0.1:9464',
     ],
     [
       'Register with the local Consul agent (deregistered on shutdown)',
@@ -310,39 +316,49 @@ function nextSignal(): { received: Promise<NodeJS.Signals>; dispose(): void } {
   };
 }
 
-/** A failure to bind the listen address, as an operator reads it rather than as an internal error. */
-function listenError(error: unknown, address: { host: string; port: number }): unknown {
-  const code = (error as NodeJS.ErrnoException | null)?.code;
-  const where = address.host.includes(':')
-    ? `[${address.host}]:${address.port}`
-    : `${address.host}:${address.port}`;
-  const hint = 'stop whatever uses it, or pass --listen host:port with another address';
-  switch (code) {
+/**
+ * A socket the daemon could not bind, as an operator reads it: the address, and the option to
+ * change (`--listen` for the TLS address, which may come from init's endpoint; `--metrics`).
+ */
+function bindError(error: BindError, listening: { host: string; port: number }): unknown {
+  const where = addressText(error.host, error.port);
+  const flag = `--${error.socket}`;
+  const what = error.socket === 'metrics' ? 'serve metrics on' : 'listen on';
+  const options = { cause: error.cause };
+  switch (error.code) {
     case 'EADDRINUSE':
-      return new OperationError(
-        'ADDRESS_IN_USE',
-        `cannot listen on ${where}: it is already in use`,
-        {
-          hint,
-          cause: error,
-        },
-      );
+      return new OperationError('ADDRESS_IN_USE', `cannot ${what} ${where}: it is already in use`, {
+        ...options,
+        // The likeliest user of a metrics address in use is this daemon's own TLS listener.
+        hint:
+          error.socket === 'metrics' && sharesPort(error, listening)
+            ? `the node itself listens there (${addressText(listening.host, listening.port)}): pass --metrics host:port with a port of its own`
+            : `stop whatever uses it, or pass ${flag} host:port with another address`,
+      });
     case 'EACCES':
-      return new OperationError(
-        'ADDRESS_FORBIDDEN',
-        `cannot listen on ${where}: permission denied`,
-        {
-          hint: 'ports below 1024 need privileges; pass --listen host:port with a higher port',
-          cause: error,
-        },
-      );
+      return new OperationError('ADDRESS_FORBIDDEN', `cannot ${what} ${where}: permission denied`, {
+        ...options,
+        hint: `ports below 1024 need privileges; pass ${flag} host:port with a higher port`,
+      });
     case 'EADDRNOTAVAIL':
       return new OperationError(
         'ADDRESS_NOT_AVAILABLE',
-        `cannot listen on ${where}: no such address on this machine`,
-        { hint: 'pass --listen with an address of one of its interfaces', cause: error },
+        `cannot ${what} ${where}: no such address on this machine`,
+        { ...options, hint: `pass ${flag} with an address of one of its interfaces` },
       );
     default:
-      return error;
+      return error.cause;
   }
+}
+
+function addressText(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** Same port, and the same host or a wildcard one (0.0.0.0 or :: also holds every address). */
+function sharesPort(a: { host: string; port: number }, b: { host: string; port: number }): boolean {
+  const wildcard = (host: string) => host === '0.0.0.0' || host === '::';
+  return (
+    a.port === b.port && a.port !== 0 && (a.host === b.host || wildcard(a.host) || wildcard(b.host))
+  );
 }

@@ -388,3 +388,45 @@ describe.concurrent('serve: bad files', () => {
     },
   );
 });
+
+describe('serve: the warning when nothing may be invoked', () => {
+  it.each([
+    [
+      'without --policy',
+      null,
+      'no policy given: every invocation will be denied',
+      /^pass serve --policy <file> with allow rules/,
+    ],
+    [
+      'with a policy of no rules',
+      '{"rules": []}',
+      'the policy has no allow rule: every invocation will be denied',
+      /^add an allow rule to the policy file and restart serve/,
+    ],
+    [
+      'with a policy of deny rules only',
+      'rules:\n  - { effect: deny, nodes: ["*"], principals: ["*"], resources: ["*"], capabilities: ["*"] }\n',
+      'the policy has no allow rule: every invocation will be denied',
+      /^add an allow rule to the policy file/,
+    ],
+  ])('%s: says which', async (name, policy, msg, hint) => {
+    const policyPath =
+      policy === null ? undefined : file(`nothing-${name.replaceAll(' ', '-')}.yaml`, policy);
+    // node-s's own state: node-b's daemon serves the other tests meanwhile.
+    const daemon = await startServe(stranger, [
+      '--listen',
+      '127.0.0.1:0',
+      '--resources',
+      file('resources-nothing.json', RESOURCES_JSON),
+      ...(policyPath === undefined ? [] : ['--policy', policyPath]),
+    ]);
+    try {
+      const warning = await daemon.waitForLog((entry) => entry.level === 'warn');
+      expect(warning).toMatchObject({ msg, hint: expect.stringMatching(hint) });
+      if (policyPath !== undefined) expect(warning.policy).toBe(policyPath);
+      expect(daemon.logs.filter((entry) => entry.level === 'warn')).toHaveLength(1);
+    } finally {
+      await daemon.stop();
+    }
+  });
+});

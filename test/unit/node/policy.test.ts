@@ -310,6 +310,12 @@ describe('loadPolicyFile', () => {
     );
   });
 
+  it('remembers the file it was read from, for the daemon to name', async () => {
+    const path = write('source.yaml', 'rules: []\n');
+    expect((await loadPolicyFile(path)).source).toBe(path);
+    expect(new Policy().source).toBeUndefined();
+  });
+
   it('refuses JSON that does not parse, and a missing file, each with a hint', async () => {
     const bad = write('bad.json', '{"rules": [}');
     await expect(loadPolicyFile(bad)).rejects.toThrow(/bad\.json is not valid JSON/);

@@ -43,6 +43,8 @@ resources:
           url: http://127.0.0.1:9/lookup
           timeout: 5s
           idempotent: true
+      - id: list
+        backend: { type: http, method: GET, url: "http://127.0.0.1:9/items" }
 `;
 
 const POLICY_JSON = JSON.stringify({
@@ -166,7 +168,7 @@ describe('serve --resources --policy', () => {
     const line = await daemonB.waitForLog((entry) => entry.msg === 'serving resources');
     expect(line.resources).toEqual([
       { id: 'echo', capabilities: ['echo'] },
-      { id: 'inventory', capabilities: ['lookup'] },
+      { id: 'inventory', capabilities: ['lookup', 'list'] },
     ]);
     // node-b may use everything on itself: the CLI's `route` finds it in local_catalog.
     const local = stateRows(b.state).local_catalog as Array<{ resource_id: string }>;
@@ -257,6 +259,42 @@ describe('serve --resources --policy', () => {
       args: 'x'.repeat(1024 * 1024 + 1),
     });
     expect(receiptOf(answer, 413).error?.code).toBe('BODY_TOO_LARGE');
+  });
+
+  it('hints what the caller can act on when the peer refuses the arguments or its backend fails (exit 1)', async () => {
+    // node-b calls itself: the CLI sees the peer's answers as any caller would.
+    const refused = await b.cli([
+      'invoke',
+      'inventory',
+      'list',
+      '--node',
+      'node-b',
+      '--args',
+      '[1]',
+      '--retries',
+      '0',
+    ]);
+    expect(refused.code, refused.stderr).toBe(1);
+    expect(refused.stderr).toMatch(
+      /^error: node-b answered 400 INVALID_ARGUMENTS: this capability calls its upstream with GET: /m,
+    );
+    expect(refused.stderr).toMatch(
+      /^hint: change --args to what the capability takes, e\.g\. --args '\{"name":"value"\}'$/m,
+    );
+    const failed = await b.cli([
+      'invoke',
+      'inventory',
+      'lookup',
+      '--node',
+      'node-b',
+      '--retries',
+      '0',
+    ]);
+    expect(failed.code, failed.stderr).toBe(1);
+    expect(failed.stderr).toMatch(/^error: node-b answered 502 BACKEND_ERROR: /m);
+    expect(failed.stderr).toMatch(
+      /^hint: the peer's operator can find why in its log, by the correlation ID$/m,
+    );
   });
 
   it('takes rate limits from FEDERATION_RATE_LIMIT_*, answering 429 with Retry-After; JSON resources and a YAML policy load too', async (context) => {

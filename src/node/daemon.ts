@@ -176,7 +176,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         path: '/metrics',
       });
     }
-    logServedCatalog(options.logger, catalog, policy);
+    logServedCatalog(options.logger, catalog, options.policy);
     const running = { server: https, audit, backends };
     return {
       host: address.address,
@@ -415,7 +415,11 @@ function isSelf(peer: ClaimedIdentity, context: HandlerContext): boolean {
 }
 
 /** One line that says what is served, and a warning when the policy lets nobody use any of it. */
-function logServedCatalog(logger: Logger, catalog: ResourceCatalog, policy: Policy): void {
+function logServedCatalog(
+  logger: Logger,
+  catalog: ResourceCatalog,
+  policy: Policy | undefined,
+): void {
   logger.info('serving resources', {
     resources: catalog.resources.map((resource) => ({
       id: resource.id,
@@ -423,9 +427,17 @@ function logServedCatalog(logger: Logger, catalog: ResourceCatalog, policy: Poli
     })),
   });
   // A node that serves nothing (trust and discovery only) has nothing to warn about.
-  if (catalog.resources.length > 0 && policy.allowsNothing) {
-    logger.warn('no policy allows anything: every invocation will be denied', {
-      hint: 'pass serve --policy <file> with allow rules (docs/resources.md)',
+  if (catalog.resources.length === 0) return;
+  // Told apart, because the remedies differ: a forgotten --policy, or a file without an allow
+  // rule (`rules: []`, deny rules only), which --policy again would not mend.
+  if (policy === undefined) {
+    logger.warn('no policy given: every invocation will be denied', {
+      hint: 'pass serve --policy <file> with allow rules (docs/resources.md#the-policy-file)',
+    });
+  } else if (policy.allowsNothing) {
+    logger.warn('the policy has no allow rule: every invocation will be denied', {
+      policy: policy.source ?? null,
+      hint: 'add an allow rule to the policy file and restart serve (docs/resources.md#the-policy-file)',
     });
   }
 }

@@ -76,7 +76,11 @@ export class Policy {
   private readonly rules: CompiledRule[];
   private readonly limits: Array<{ nodes: NodeMatcher[]; perHour: number; burst?: number }>;
 
-  constructor(file: PolicyFile = { rules: [] }) {
+  constructor(
+    file: PolicyFile = { rules: [] },
+    /** The file the policy was read from, for the daemon's log. */
+    readonly source?: string,
+  ) {
     this.rules = file.rules.map((rule, index) => ({
       index,
       effect: rule.effect,
@@ -93,7 +97,7 @@ export class Policy {
     }));
   }
 
-  /** True when no rule allows anything: the state without `--policy`. */
+  /** True when no rule allows anything: the state without `--policy`, or with `rules: []`. */
   get allowsNothing(): boolean {
     return !this.rules.some((rule) => rule.effect === 'allow');
   }
@@ -178,5 +182,5 @@ export function globMatcher(text: string): Matcher {
 }
 
 export async function loadPolicyFile(path: string): Promise<Policy> {
-  return new Policy(await loadConfigFile(path, PolicyFile, 'policy', 'BAD_POLICY_FILE'));
+  return new Policy(await loadConfigFile(path, PolicyFile, 'policy', 'BAD_POLICY_FILE'), path);
 }

@@ -627,6 +627,28 @@ describe.concurrent('state files that are not ours, or damaged, are refused and 
     expect(existsSync(dirname(statePath))).toBe(false);
   });
 
+  it.each([
+    ['status', () => ['status']],
+    ['init', () => initArgs(nodeA, 'node-a')],
+  ])(
+    '%s with --state or SARK_FED_STATE naming a folder: exit 2 (bad argument), folder untouched',
+    async (_name, args) => {
+      const folder = join(root, `a-folder-${++copies}`);
+      mkdirSync(folder);
+      const expected = {
+        message: `state path ${folder} is not a regular file`,
+        hint: `it is a folder: point --state (or SARK_FED_STATE) at a file, e.g. ${join(folder, 'state.db')}`,
+      };
+      expectRefusal(await runCli(['--state', folder, ...args()]), 2, expected);
+      expectRefusal(await runCli(args(), { env: { SARK_FED_STATE: folder } }), 2, expected);
+      const json = await runCli(['--state', folder, '--json', ...args()]);
+      expect(JSON.parse(json.stderr)).toEqual({
+        error: { code: 'STATE_NOT_A_FILE', ...expected, exitCode: 2 },
+      });
+      expect(listDir(folder)).toEqual([]);
+    },
+  );
+
   it('status of an empty state file: exit 4', async () => {
     const statePath = join(root, 'empty', 'state.db');
     mkdirSync(dirname(statePath));

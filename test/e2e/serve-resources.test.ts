@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { verifyReceipt, type Receipt } from '../../src/core/audit/receipts.js';
 import { PATHS } from '../../src/core/protocol/constants.js';
 import { InvokeResponse, ResourcesResponse } from '../../src/core/protocol/schemas.js';
-import { expectSuccess, tempDir } from '../helpers/cli.js';
+import { expectRefusal, expectSuccess, tempDir } from '../helpers/cli.js';
 import {
   addAnchor,
   makeNode,
@@ -43,6 +43,8 @@ resources:
           url: http://127.0.0.1:9/lookup
           timeout: 5s
           idempotent: true
+      - id: list
+        backend: { type: http, method: GET, url: "http://127.0.0.1:9/items" }
 `;
 
 const POLICY_JSON = JSON.stringify({
@@ -166,7 +168,7 @@ describe('serve --resources --policy', () => {
     const line = await daemonB.waitForLog((entry) => entry.msg === 'serving resources');
     expect(line.resources).toEqual([
       { id: 'echo', capabilities: ['echo'] },
-      { id: 'inventory', capabilities: ['lookup'] },
+      { id: 'inventory', capabilities: ['lookup', 'list'] },
     ]);
     // node-b may use everything on itself: the CLI's `route` finds it in local_catalog.
     const local = stateRows(b.state).local_catalog as Array<{ resource_id: string }>;
@@ -259,6 +261,42 @@ describe('serve --resources --policy', () => {
     expect(receiptOf(answer, 413).error?.code).toBe('BODY_TOO_LARGE');
   });
 
+  it('hints what the caller can act on when the peer refuses the arguments or its backend fails (exit 1)', async () => {
+    // node-b calls itself: the CLI sees the peer's answers as any caller would.
+    const refused = await b.cli([
+      'invoke',
+      'inventory',
+      'list',
+      '--node',
+      'node-b',
+      '--args',
+      '[1]',
+      '--retries',
+      '0',
+    ]);
+    expect(refused.code, refused.stderr).toBe(1);
+    expect(refused.stderr).toMatch(
+      /^error: node-b answered 400 INVALID_ARGUMENTS: this capability calls its upstream with GET: /m,
+    );
+    expect(refused.stderr).toMatch(
+      /^hint: change --args to what the capability takes, e\.g\. --args '\{"name":"value"\}'$/m,
+    );
+    const failed = await b.cli([
+      'invoke',
+      'inventory',
+      'lookup',
+      '--node',
+      'node-b',
+      '--retries',
+      '0',
+    ]);
+    expect(failed.code, failed.stderr).toBe(1);
+    expect(failed.stderr).toMatch(/^error: node-b answered 502 BACKEND_ERROR: /m);
+    expect(failed.stderr).toMatch(
+      /^hint: the peer's operator can find why in its log, by the correlation ID$/m,
+    );
+  });
+
   it('takes rate limits from FEDERATION_RATE_LIMIT_*, answering 429 with Retry-After; JSON resources and a YAML policy load too', async (context) => {
     const limited = await startServe(
       b,
@@ -311,31 +349,122 @@ describe.concurrent('serve: announcement options without the announcement', () =
 });
 
 describe.concurrent('serve: bad files', () => {
+  const SEE_RESOURCES = /^see docs\/resources\.md#the-resources-file$/;
+  const SEE_POLICY = /^see docs\/resources\.md#the-policy-file$/;
   it.each([
-    ['--resources', 'bad.yaml', 'resources: [\n', /resources file .*bad\.yaml is not valid YAML/],
-    ['--resources', 'bad.json', '{"resources": [', /resources file .*bad\.json is not valid JSON/],
+    [
+      '--resources',
+      'bad.yaml',
+      'resources: [\n',
+      /resources file .*bad\.yaml is not valid YAML: .* at line 2, column 1$/,
+      /^a file not named \*\.json is read as YAML/,
+    ],
+    [
+      '--resources',
+      'bad.json',
+      '{"resources": [',
+      /resources file .*bad\.json is not valid JSON: Unexpected end of JSON input$/,
+      /^a file named \*\.json is read as JSON/,
+    ],
     [
       '--resources',
       'wrong.yaml',
       'resources:\n  - id: r\n    capabilities:\n      - id: c\n        backend: { type: http, url: "ftp://x" }\n',
       /invalid resources file .*wrong\.yaml: resources\[0\]\.capabilities\[0\]\.backend\.url: expected an http/,
+      SEE_RESOURCES,
+    ],
+    [
+      '--resources',
+      'misspelt.yaml',
+      'resources:\n  - id: r\n    capabilites:\n      - { id: c, backend: { type: echo } }\n',
+      /invalid resources file .*misspelt\.yaml: resources\[0\]: unknown key "capabilites" \(did you mean "capabilities"\?\)$/,
+      /^the keys of resources\[0\] are id, description, capabilities; see docs\/resources\.md/,
+    ],
+    [
+      '--resources',
+      'folder',
+      'folder',
+      /cannot read the resources file .*folder \(EISDIR\)$/,
+      /^give the path of the resources file, not of a folder$/,
     ],
     [
       '--policy',
       'wrong-policy.json',
       '{"rules":[{"effect":"allow","nodes":["*"]}]}',
-      /invalid policy file .*wrong-policy\.json: rules\[0\]\.principals/,
+      /invalid policy file .*wrong-policy\.json: rules\[0\]\.principals: missing \(expected array\)$/,
+      SEE_POLICY,
     ],
-    ['--policy', 'missing.yaml', null, /cannot read the policy file .*missing\.yaml \(ENOENT\)/],
+    [
+      '--policy',
+      'misspelt-policy.yaml',
+      'rules:\n  - { effect: allow, node: [node-a], principals: ["*"], resources: ["*"], capabilities: ["*"] }\n',
+      /invalid policy file .*misspelt-policy\.yaml: rules\[0\]: unknown key "node" \(did you mean "nodes"\?\)$/,
+      /^the keys of rules\[0\] are effect, description, nodes, principals, resources, capabilities; see docs\/resources\.md#the-policy-file$/,
+    ],
+    [
+      '--policy',
+      'missing.yaml',
+      null,
+      /cannot read the policy file .*missing\.yaml \(ENOENT\)$/,
+      /^check the path: no such file$/,
+    ],
   ])(
-    '%s %s: exit 2 with one line naming the file and the place',
-    async (flag, name, text, message) => {
-      const path = text === null ? join(dir, name) : file(name, text);
+    '%s %s: exit 2, one line naming the file and the place, and a hint',
+    async (flag, name, text, message, hint) => {
+      const path = join(dir, name);
+      if (text === 'folder') mkdirSync(path);
+      else if (text !== null) file(name, text);
       const result = await b.cli(['serve', '--listen', '127.0.0.1:0', flag, path]);
-      expect(result.code, result.stderr).toBe(2);
-      expect(result.stderr).toMatch(message);
-      expect(result.stderr.trim().split('\n')[0]).toMatch(message);
-      expect(result.stderr).not.toMatch(/"msg":"listening"/);
+      expectRefusal(result, 2, { message, hint });
+
+      // --json: the same hint, not null.
+      const json = await b.cli(['--json', 'serve', '--listen', '127.0.0.1:0', flag, path]);
+      expect(json.code, json.stderr).toBe(2);
+      const { error } = JSON.parse(json.stderr) as { error: { message: string; hint: string } };
+      expect(error.message).toMatch(message);
+      expect(error.hint).toMatch(hint);
     },
   );
+});
+
+describe('serve: the warning when nothing may be invoked', () => {
+  it.each([
+    [
+      'without --policy',
+      null,
+      'no policy given: every invocation will be denied',
+      /^pass serve --policy <file> with allow rules/,
+    ],
+    [
+      'with a policy of no rules',
+      '{"rules": []}',
+      'the policy has no allow rule: every invocation will be denied',
+      /^add an allow rule to the policy file and restart serve/,
+    ],
+    [
+      'with a policy of deny rules only',
+      'rules:\n  - { effect: deny, nodes: ["*"], principals: ["*"], resources: ["*"], capabilities: ["*"] }\n',
+      'the policy has no allow rule: every invocation will be denied',
+      /^add an allow rule to the policy file/,
+    ],
+  ])('%s: says which', async (name, policy, msg, hint) => {
+    const policyPath =
+      policy === null ? undefined : file(`nothing-${name.replaceAll(' ', '-')}.yaml`, policy);
+    // node-s's own state: node-b's daemon serves the other tests meanwhile.
+    const daemon = await startServe(stranger, [
+      '--listen',
+      '127.0.0.1:0',
+      '--resources',
+      file('resources-nothing.json', RESOURCES_JSON),
+      ...(policyPath === undefined ? [] : ['--policy', policyPath]),
+    ]);
+    try {
+      const warning = await daemon.waitForLog((entry) => entry.level === 'warn');
+      expect(warning).toMatchObject({ msg, hint: expect.stringMatching(hint) });
+      if (policyPath !== undefined) expect(warning.policy).toBe(policyPath);
+      expect(daemon.logs.filter((entry) => entry.level === 'warn')).toHaveLength(1);
+    } finally {
+      await daemon.stop();
+    }
+  });
 });

@@ -576,6 +576,36 @@ describe('invoke against a stand-in peer', () => {
     expect(b.invokes()).toHaveLength(2);
   });
 
+  it("hints what the caller can act on for each refusal, never the peer's log it cannot read", async () => {
+    const answers: Record<string, { status: number; code: string }> = {
+      args: { status: 400, code: 'INVALID_ARGUMENTS' },
+      body: { status: 400, code: 'INVALID_BODY' },
+      big: { status: 413, code: 'BODY_TOO_LARGE' },
+      fault: { status: 500, code: 'INTERNAL' },
+    };
+    const b = await standIn('node-b', certs.b, (request) => {
+      const { kind } = (JSON.parse(request.body) as { arguments: { kind: string } }).arguments;
+      const { status, code } = answers[kind] as { status: number; code: string };
+      return signed('node-b', certs.b, request, { status, error: { code, message: 'refused' } });
+    });
+    const who = caller([{ nodeId: 'node-b', endpoint: b.endpoint, fixture: certs.b }]);
+    const hints: Record<string, string | undefined> = {};
+    for (const kind of Object.keys(answers)) {
+      const { error } = await run(who, call({ arguments: { kind } }), {
+        node: 'node-b',
+        attempts: 1,
+      });
+      expect(error?.code).toBe(answers[kind]?.code);
+      hints[kind] = error?.hint;
+    }
+    expect(hints).toEqual({
+      args: `change --args to what the capability takes, e.g. --args '{"name":"value"}'`,
+      body: 'the peer refused the request; its operator can find why in its log, by the correlation ID',
+      big: "the arguments exceed the peer's body limit",
+      fault: "the peer's operator can find why in its log, by the correlation ID",
+    });
+  });
+
   it('takes a plain error document of a peer that does not trust this node as a trust failure', async () => {
     const b = await standIn('node-b', certs.b, (request) => ({
       status: 403,

@@ -1027,7 +1027,7 @@ describe('resources catalog', () => {
     expect(logs).toContainEqual(
       expect.objectContaining({
         level: 'warn',
-        msg: 'no policy allows anything: every invocation will be denied',
+        msg: 'no policy given: every invocation will be denied',
       }),
     );
   });

@@ -114,13 +114,31 @@ async function prepareCall(
 /** --args: JSON text, @file, or - (stdin). Anything that is not JSON is a usage error. */
 async function readArguments(context: CommandContext, value: string): Promise<unknown> {
   const { UsageError, errnoOf } = await import('../../core/errors.js');
+  const { describeJsonError } = await import('../../node/config-file.js');
+  // Each source has its own remedy: shell quoting only concerns JSON given inline.
   let text: string;
   let source: string;
+  let empty: { message: string; hint: string };
+  let hint: string;
   if (value === '-') {
     source = 'stdin';
+    // At a terminal, reading stdin looks like a hang unless the person is told to type.
+    if (context.io.stdin.isTTY === true) {
+      context.output.info('reading the arguments from stdin; end with Ctrl-D on a new line');
+    }
     text = await readStdin(context);
+    empty = {
+      message: 'no arguments on stdin: it was empty',
+      hint: `send JSON on stdin, e.g. echo '{"key":"value"}' | sark-fed invoke … --args -, or leave --args out for null`,
+    };
+    hint = 'send one JSON value on stdin, e.g. {"key":"value"}';
   } else if (value.startsWith('@')) {
     const path = value.slice(1);
+    if (path === '') {
+      throw new UsageError('BAD_ARGS', '--args @ names no file', {
+        hint: 'give a file name after @, e.g. --args @query.json',
+      });
+    }
     source = path;
     const { readFileSync, statSync } = await import('node:fs');
     try {
@@ -135,17 +153,28 @@ async function readArguments(context: CommandContext, value: string): Promise<un
         { hint: 'give --args @file with a readable JSON file' },
       );
     }
+    empty = {
+      message: `the arguments file ${path} is empty`,
+      hint: `write one JSON value in it, e.g. {"key":"value"}, or leave --args out for null`,
+    };
+    hint = `--args @file reads JSON only (not YAML): write ${path} as JSON, e.g. {"key":"value"}`;
   } else {
     source = '--args';
     text = value;
+    empty = {
+      message: '--args is empty',
+      hint: `give JSON, e.g. --args '{"key":"value"}', or leave --args out for null`,
+    };
+    hint = `quote JSON for the shell, e.g. --args '{"key":"value"}', or use --args @file`;
   }
+  if (text.trim() === '') throw new UsageError('BAD_ARGS', empty.message, { hint: empty.hint });
   try {
     return JSON.parse(text) as unknown;
   } catch (error) {
     throw new UsageError(
       'BAD_ARGS',
-      `the arguments from ${source} are not JSON: ${(error as Error).message}`,
-      { hint: `quote JSON for the shell, e.g. --args '{"key":"value"}', or use --args @file` },
+      `the arguments from ${source} are not JSON: ${describeJsonError(error, text)}`,
+      { hint },
     );
   }
 }

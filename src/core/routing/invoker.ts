@@ -378,15 +378,18 @@ function failureFor(
       { mayHaveExecuted: true, transient: true, failover: true },
     );
   }
+  // The caller cannot read the peer's log: its hints say what the caller can do, or whom to ask.
   if (status >= 500) {
     return result(
-      new OperationError(code, message, { hint: "see the peer's log for its backend" }),
+      new OperationError(code, message, {
+        hint: "the peer's operator can find why in its log, by the correlation ID",
+      }),
       { mayHaveExecuted: true, transient: true, failover: true },
     );
   }
   if (status === 413) {
     return result(
-      new OperationError(code, message, { hint: 'the arguments exceed the peer’s body limit' }),
+      new OperationError(code, message, { hint: "the arguments exceed the peer's body limit" }),
       { mayHaveExecuted: false, transient: false, failover: false },
     );
   }
@@ -396,11 +399,25 @@ function failureFor(
       { mayHaveExecuted: true, transient: false, failover: false },
     );
   }
-  return result(new OperationError(code, message, { hint: "see the peer's log" }), {
-    mayHaveExecuted: false,
-    transient: false,
-    failover: false,
-  });
+  if (status === 400 && code === 'INVALID_ARGUMENTS') {
+    // The peer's message says what the capability takes (docs/resources.md: HTTP backends).
+    return result(
+      new OperationError(code, message, {
+        hint: 'change --args to what the capability takes, e.g. --args \'{"name":"value"}\'',
+      }),
+      { mayHaveExecuted: false, transient: false, failover: false },
+    );
+  }
+  return result(
+    new OperationError(code, message, {
+      hint: 'the peer refused the request; its operator can find why in its log, by the correlation ID',
+    }),
+    {
+      mayHaveExecuted: false,
+      transient: false,
+      failover: false,
+    },
+  );
 }
 
 /**

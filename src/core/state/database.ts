@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { NotFoundError, OperationError, messageOf } from '../errors.js';
+import { NotFoundError, OperationError, UsageError, messageOf } from '../errors.js';
 import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { describeSqliteError } from './sqlite-errors.js';
 
@@ -112,14 +112,18 @@ function fileExists(path: string): boolean {
   try {
     const stats = statSync(path);
     if (!stats.isFile()) {
-      throw new OperationError('STATE_NOT_A_FILE', `state path ${path} is not a regular file`, {
-        hint: 'point --state at a file, not a folder',
+      // The path is the operator's word (--state, SARK_FED_STATE or SARK_FED_HOME), not a fault
+      // of the file: a bad argument, exit 2 (CLI.md), and nothing is touched.
+      throw new UsageError('STATE_NOT_A_FILE', `state path ${path} is not a regular file`, {
+        hint: stats.isDirectory()
+          ? `it is a folder: point --state (or SARK_FED_STATE) at a file, e.g. ${join(path, 'state.db')}`
+          : 'point --state (or SARK_FED_STATE) at a regular file',
       });
     }
     return true;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    if (error instanceof OperationError) throw error;
+    if (error instanceof UsageError) throw error;
     throw unwritable(path, error);
   }
 }

@@ -254,11 +254,27 @@ describe('loadPolicyFile', () => {
       /rules\[0\]\.nodes: list at least one pattern/,
     ],
     [
-      'a misspelt key',
+      'a key misspelt as another one it has too',
       'rules:\n  - { effect: allow, node: ["*"], nodes: ["*"], principals: ["*"], resources: ["*"], capabilities: ["*"] }\n',
-      /rules\[0\]: .*node/,
+      /rules\[0\]: unknown key "node"$/,
     ],
-    ['no rules at all', 'rule: []\n', /rules/],
+    // The review's case: "nodes" is then missing too, and zod reports that first.
+    [
+      'a misspelt key, the key it meant missing',
+      'rules:\n  - { effect: allow, node: ["*"], principals: ["*"], resources: ["*"], capabilities: ["*"] }\n',
+      /rules\[0\]: unknown key "node" \(did you mean "nodes"\?\)$/,
+    ],
+    [
+      'a misspelt top-level key',
+      'rule: []\n',
+      /policy file \S+: unknown key "rule" \(did you mean "rules"\?\)$/,
+    ],
+    [
+      'a misspelt optional key',
+      'rules: []\nrate_limits:\n  - { nodes: [a], rate_limit_per_hour: 5, brust: 2 }\n',
+      /rate_limits\[0\]: unknown key "brust" \(did you mean "burst"\?\)$/,
+    ],
+    ['an unknown key like no known one', 'rules: []\ncomment: hello\n', /: unknown key "comment"$/],
     ['YAML that does not parse', 'rules: [\n', /is not valid YAML/],
   ])('refuses %s with the file and the place in it (usage error)', async (_name, text, message) => {
     const path = write(`bad-${Math.random().toString(36).slice(2)}.yaml`, text);
@@ -267,13 +283,50 @@ describe('loadPolicyFile', () => {
     expect((error as Error).message).toContain(path);
     expect((error as Error).message).toMatch(message);
     expect((error as Error).message).not.toContain('\n');
+    expect(isSarkError(error) && error.hint).toMatch(/\S/);
   });
 
-  it('refuses JSON that does not parse, and a missing file', async () => {
+  it('says a required key is missing, and hints at the keys a place takes', async () => {
+    const missing = await loadPolicyFile(
+      write(
+        'missing.yaml',
+        'rules:\n  - { effect: allow, nodes: ["*"], resources: ["*"], capabilities: ["*"] }\n',
+      ),
+    ).catch((caught: unknown) => caught);
+    expect((missing as Error).message).toMatch(
+      /rules\[0\]\.principals: missing \(expected array\)$/,
+    );
+    expect(isSarkError(missing) && missing.hint).toBe('see docs/resources.md#the-policy-file');
+
+    const misspelt = await loadPolicyFile(
+      write(
+        'misspelt.yaml',
+        'rules:\n  - { effect: allow, node: ["*"], principals: ["*"], resources: ["*"], capabilities: ["*"] }\n',
+      ),
+    ).catch((caught: unknown) => caught);
+    expect(isSarkError(misspelt) && misspelt.hint).toBe(
+      'the keys of rules[0] are effect, description, nodes, principals, resources, capabilities; ' +
+        'see docs/resources.md#the-policy-file',
+    );
+  });
+
+  it('remembers the file it was read from, for the daemon to name', async () => {
+    const path = write('source.yaml', 'rules: []\n');
+    expect((await loadPolicyFile(path)).source).toBe(path);
+    expect(new Policy().source).toBeUndefined();
+  });
+
+  it('refuses JSON that does not parse, and a missing file, each with a hint', async () => {
     const bad = write('bad.json', '{"rules": [}');
     await expect(loadPolicyFile(bad)).rejects.toThrow(/bad\.json is not valid JSON/);
+    await expect(loadPolicyFile(bad)).rejects.toMatchObject({
+      hint: expect.stringMatching(/JSON/),
+    });
     await expect(loadPolicyFile(join(dir, 'nope.yaml'))).rejects.toThrow(
       /cannot read the policy file .*nope\.yaml \(ENOENT\)/,
     );
+    await expect(loadPolicyFile(join(dir, 'nope.yaml'))).rejects.toMatchObject({
+      hint: 'check the path: no such file',
+    });
   });
 });

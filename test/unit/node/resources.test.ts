@@ -179,8 +179,18 @@ describe('loadResourcesFile', () => {
     ],
     ['an empty file', '', /expected object/],
     ['a list instead of a document', '- a\n- b\n', /expected object/],
+    [
+      'a misspelt key whose real key is then missing',
+      'resources:\n  - id: r\n    capabilites: [{ id: c, backend: { type: echo } }]\n',
+      /resources\[0\]: unknown key "capabilites" \(did you mean "capabilities"\?\)$/,
+    ],
+    [
+      'a misspelt key of an HTTP backend',
+      capability('{ type: http, url: "http://x/", idempotant: true }'),
+      /backend: unknown key "idempotant" \(did you mean "idempotent"\?\)$/,
+    ],
   ])(
-    'refuses %s: one line naming the file and the place (usage error)',
+    'refuses %s: one line naming the file and the place, and a hint (usage error)',
     async (_name, text, message) => {
       const path = write(text);
       const error = await loadResourcesFile(path).catch((caught: unknown) => caught);
@@ -188,6 +198,48 @@ describe('loadResourcesFile', () => {
       expect((error as Error).message).toContain(path);
       expect((error as Error).message).toMatch(message);
       expect((error as Error).message).not.toContain('\n');
+      expect(isSarkError(error) && error.hint).toMatch(/docs\/resources\.md#the-resources-file$/);
     },
   );
+
+  it('lists the keys of the backend type the file names, not of every type', async () => {
+    const error = await loadResourcesFile(write(capability('{ type: echo, idempotent: true }')))
+      .then(() => undefined)
+      .catch((caught: unknown) => caught);
+    // "idempotent" is a key of http backends: no "did you mean" for an echo one.
+    expect((error as Error).message).toMatch(/backend: unknown key "idempotent"$/);
+    expect(isSarkError(error) && error.hint).toBe(
+      'the keys of resources[0].capabilities[0].backend are type; see docs/resources.md#the-resources-file',
+    );
+  });
+
+  it('refuses a file it cannot read or parse with a hint fit for each', async () => {
+    const hintOf = async (path: string) => {
+      const error = await loadResourcesFile(path).catch((caught: unknown) => caught);
+      expect(isSarkError(error) && error.kind, String(error)).toBe('usage');
+      return { message: (error as Error).message, hint: isSarkError(error) ? error.hint : '' };
+    };
+    expect(await hintOf(join(dir, 'absent.yaml'))).toEqual({
+      message: `cannot read the resources file ${join(dir, 'absent.yaml')} (ENOENT)`,
+      hint: 'check the path: no such file',
+    });
+    // A relative path: the hint says where the daemon looked.
+    expect((await hintOf('absent-resources.yaml')).hint).toBe(
+      `check the path: a relative one is read from ${process.cwd()}`,
+    );
+    expect(await hintOf(dir)).toEqual({
+      message: `cannot read the resources file ${dir} (EISDIR)`,
+      hint: 'give the path of the resources file, not of a folder',
+    });
+    const json = write('{"resources": [\n  1\n  2]}', 'json');
+    expect(await hintOf(json)).toEqual({
+      message: `resources file ${json} is not valid JSON: Expected ',' or ']' after array element at line 3, column 3`,
+      hint: 'a file named *.json is read as JSON (any other name as YAML): fix it there',
+    });
+    const yaml = write('resources: [\n');
+    expect(await hintOf(yaml)).toMatchObject({
+      message: expect.stringMatching(/is not valid YAML: .* at line 2, column 1$/),
+      hint: expect.stringMatching(/^a file not named \*\.json is read as YAML/),
+    });
+  });
 });

@@ -320,7 +320,7 @@ function nextSignal(): { received: Promise<NodeJS.Signals>; dispose(): void } {
  * A socket the daemon could not bind, as an operator reads it: the address, and the option to
  * change (`--listen` for the TLS address, which may come from init's endpoint; `--metrics`).
  */
-function bindError(error: BindError, listening: { host: string; port: number }): unknown {
+export function bindError(error: BindError, listening: { host: string; port: number }): unknown {
   const where = addressText(error.host, error.port);
   const flag = `--${error.socket}`;
   const what = error.socket === 'metrics' ? 'serve metrics on' : 'listen on';
@@ -345,6 +345,16 @@ function bindError(error: BindError, listening: { host: string; port: number }):
         'ADDRESS_NOT_AVAILABLE',
         `cannot ${what} ${where}: no such address on this machine`,
         { ...options, hint: `pass ${flag} with an address of one of its interfaces` },
+      );
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_FAIL':
+      // A host name (from the flag, or init's endpoint) that the resolver does not know, or
+      // could not answer for: there is nothing to bind.
+      return new OperationError(
+        'ADDRESS_UNRESOLVED',
+        `cannot ${what} ${where}: the host name ${error.host} does not resolve here`,
+        { ...options, hint: `pass ${flag} with an IP address of this machine, e.g. 127.0.0.1` },
       );
     default:
       return error.cause;

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { OperationError } from '../core/errors.js';
 import type { StateStore } from '../core/state/database.js';
@@ -14,7 +14,9 @@ import { getSetting, setSetting } from '../core/state/trust-repository.js';
  * made in one BEGIN IMMEDIATE transaction, so two daemons starting together cannot both win.
  * A daemon that crashed leaves its row behind; it is stale once its process is gone, which is
  * checked by PID and, on Linux, by the process's start time too, so that a recycled PID is not
- * taken for the old daemon.
+ * taken for the old daemon. A copy of the file (a backup, a test fixture) carries the row of the
+ * daemon serving the original: the row names the file's real path, and is not a claim on a
+ * file of another path.
  */
 
 const SETTING = 'daemon';
@@ -22,21 +24,25 @@ const SETTING = 'daemon';
 export interface DaemonClaim {
   pid: number;
   host: string;
+  /** The state file's real path: a claim found in a copy of the file is not for the copy. */
+  path: string | null;
   /** Clock ticks since boot at which the process started (/proc/<pid>/stat field 22), or null. */
   processStart: string | null;
   since: string;
 }
 
 export function claimDaemon(store: StateStore, now: Date): DaemonClaim {
+  const path = realPath(store.path);
   const claim: DaemonClaim = {
     pid: process.pid,
     host: hostname(),
+    path,
     processStart: processStartOf(process.pid),
     since: now.toISOString(),
   };
   store.write((db) => {
     const holder = parseClaim(getSetting(db, SETTING));
-    if (holder && isRunning(holder)) {
+    if (holder && holder.path === path && isRunning(holder)) {
       throw new OperationError(
         'STATE_IN_USE',
         `another sark-fed serve (pid ${holder.pid}, since ${holder.since}) serves ${store.path}`,
@@ -68,6 +74,7 @@ function parseClaim(text: string | undefined): DaemonClaim | undefined {
     return {
       pid: value.pid,
       host: value.host,
+      path: typeof value.path === 'string' ? value.path : null,
       processStart: typeof value.processStart === 'string' ? value.processStart : null,
       since: typeof value.since === 'string' ? value.since : '?',
     };
@@ -90,6 +97,14 @@ function isRunning(holder: DaemonClaim): boolean {
   }
   const start = processStartOf(holder.pid);
   return holder.processStart === null || start === null || start === holder.processStart;
+}
+
+function realPath(path: string): string | null {
+  try {
+    return realpathSync(path);
+  } catch {
+    return null;
+  }
 }
 
 function processStartOf(pid: number): string | null {

@@ -10,6 +10,7 @@ import {
   addAnchor,
   freePort,
   makeNode,
+  nodeCopy,
   opensslFingerprint,
   startServe,
   type RunningServe,
@@ -266,6 +267,12 @@ describe('serve --metrics', () => {
 });
 
 describe('serve --metrics: refusals', () => {
+  // node-b's daemon runs for the other tests: these start node-b on a copy of its state file.
+  let spare: TestNode;
+  beforeAll(() => {
+    spare = nodeCopy(b);
+  });
+
   /** A port held by this test, as another program would hold it. */
   async function holdPort(): Promise<{ port: number; release(): Promise<void> }> {
     const holder: Server = createServer();
@@ -301,7 +308,7 @@ describe('serve --metrics: refusals', () => {
     ];
 
     // Exactly the two lines: no "listening" log line came before them.
-    const { hint } = expectRefusal(await b.cli(args), 1, {
+    const { hint } = expectRefusal(await spare.cli(args), 1, {
       message: `cannot serve metrics on 127.0.0.1:${held.port}: it is already in use`,
       hint: /pass --metrics host:port with another address/,
     });
@@ -309,7 +316,7 @@ describe('serve --metrics: refusals', () => {
     expect(await answers(listen)).toBe(false);
 
     // With --json, stderr is the one error document.
-    const json = await b.cli(['--json', ...args]);
+    const json = await spare.cli(['--json', ...args]);
     expect(json.code).toBe(1);
     expect(json.stdout).toBe('');
     expect(JSON.parse(json.stderr)).toEqual({
@@ -326,7 +333,7 @@ describe('serve --metrics: refusals', () => {
   it('refuses --metrics on the address --listen takes, naming it as the metrics address', async () => {
     const port = await freePort();
     const address = `127.0.0.1:${port}`;
-    expectRefusal(await b.cli(['serve', '--listen', address, '--metrics', address]), 1, {
+    expectRefusal(await spare.cli(['serve', '--listen', address, '--metrics', address]), 1, {
       message: `cannot serve metrics on ${address}: it is already in use`,
       hint: `the node itself listens there (${address}): pass --metrics host:port with a port of its own`,
     });
@@ -340,7 +347,7 @@ describe('serve --metrics: refusals', () => {
   ])('refuses --metrics %s (%s) as usage, before binding anything (exit 2)', async ([value]) => {
     const listen = await freePort();
     expectRefusal(
-      await b.cli(['serve', '--listen', `127.0.0.1:${listen}`, '--metrics', value as string]),
+      await spare.cli(['serve', '--listen', `127.0.0.1:${listen}`, '--metrics', value as string]),
       2,
       {
         message: new RegExp(

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { makeNode, startServe, stateRows, type TestNode } from '../helpers/federation.js';
+import { makeNode, nodeCopy, startServe, stateRows, type TestNode } from '../helpers/federation.js';
 import { createCa } from '../helpers/pki.js';
 
 /**
@@ -93,6 +93,10 @@ describe('one daemon per state file', () => {
       const route = await node.cli(['route', 'echo', '--json']);
       expect(route.code, route.stderr).toBe(0);
       expect(JSON.parse(route.stdout)).toMatchObject({ chosen: 'node-a' });
+      // A copy of the file (a backup restored, say) carries that claim, but names another file:
+      // it can be served while the first daemon runs.
+      const copy = await startServe(nodeCopy(node), ['--listen', '127.0.0.1:0']);
+      expect(await copy.stop()).toBe(0);
     } finally {
       expect(await first.stop()).toBe(0);
     }

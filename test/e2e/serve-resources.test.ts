@@ -9,6 +9,7 @@ import { expectRefusal, expectSuccess, tempDir } from '../helpers/cli.js';
 import {
   addAnchor,
   makeNode,
+  nodeCopy,
   opensslFingerprint,
   startServe,
   stateRows,
@@ -298,8 +299,9 @@ describe('serve --resources --policy', () => {
   });
 
   it('takes rate limits from FEDERATION_RATE_LIMIT_*, answering 429 with Retry-After; JSON resources and a YAML policy load too', async (context) => {
+    // node-b's daemon of the other tests runs: this one serves a copy of its state file.
     const limited = await startServe(
-      b,
+      nodeCopy(b),
       [
         '--listen',
         '127.0.0.1:0',

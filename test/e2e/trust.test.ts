@@ -1,4 +1,3 @@
-import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, request as httpsRequest } from 'node:https';
@@ -12,6 +11,7 @@ import {
   curl,
   freePort,
   initNode,
+  nodeCopy,
   opensslFingerprint,
   opensslNotAfter,
   startServe,
@@ -905,7 +905,7 @@ describe.concurrent('serve', () => {
       // A copy of node-s's state, served on a port of its own: the cases run side by side, and
       // one state file takes one daemon.
       const port = await freePort();
-      const node = { ...shared.stranger, state: stateCopy(shared.stranger) };
+      const node = nodeCopy(shared.stranger);
       const daemon = await serve(context, node, ['--listen', `127.0.0.1:${port}`]);
 
       // A request whose body is still on its way when the signal comes.
@@ -970,18 +970,6 @@ describe.concurrent('serve', () => {
     expect(stateRows(state)).toEqual(before);
   });
 });
-
-/** A consistent copy of a node's state file (its write-ahead log included) in a new folder. */
-function stateCopy(node: TestNode): string {
-  const path = join(tempDir('sark-fed-serve-'), 'state.db');
-  const db = new Database(node.state, { readonly: true, fileMustExist: true });
-  try {
-    db.prepare('VACUUM INTO ?').run(path);
-  } finally {
-    db.close();
-  }
-  return path;
-}
 
 /** A POST whose body the test writes piece by piece (chunked), on a connection of its own. */
 function startRequest(

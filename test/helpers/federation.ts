@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, expect } from 'vitest';
-import { CLI_PATH, PROJECT_ROOT, cleanEnv, runCli, type RunResult } from './cli.js';
+import { CLI_PATH, PROJECT_ROOT, cleanEnv, runCli, tempDir, type RunResult } from './cli.js';
 import { normalizeOpensslFingerprint, opensslOk } from './openssl.js';
 import { issueNode, type NodeFixture } from './pki.js';
 
@@ -77,6 +77,24 @@ export async function initNode(
   expect(init.code, init.stderr).toBe(0);
   const fingerprint = (JSON.parse(init.stdout) as { fingerprint: string }).fingerprint;
   return { ...fixture, nodeId, trustDomain, state, port, endpoint, fingerprint, cli };
+}
+
+/**
+ * The same node on a consistent copy of its state file (write-ahead log included), in a new
+ * folder: for a second daemon of that node while the first runs, since one state file takes one
+ * `serve` at a time.
+ */
+export function nodeCopy(node: TestNode): TestNode {
+  const state = join(tempDir('sark-fed-node-copy-'), 'state.db');
+  const db = new Database(node.state, { readonly: true, fileMustExist: true });
+  try {
+    db.prepare('VACUUM INTO ?').run(state);
+  } finally {
+    db.close();
+  }
+  const cli = (args: string[], env?: Record<string, string | undefined>) =>
+    runCli(['--state', state, ...args], { env });
+  return { ...node, state, cli };
 }
 
 export interface RunningServe {

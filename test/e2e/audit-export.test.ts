@@ -198,7 +198,7 @@ describe('audit export', () => {
 
       const big = await exportJsonl(bigState);
       expect(big.code, big.stderr).toBe(0);
-      expect(big.stderr).toBe(`exported ${BIG} event(s)\n`);
+      expect(big.stderr).toBe(`exported ${BIG} events\n`);
       expect(big).toMatchObject({ lines: BIG, badLines: 0, seqInOrder: true, awkward: BIG / 1000 });
 
       expect(small.maxRssKib).toBeGreaterThan(0);

@@ -121,7 +121,7 @@ describe('audit verify', () => {
     expect(result.stdout).toMatch(/^events\t5 \(seq 1 to 5\)$/m);
     expect(result.stdout).toMatch(/^receipts\t5 verified, 0 invalid, 0 unknown signer/m);
     expect(result.stdout).toMatch(/^result\tok$/m);
-    expect(result.stderr).toBe('✓ verified 5 event(s) and 5 receipt(s)\n');
+    expect(result.stderr).toBe('✓ verified 5 events and 5 receipts\n');
 
     for (const node of [a, b]) {
       const report = await verifyJson(node.state, 0);
@@ -163,7 +163,7 @@ describe('audit verify', () => {
       'events     5 (seq 1 to 5)',
       'receipts   4 verified, 1 invalid, 0 unknown signer, 0 events without',
       expect.stringMatching(/^head hash  [0-9a-f]{64}$/),
-      'result     2 problem(s)',
+      'result     2 problems',
     ]);
     expect(lines[5]).toMatch(/^SEQ\s+EVENT\s+CORRELATION\s+PROBLEM\s+DETAIL$/);
     expect(lines[6]).toMatch(
@@ -183,7 +183,7 @@ describe('audit verify', () => {
     expectBrokenAt(
       await verify(path),
       after as Row,
-      /seq 3 follows seq 1: 1 event\(s\) are missing/,
+      /seq 3 follows seq 1: 1 event is missing/,
     );
     const report = await verifyJson(path, 1);
     expect(report.problems.map((problem) => [problem.seq, problem.code])).toEqual([
@@ -292,7 +292,7 @@ describe('audit verify', () => {
     const result = await verify(path);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toContain(
-      'warning: 5 receipt(s) signed by node-b not checked: no certificate of node-b is known here',
+      'warning: 5 receipts signed by node-b not checked: no certificate of node-b is known here',
     );
     expect((await verifyJson(path, 0)).unknownSigners).toEqual([
       { nodeId: 'node-b', events: 5, reason: 'no-certificate' },

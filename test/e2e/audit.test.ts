@@ -569,7 +569,7 @@ describe('audit trace', () => {
       expect(result.code, result.stderr).toBe(0);
       const lines = result.stdout.trimEnd().split('\n');
       expect(lines[0]).toBe(`correlation ID  ${calls.success}`);
-      expect(lines[1]).toMatch(/1 hop\(s\), 2 event\(s\) on node-a, node-b/);
+      expect(lines[1]).toMatch(/1 hop, 2 events on node-a, node-b/);
       const header = lines.findIndex((line) => line.startsWith('HOP'));
       expect(lines[header]).toMatch(
         /^HOP\s+CALL \/ RECORDED AT\s+OUTCOME\s+STATUS\s+START\s+DURATION\s+RECEIPT\s+TIMELINE$/,

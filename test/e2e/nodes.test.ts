@@ -637,7 +637,7 @@ describe('nodes health, against real daemons', () => {
     expect(report).toMatchObject({ nodeId: 'node-z', status: 'offline', latencyMs: null });
     expect(report?.detail).toMatch(/ECONNREFUSED/);
     expect(jsonError(result)).toMatchObject({ code: 'NODES_OFFLINE', exitCode: 5 });
-    expect(jsonError(result).message).toMatch(/^1 of 1 node\(s\) did not answer: node-z$/);
+    expect(jsonError(result).message).toMatch(/^1 of 1 node did not answer: node-z$/);
     const [listed] = await listJson(node);
     expect(listed?.health).toMatchObject({ status: 'offline', latencyMs: null });
 
@@ -645,7 +645,7 @@ describe('nodes health, against real daemons', () => {
     const plain = await node.cli(['nodes', 'health', 'node-z']);
     expect(plain.code).toBe(5);
     expect(plain.stdout.split('\t').slice(0, 3)).toEqual(['node-z', 'offline', '-']);
-    expect(plain.stderr).toMatch(/^error: 1 of 1 node\(s\) did not answer: node-z\nhint: .*serve/);
+    expect(plain.stderr).toMatch(/^error: 1 of 1 node did not answer: node-z\nhint: .*serve/);
   });
 
   it('--timeout 1s: servers that accept TCP but never answer are offline once it passes, asked concurrently', async () => {
@@ -674,7 +674,7 @@ describe('nodes health, against real daemons', () => {
     expect(accepted).toHaveLength(2);
     const firstGaveUp = Math.min(...reports.map((item) => Date.parse(item.checkedAt)));
     expect(Math.max(...accepted)).toBeLessThan(firstGaveUp);
-    expect(jsonError(result).message).toMatch(/2 of 2 node\(s\) did not answer: node-h1, node-h2/);
+    expect(jsonError(result).message).toMatch(/2 of 2 nodes did not answer: node-h1, node-h2/);
   });
 
   it('a peer whose certificate is not the pinned one: degraded, and exit 0', async () => {

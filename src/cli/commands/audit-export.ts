@@ -2,6 +2,7 @@ import { exportLines } from '../../core/audit/export.js';
 import type { CommandContext } from '../context.js';
 import type { ExportOptions } from './audit.js';
 import { withStore } from './shared.js';
+import { count } from '../../core/plural.js';
 
 /** Lines are gathered into chunks of about this many characters before each write. */
 const CHUNK_CHARS = 64 * 1024;
@@ -34,7 +35,7 @@ export async function runExport(context: CommandContext, options: ExportOptions)
     if (chunk !== '') await flush();
   });
   if (options.format === 'csv') events--;
-  context.output.info(`exported ${events} event(s)`);
+  context.output.info(`exported ${count(events, 'event')}`);
 }
 
 /** Resolves on 'drain'; a reader that went away ends the export rather than hanging it. */

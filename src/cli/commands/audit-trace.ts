@@ -17,6 +17,7 @@ import type { Cell } from '../output/output.js';
 import type { TraceOptions } from './audit.js';
 import { formatDuration, outcomeCell, shortTime, warnProblems } from './audit-format.js';
 import { withNode, withStore } from './shared.js';
+import { count } from '../../core/plural.js';
 
 /** Width of the timeline bar, in characters. */
 const BAR_WIDTH = 24;
@@ -160,7 +161,7 @@ function render(context: CommandContext, trace: TraceReport): void {
   const events = trace.hops.reduce((sum, hop) => sum + hop.events.length, 0);
   output.line(`${output.out.bold('correlation ID')}  ${trace.correlationId}`);
   output.line(
-    `${output.out.bold('started')}         ${shortTime(trace.startedAt)} UTC · ${trace.hops.length} hop(s), ${events} event(s) on ${trace.nodes.join(', ')} · ${formatDuration(trace.spanUs)}`,
+    `${output.out.bold('started')}         ${shortTime(trace.startedAt)} UTC · ${count(trace.hops.length, 'hop')}, ${count(events, 'event')} on ${trace.nodes.join(', ')} · ${formatDuration(trace.spanUs)}`,
   );
   output.line();
   const rows: Cell[][] = [];

@@ -2,6 +2,7 @@ import { OperationError } from '../../core/errors.js';
 import { ReceiptSigners, verifyChain, type ChainVerification } from '../../core/audit/verify.js';
 import type { CommandContext } from '../context.js';
 import { withStore } from './shared.js';
+import { count } from '../../core/plural.js';
 
 /** Problems listed on a terminal or in a pipe; --json holds up to 100, and all are counted. */
 const SHOWN_PROBLEMS = 20;
@@ -26,13 +27,14 @@ export async function runVerify(context: CommandContext): Promise<void> {
   for (const { nodeId, events, reason } of result.unknownSigners) {
     context.output.warn(
       reason === 'no-certificate'
-        ? `${events} receipt(s) signed by ${nodeId} not checked: no certificate of ${nodeId} is known here`
-        : `${events} receipt(s) signed by ${nodeId} not checked: signed before the certificate held for ${nodeId} was issued (it renewed its key since)`,
+        ? `${count(events, 'receipt')} signed by ${nodeId} not checked: no certificate of ${nodeId} is known here`
+        : `${count(events, 'receipt')} signed by ${nodeId} not checked: signed before the certificate held for ${nodeId} was issued (it renewed its key since)`,
     );
   }
   const first = result.problems[0];
   if (first) {
-    const more = result.problemCount > 1 ? ` (${result.problemCount - 1} more problem(s))` : '';
+    const more =
+      result.problemCount > 1 ? ` (${count(result.problemCount - 1, 'more problem')})` : '';
     throw new OperationError(
       'AUDIT_CHAIN_BROKEN',
       `the audit trail is broken at seq ${first.seq} (event ${first.eventId}, correlation ID ${first.correlationId}): ${first.message}${more}`,
@@ -42,7 +44,7 @@ export async function runVerify(context: CommandContext): Promise<void> {
     );
   }
   context.output.success(
-    `verified ${result.events} event(s) and ${result.receipts.verified} receipt(s)`,
+    `verified ${count(result.events, 'event')} and ${count(result.receipts.verified, 'receipt')}`,
   );
 }
 
@@ -65,7 +67,7 @@ function render(context: CommandContext, result: ChainVerification): void {
       'result',
       result.ok
         ? { text: 'ok', style: 'green' }
-        : { text: `${result.problemCount} problem(s)`, style: 'red' },
+        : { text: count(result.problemCount, 'problem'), style: 'red' },
     ],
   ]);
   if (result.ok) return;
@@ -90,6 +92,6 @@ function render(context: CommandContext, result: ChainVerification): void {
     );
   }
   if (result.problemCount > SHOWN_PROBLEMS) {
-    output.info(`${result.problemCount - SHOWN_PROBLEMS} more problem(s): see --json`);
+    output.info(`${count(result.problemCount - SHOWN_PROBLEMS, 'more problem')}: see --json`);
   }
 }

@@ -9,6 +9,7 @@ import { withExamples } from '../help-text.js';
 import { durationOption, integerIn } from '../options.js';
 import type { CliIo } from '../output/output.js';
 import { levelCell, shortOnTty, withStore } from './shared.js';
+import { count as countOf } from '../../core/plural.js';
 
 interface DiscoverOptions {
   method?: DiscoveryMethod[];
@@ -259,7 +260,7 @@ async function discover(
   }
   for (const [method, count] of skippedByMethod) {
     context.output.info(
-      `${method}: skipped ${count} malformed or incomplete record(s) (-v lists them)`,
+      `${method}: skipped ${countOf(count, 'malformed or incomplete record')} (-v lists them)`,
     );
   }
 
@@ -279,7 +280,7 @@ async function discover(
     );
     if (result.succeeded.length > 0) {
       const seconds = (result.elapsedMs / 1000).toFixed(1);
-      const summary = `found ${rows.length} node(s) via ${result.succeeded.join(', ')} in ${seconds} s`;
+      const summary = `found ${countOf(rows.length, 'node')} via ${result.succeeded.join(', ')} in ${seconds} s`;
       const saved = options.save && haveState && rows.length > 0;
       context.output.info(saved ? `${summary}; recorded in the state file` : summary);
     }
@@ -295,7 +296,7 @@ async function discover(
   }
   if (options.expect !== undefined && !result.expectMet) {
     context.output.warn(
-      `found ${rows.length} of the ${options.expect} node(s) expected before the deadline`,
+      `found ${rows.length} of the ${countOf(options.expect, 'node')} expected before the deadline`,
     );
   }
 }

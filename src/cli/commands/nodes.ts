@@ -7,6 +7,7 @@ import { withExamples } from '../help-text.js';
 import { durationOption } from '../options.js';
 import type { Cell, CliIo } from '../output/output.js';
 import { levelCell, shortOnTty, withNode, withStore } from './shared.js';
+import { count } from '../../core/plural.js';
 
 interface AddOptions {
   endpoint: string;
@@ -259,7 +260,7 @@ export function registerNodes(program: Command, io: CliIo): void {
               endpoint: node.endpoint as string,
               pinnedFingerprint: node.trust === 'trusted' ? node.fingerprint : null,
             }));
-          const spinner = await context.output.spinner(`checking ${targets.length} node(s)`);
+          const spinner = await context.output.spinner(`checking ${count(targets.length, 'node')}`);
           const results = await checkHealthOfNodes(targets, {
             identity,
             privateKey,
@@ -290,7 +291,7 @@ export function registerNodes(program: Command, io: CliIo): void {
         if (offline.length > 0) {
           throw new UnavailableError(
             'NODES_OFFLINE',
-            `${offline.length} of ${checked.length} node(s) did not answer: ${offline.map((item) => item.nodeId).join(', ')}`,
+            `${offline.length} of ${count(checked.length, 'node')} did not answer: ${offline.map((item) => item.nodeId).join(', ')}`,
             { hint: 'check that they run `sark-fed serve` and that their endpoints are right' },
           );
         }

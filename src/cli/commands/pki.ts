@@ -6,6 +6,7 @@ import type { CommandContext } from '../context.js';
 import { withExamples } from '../help-text.js';
 import { collect, integerIn } from '../options.js';
 import type { CliIo } from '../output/output.js';
+import { count } from '../../core/plural.js';
 
 interface CaCreateOptions {
   out: string;
@@ -209,7 +210,9 @@ export function registerPki(program: Command, io: CliIo): void {
           serialNumber: summarizeCertificate(der).serialNumber,
           source,
         }));
-        context.output.success(`wrote a CRL revoking ${serials.length} certificate(s) to ${out}`);
+        context.output.success(
+          `wrote a CRL revoking ${count(serials.length, 'certificate')} to ${out}`,
+        );
         const nextUpdate = new Date(now.getTime() + options.days * 86_400_000).toISOString();
         if (context.output.json) {
           context.output.writeJson({

@@ -8,6 +8,7 @@ import { withExamples } from '../help-text.js';
 import { durationOption } from '../options.js';
 import { levelCell, shortOnTty, withNode, withStore } from './shared.js';
 import type { CliIo } from '../output/output.js';
+import { count } from '../../core/plural.js';
 
 interface EstablishOptions {
   fingerprint?: string;
@@ -385,7 +386,7 @@ function registerAnchorCommands(trust: Command, io: CliIo): void {
           importRevocationList(store, block?.der ?? bytes, context.now()),
         );
         context.output.success(
-          `imported the CRL of ${list.issuer}: ${list.revokedCount} revoked certificate(s)`,
+          `imported the CRL of ${list.issuer}: ${count(list.revokedCount, 'revoked certificate')}`,
         );
         const { der: _der, ...report } = list;
         if (context.output.json) context.output.writeJson(report);

@@ -17,6 +17,7 @@ import { findPeer } from '../state/trust-repository.js';
 import { trustMaterial } from '../trust/trust-material.js';
 import { chainHash, type AuditEvent } from './events.js';
 import { eventFromWire, normaliseInstant, queryEvents, type AuditFilter } from './query.js';
+import { count } from '../plural.js';
 
 export interface FederatedAuditResult {
   /** origin = node ID whose state file held it; local ones = own node ID */
@@ -187,14 +188,14 @@ async function askPeers(
       result.problems.push({
         nodeId,
         code: 'UNEXPECTED_EVENTS',
-        message: `${nodeId} answered ${foreign} event(s) that do not match the query; they were left out`,
+        message: `${nodeId} answered ${count(foreign, 'event')} that ${foreign === 1 ? 'does' : 'do'} not match the query; ${foreign === 1 ? 'it was' : 'they were'} left out`,
       });
     }
     if (tampered > 0) {
       result.problems.push({
         nodeId,
         code: 'HASH_MISMATCH',
-        message: `${tampered} event(s) from ${nodeId} do not match their own hash; they were left out`,
+        message: `${count(tampered, 'event')} from ${nodeId} ${tampered === 1 ? 'does not match its' : 'do not match their'} own hash; ${tampered === 1 ? 'it was' : 'they were'} left out`,
       });
     }
     if (parsed.data.truncated && (filter.limit === undefined || filter.limit > limit)) {

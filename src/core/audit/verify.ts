@@ -6,6 +6,7 @@ import type { SqliteDatabase } from '../state/database.js';
 import { messageOf } from '../errors.js';
 import { GENESIS_HASH, chainHash, eventFromRow, type AuditEvent, type AuditRow } from './events.js';
 import { receiptClaims, sha256Hex, type Receipt } from './receipts.js';
+import { count } from '../plural.js';
 
 /**
  * Checking what the audit trail holds (DESIGN §7): the hash chain row by row, and every stored
@@ -315,8 +316,8 @@ export function verifyChain(
         row,
         'SEQ_GAP',
         previousSeq === 0
-          ? `the trail starts at seq ${row.seq}: ${missing} earlier event(s) are missing`
-          : `seq ${row.seq} follows seq ${previousSeq}: ${missing} event(s) are missing`,
+          ? `the trail starts at seq ${row.seq}: ${count(missing, 'earlier event')} ${missing === 1 ? 'is' : 'are'} missing`
+          : `seq ${row.seq} follows seq ${previousSeq}: ${count(missing, 'event')} ${missing === 1 ? 'is' : 'are'} missing`,
       );
     }
     if (row.prev_hash !== previousHash) {

@@ -22,6 +22,7 @@ import {
 import { KeyUsageBit } from './oids.js';
 import { problem, type Problem } from './problem.js';
 import { publicKeyOf, verifySignature } from './signatures.js';
+import { count } from '../plural.js';
 
 /** At most this many signature verifications per validation (Go's limit too). */
 export const MAX_SIGNATURE_CHECKS = 100;
@@ -178,7 +179,7 @@ export class PathBuilder {
     if (pathLen !== undefined && logicalBelow > pathLen) {
       return problem(
         'PATH_LEN',
-        `${label} allows ${pathLen} intermediate(s) below it, the chain has ${logicalBelow}`,
+        `${label} allows ${count(pathLen, 'intermediate')} below it, the chain has ${logicalBelow}`,
       );
     }
 

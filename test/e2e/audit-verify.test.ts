@@ -180,11 +180,7 @@ describe('audit verify', () => {
       after = rowAt(db, 3);
       db.prepare('DELETE FROM audit_events WHERE seq = 2').run();
     });
-    expectBrokenAt(
-      await verify(path),
-      after as Row,
-      /seq 3 follows seq 1: 1 event is missing/,
-    );
+    expectBrokenAt(await verify(path), after as Row, /seq 3 follows seq 1: 1 event is missing/);
     const report = await verifyJson(path, 1);
     expect(report.problems.map((problem) => [problem.seq, problem.code])).toEqual([
       [3, 'SEQ_GAP'],

@@ -154,12 +154,4 @@ export function openForTampering(path: string): Database.Database {
   return db;
 }
 
-/** A copy of a state file, made through SQLite (safe while a daemon has it open in WAL mode). */
-export function copyState(source: string, target: string): void {
-  const db = new Database(source, { readonly: true, fileMustExist: true });
-  try {
-    db.prepare('VACUUM INTO ?').run(target);
-  } finally {
-    db.close();
-  }
-}
+export { copyState } from '../helpers/federation.js';

@@ -4,18 +4,11 @@
  * with a hint that fits where the arguments came from. The state file named here never exists:
  * a run that gets past the arguments stops there (exit 4), which shows they were accepted.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import {
-  CLI_PATH,
-  PROJECT_ROOT,
-  cleanEnv,
-  expectRefusal,
-  runCli,
-  tempDir,
-} from '../helpers/cli.js';
+import { expectRefusal, runCli, tempDir } from '../helpers/cli.js';
+import { runInTerminal } from '../helpers/terminal.js';
 
 const dir = tempDir('sark-fed-invoke-args-');
 const state = join(dir, 'never', 'state.db');
@@ -104,42 +97,15 @@ describe('invoke --args - at a terminal', () => {
     expect(piped.stderr).toMatch(/^error: no state file at /);
     expect(piped.code).toBe(4);
 
-    // A pseudo-terminal from util-linux `script`: the JSON is typed once the note shows.
-    const quoted = [process.execPath, CLI_PATH, '--state', state, 'invoke', 'echo', 'echo']
-      .concat(['--args', '-'])
-      .map((arg) => `'${arg}'`)
-      .join(' ');
-    const screen = await new Promise<string>((resolve, reject) => {
-      const child = spawn('script', ['-qec', `${quoted}; echo "exit=$?"`, '/dev/null'], {
-        cwd: PROJECT_ROOT,
-        env: cleanEnv({ TERM: 'dumb' }),
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      let seen = '';
-      let typed = false;
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        reject(new Error(`invoke --args - did not finish at a terminal:\n${seen}`));
-      }, 20_000);
-      const take = (chunk: Buffer) => {
-        seen += chunk.toString('utf8');
-        if (!typed && seen.includes(NOTE)) {
-          typed = true;
-          // Ctrl-D at the start of a line ends the terminal's input.
-          child.stdin.write('{"sku":"A-1"}\n\u0004');
-        }
-      };
-      child.stdout.on('data', take);
-      child.stderr.on('data', take);
-      child.on('error', reject);
-      child.on('close', () => {
-        clearTimeout(timer);
-        resolve(seen);
-      });
-    });
+    // At a terminal, the JSON is typed once the note shows; Ctrl-D at the start of a line ends
+    // the terminal's input.
+    const { screen, code } = await runInTerminal(
+      ['--state', state, 'invoke', 'echo', 'echo', '--args', '-'],
+      { when: NOTE, keys: '{"sku":"A-1"}\n\u0004' },
+    );
     expect(screen).toContain(NOTE);
     // The typed arguments were accepted: the run went on to open the (absent) state file.
     expect(screen).toMatch(/error: no state file at /);
-    expect(screen).toMatch(/exit=4/);
+    expect(code).toBe(4);
   });
 });

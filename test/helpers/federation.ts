@@ -79,6 +79,16 @@ export async function initNode(
   return { ...fixture, nodeId, trustDomain, state, port, endpoint, fingerprint, cli };
 }
 
+/** A copy of a state file, made through SQLite (safe while a daemon has it open in WAL mode). */
+export function copyState(source: string, target: string): void {
+  const db = new Database(source, { readonly: true, fileMustExist: true });
+  try {
+    db.prepare('VACUUM INTO ?').run(target);
+  } finally {
+    db.close();
+  }
+}
+
 /**
  * The same node on a consistent copy of its state file (write-ahead log included), in a new
  * folder: for a second daemon of that node while the first runs, since one state file takes one
@@ -86,12 +96,7 @@ export async function initNode(
  */
 export function nodeCopy(node: TestNode): TestNode {
   const state = join(tempDir('sark-fed-node-copy-'), 'state.db');
-  const db = new Database(node.state, { readonly: true, fileMustExist: true });
-  try {
-    db.prepare('VACUUM INTO ?').run(state);
-  } finally {
-    db.close();
-  }
+  copyState(node.state, state);
   const cli = (args: string[], env?: Record<string, string | undefined>) =>
     runCli(['--state', state, ...args], { env });
   return { ...node, state, cli };

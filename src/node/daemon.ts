@@ -33,7 +33,7 @@ import {
   type InvocationSettings,
 } from './invoke.js';
 import { clearLocalCatalog, replaceLocalCatalog } from './local-catalog.js';
-import { claimDaemon, releaseDaemon, type DaemonClaim } from './daemon-lock.js';
+import { claimDaemon, releaseDaemon, type DaemonClaim } from '../core/state/daemon-claim.js';
 import { Policy } from './policy.js';
 import { RateLimiter } from './rate-limit.js';
 import { ResourceCatalog } from './resources.js';

@@ -651,11 +651,18 @@ describe('failover and the circuit breaker with real processes', () => {
         },
       });
 
-      // node-b's own CLI calls node-b through its daemon, which was killed (its catalog of what it
-      // serves is still in the state file): that circuit opens too, with the default 30 s, and
-      // route then skips this very node rather than choosing it.
+      // node-b's own CLI calls node-b through its daemon, which was killed: that circuit opens
+      // too, with the default 30 s, and route then skips this very node.
       for (let failure = 1; failure <= 5; failure++) {
-        const result = await b.cli(['invoke', 'echo', 'echo', '--retries', '0']);
+        const result = await b.cli([
+          'invoke',
+          'echo',
+          'echo',
+          '--node',
+          'node-b',
+          '--retries',
+          '0',
+        ]);
         expect(result.code, result.stderr).toBe(5);
       }
       const selfCircuit = (
@@ -691,8 +698,23 @@ describe('failover and the circuit breaker with real processes', () => {
       });
       const resetText = await b.cli(['circuit', 'reset', 'node-b']);
       expect(resetText.stderr).toMatch(/the circuit to node-b is closed/);
-      expect(JSON.parse((await b.cli(['route', 'echo', '--json'])).stdout)).toMatchObject({
-        chosen: 'node-b',
+      // Its circuit closed, this node is still not offered: the killed daemon's catalog is in
+      // the state file, but its claim on the file names a process that is gone.
+      const afterReset = await b.cli(['route', 'echo', '--json']);
+      expect(afterReset.code).toBe(5);
+      expect(JSON.parse(afterReset.stdout)).toMatchObject({
+        chosen: null,
+        candidates: expect.arrayContaining([
+          expect.objectContaining({
+            nodeId: 'node-b',
+            local: true,
+            circuit: 'closed',
+            skipped: {
+              code: 'unreachable',
+              reason: "this node's daemon is not running (it stopped without a clean shutdown)",
+            },
+          }),
+        ]) as unknown,
       });
 
       await serve(b);

@@ -9,6 +9,7 @@ import { listHealth, type HealthStatus } from '../state/discovery-repository.js'
 import { incrementCounter } from '../state/metric-counters.js';
 import { listPeers, type TrustLevel } from '../state/trust-repository.js';
 import { listKnownNodes } from '../discovery/node-view.js';
+import { daemonGone } from '../state/daemon-claim.js';
 import { cachedListing, localResource, saveListing } from './catalogs.js';
 import { findCircuit, type CircuitBreakers, type CircuitState } from './circuit-breaker.js';
 import { NotSentError, isPeerTimeout, type PeerTransport } from './peer-transport.js';
@@ -158,9 +159,16 @@ export async function findRoute(options: RouteOptions): Promise<RouteResult> {
         candidate.skipped = { code: 'no-endpoint', reason: target.reason };
       } else if (!candidate.skipped && isTarget(target)) {
         candidate.target = target;
-        // The local daemon has a circuit like any peer (a crashed daemon still has its catalog
-        // in the state file): an open one is skipped here as it would be for a peer.
+        // The local daemon has a circuit like any peer: an open one is skipped here as it would
+        // be for a peer. A daemon that was killed left its catalog in the state file: skipped
+        // too, rather than chosen until five failed calls open its circuit.
         if (refusing) candidate.skipped = circuitOpen(candidate);
+        else if (store.read((db) => daemonGone(db, store.path))) {
+          candidate.skipped = {
+            code: 'unreachable',
+            reason: "this node's daemon is not running (it stopped without a clean shutdown)",
+          };
+        }
       }
     }
     candidates.push(candidate);

@@ -1,8 +1,8 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { OperationError } from '../core/errors.js';
-import type { StateStore } from '../core/state/database.js';
-import { getSetting, setSetting } from '../core/state/trust-repository.js';
+import { OperationError } from '../errors.js';
+import type { SqliteDatabase, StateStore } from './database.js';
+import { getSetting, setSetting } from './trust-repository.js';
 
 /**
  * One daemon per state file. A second `serve` on the same file would replace the first one's
@@ -54,6 +54,17 @@ export function claimDaemon(store: StateStore, now: Date): DaemonClaim {
     setSetting(db, SETTING, JSON.stringify(claim));
   });
   return claim;
+}
+
+/**
+ * Whether the daemon that last claimed this state file is gone without giving it up (killed,
+ * crashed): its claim is still there, and its process is not. Its catalog of what this node
+ * serves is then still in the file, and `route` must not offer this node for it. No claim (no
+ * daemon since, or one of a build that made none) or the claim of a copied file: not known gone.
+ */
+export function daemonGone(db: SqliteDatabase, statePath: string): boolean {
+  const holder = parseClaim(getSetting(db, SETTING));
+  return holder !== undefined && holder.path === realPath(statePath) && !isRunning(holder);
 }
 
 /** Gives the state file up, if this daemon still holds it. */

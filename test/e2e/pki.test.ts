@@ -489,6 +489,40 @@ describe.concurrent('pki refusals', () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it('refuses an --out that cannot be written before writing anything (exit 2)', async () => {
+    const file = join(root, 'not-a-folder.txt');
+    writeFileSync(file, 'notes\n');
+    const cases: Array<[string[], RegExp]> = [
+      [
+        ['pki', 'issue', '--ca', caEc.dir, '--node-id', 'node-x', '--out', file],
+        /^cannot write .*not-a-folder\.txt\/cert\.pem: .*not-a-folder\.txt is a file, not a folder$/,
+      ],
+      [
+        ['pki', 'ca', 'create', '--trust-domain', 'org-x.example', '--out', join(file, 'ca')],
+        /not-a-folder\.txt is a file, not a folder$/,
+      ],
+      [
+        [
+          'pki',
+          'crl',
+          'create',
+          '--ca',
+          caEc.dir,
+          '--revoke',
+          nodeA.certPath,
+          '--out',
+          root,
+          '--yes',
+        ],
+        /^cannot write .*: it is a folder$/,
+      ],
+    ];
+    for (const [args, message] of cases) {
+      expectRefusal(await runCli(args), 2, { message, hint: /^choose another --out/ });
+    }
+    expect(readFileSync(file, 'utf8')).toBe('notes\n');
+  });
+
   it('will not overwrite a CA without --yes when not interactive, and does with --yes', async () => {
     const dir = join(root, 'ca-copy');
     cpSync(caEc.dir, dir, { recursive: true });

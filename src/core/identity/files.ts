@@ -5,6 +5,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -28,6 +29,7 @@ export function existingPaths(paths: readonly string[]): string[] {
  * leaves nothing half-written.
  */
 export function writeOutputFiles(files: readonly OutputFile[], overwrite: boolean): void {
+  for (const file of files) checkOutputPath(file.path);
   const existing = existingPaths(files.map((file) => file.path));
   if (existing.length > 0 && !overwrite) {
     throw new UsageError('OUTPUT_EXISTS', `${existing.join(', ')} already exists`, {
@@ -44,12 +46,49 @@ export function writeOutputFiles(files: readonly OutputFile[], overwrite: boolea
       chmodSync(temporary, file.secret ? 0o600 : 0o644);
       renameSync(temporary, file.path);
     } catch (error) {
-      rmSync(temporary, { force: true });
+      try {
+        rmSync(temporary, { force: true });
+      } catch {
+        // Nothing was written there to remove (the folder could not be made, say).
+      }
       throw new OperationError('WRITE_FAILED', `cannot write ${file.path} (${errnoOf(error)})`, {
         cause: error,
         hint: 'check that the output folder is writable',
       });
     }
+  }
+}
+
+/**
+ * Refuses an output path that can never be written, before anything is: the path itself a
+ * folder, or one of the folders it would go in a file (`--out ./notes.txt` for a folder).
+ */
+function checkOutputPath(path: string): void {
+  if (isDirectory(path)) {
+    throw new UsageError('OUTPUT_IS_A_FOLDER', `cannot write ${path}: it is a folder`, {
+      hint: 'choose another --out: the path of a file, e.g. one inside that folder',
+    });
+  }
+  for (let folder = dirname(path); ; folder = dirname(folder)) {
+    if (existsSync(folder)) {
+      if (!isDirectory(folder)) {
+        throw new UsageError(
+          'OUTPUT_NOT_A_FOLDER',
+          `cannot write ${path}: ${folder} is a file, not a folder`,
+          { hint: 'choose another --out' },
+        );
+      }
+      return;
+    }
+    if (dirname(folder) === folder) return;
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
   }
 }
 

@@ -330,6 +330,23 @@ describe.concurrent('trust establish', { timeout: SLOW_TEST_MS }, () => {
     });
   });
 
+  it('with this node itself by its node ID: exit 2 (SELF, as by its endpoint), nothing recorded', async () => {
+    const { b } = shared;
+    const before = stateRows(b.state);
+    for (const target of ['node-b']) {
+      const result = await b.cli(['trust', 'establish', target, '--json']);
+      expect(result.code, result.stderr).toBe(2);
+      expect(JSON.parse(result.stderr)).toMatchObject({
+        error: {
+          code: 'SELF',
+          message: `${target} is this node itself`,
+          hint: 'name another node',
+        },
+      });
+    }
+    expect(stateRows(b.state)).toEqual(before);
+  });
+
   it('with the wrong --fingerprint: exit 3, nothing recorded on either side', async () => {
     const { stranger, b } = shared;
     const before = { s: stateRows(stranger.state), b: stateRows(b.state) };

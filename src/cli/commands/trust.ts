@@ -39,6 +39,13 @@ export function registerTrust(program: Command, io: CliIo): void {
         const givenFingerprint =
           options.fingerprint === undefined ? undefined : normalizeFingerprint(options.fingerprint);
         await withNode(context, async ({ store, identity, privateKey }) => {
+          if (target === identity.nodeId) {
+            // Named by its ID, this node is refused as by its endpoint (SELF), not as unknown.
+            const { UsageError } = await import('../../core/errors.js');
+            throw new UsageError('SELF', `${target} is this node itself`, {
+              hint: 'name another node',
+            });
+          }
           const { endpoint, expectedNodeId, known, manualFingerprint } = await resolveTarget(
             context,
             store,

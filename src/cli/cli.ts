@@ -1,5 +1,5 @@
 import { CommanderError, type Command } from 'commander';
-import { SarkError, UsageError, isSarkError, messageOf } from '../core/errors.js';
+import { OperationError, SarkError, UsageError, isSarkError, messageOf } from '../core/errors.js';
 import { resolveStatePath } from '../core/state/paths.js';
 import { describeSqliteError } from '../core/state/sqlite-errors.js';
 import { exitCodeFor } from './exit-codes.js';
@@ -36,7 +36,14 @@ export async function runProcess(commands: readonly CommandDefinition[]): Promis
   // `sark-fed … | head` closes the pipe early: that is not an error worth a stack trace.
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code === 'EPIPE') process.exit(0);
-    throw error;
+    // A file or device that refused the output (a full disk, /dev/full): the data is lost, and
+    // the operator is told so in one line, not with a stack trace; nothing more is written.
+    const failure = new OperationError(
+      'STDOUT_FAILED',
+      `cannot write the output (${error.code ?? messageOf(error)})`,
+      { cause: error, hint: 'check where stdout goes: free space, permissions, the device' },
+    );
+    process.exit(report(failure, process.argv, io));
   });
   const io: CliIo = {
     // Opened on first use: creating process.stdin loads Node's stream machinery for a pipe or a

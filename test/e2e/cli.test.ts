@@ -1,9 +1,12 @@
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ALL_COMMANDS } from '../../src/cli/commands/all.js';
 import {
+  CLI_PATH,
   PROJECT_ROOT,
+  cleanEnv,
   expectRefusal,
   expectSuccess,
   runCli,
@@ -202,6 +205,40 @@ describe.concurrent('errors', () => {
       expect(parsed.error).toMatchObject({ code, exitCode });
       expect(typeof parsed.error.message).toBe('string');
       expect(typeof parsed.error.hint).toBe('string');
+    });
+  });
+
+  it('a stdout that refuses the output (a full device) is one error line and exit 1, no stack trace', () => {
+    const run = (args: string[]) => {
+      const full = openSync('/dev/full', 'w');
+      try {
+        return spawnSync(process.execPath, [CLI_PATH, ...args], {
+          cwd: PROJECT_ROOT,
+          env: cleanEnv(),
+          stdio: ['ignore', full, 'pipe'],
+          encoding: 'utf8',
+          timeout: 20_000,
+        });
+      } finally {
+        closeSync(full);
+      }
+    };
+    for (const args of [['--version'], ['completion', 'bash'], ['help', 'exit-codes']]) {
+      const result = run(args);
+      expect(result.status, result.stderr).toBe(1);
+      expect(result.stderr).toBe(
+        'error: cannot write the output (ENOSPC)\nhint: check where stdout goes: free space, permissions, the device\n',
+      );
+    }
+    const json = run(['--json', 'completion', 'bash']);
+    expect(json.status).toBe(1);
+    expect(JSON.parse(json.stderr)).toEqual({
+      error: {
+        code: 'STDOUT_FAILED',
+        message: 'cannot write the output (ENOSPC)',
+        hint: 'check where stdout goes: free space, permissions, the device',
+        exitCode: 1,
+      },
     });
   });
 

@@ -295,6 +295,8 @@ describe('audit query', () => {
       [['--limit', '-3'], /--limit.*expected a whole number from 1/],
       [['--limit', 'ten'], /--limit.*expected a whole number from 1/],
       [['--since', '1h', '--until', '2h'], /--since .* is not before --until/],
+      // Both relative to one moment: the same instant, an empty range.
+      [['--since', '1h', '--until', '1h'], /--since \((\S+)\) is not before --until \(\1\)/],
       [['--colour', 'red'], /unknown option '--colour'/],
     ];
     for (const [args, message] of cases) {
@@ -390,6 +392,21 @@ describe('audit trace', () => {
       message: /^no audit event of this node has the correlation ID [0-9a-f-]{36}$/,
       hint: /sark-fed audit query/,
     });
+  });
+
+  it('takes a correlation ID in upper case, whole or as a prefix, as UUIDs may be written', async () => {
+    const traced = await a.cli(['audit', 'trace', calls.second.toUpperCase(), '--json']);
+    expect(traced.code, traced.stderr).toBe(0);
+    expect(JSON.parse(traced.stdout)).toMatchObject({ correlationId: calls.second });
+    const prefixed = await a.cli([
+      'audit',
+      'trace',
+      calls.second.slice(0, 30).toUpperCase(),
+      '--json',
+    ]);
+    expect(prefixed.code, prefixed.stderr).toBe(0);
+    const queried = await queryJson(a, ['--correlation-id', calls.second.toUpperCase()]);
+    expect(queried.events.map((event) => event.correlationId)).toEqual([calls.second]);
   });
 
   it('a prefix shorter than 4 characters is a usage error (exit 2), not "not found", --federated too', async () => {
@@ -569,7 +586,7 @@ describe('audit trace', () => {
       expect(result.code, result.stderr).toBe(0);
       const lines = result.stdout.trimEnd().split('\n');
       expect(lines[0]).toBe(`correlation ID  ${calls.success}`);
-      expect(lines[1]).toMatch(/1 hop, 2 events on node-a, node-b/);
+      expect(lines[1]).toMatch(/1 hop across node-a, node-b, 2 events/);
       const header = lines.findIndex((line) => line.startsWith('HOP'));
       expect(lines[header]).toMatch(
         /^HOP\s+CALL \/ RECORDED AT\s+OUTCOME\s+STATUS\s+START\s+DURATION\s+RECEIPT\s+TIMELINE$/,

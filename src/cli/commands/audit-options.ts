@@ -61,7 +61,15 @@ export function parseAuditTime(value: string, now: Date): string {
   return new Date(ms + (/[1-9]/.test(beyond) ? 1 : 0)).toISOString();
 }
 
+/**
+ * The moment relative times count back from: one for the whole command line, taken when the
+ * first time option is parsed, so that `--since 1h --until 1h` is an empty range, not a range of
+ * the millisecond between two parses.
+ */
+let commandLineNow: Date | undefined;
+
 /** The commander parser of a time option, relative to the moment the command line is parsed. */
 export function auditTime(value: string): string {
-  return parseAuditTime(value, new Date());
+  commandLineNow ??= new Date();
+  return parseAuditTime(value, commandLineNow);
 }

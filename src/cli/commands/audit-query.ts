@@ -82,7 +82,10 @@ function filterOf(options: QueryOptions): AuditFilter {
     );
   }
   const filter: AuditFilter = {};
-  if (options.correlationId !== undefined) filter.correlationId = options.correlationId;
+  // Stored in lower case, as every node writes UUIDs.
+  if (options.correlationId !== undefined) {
+    filter.correlationId = options.correlationId.toLowerCase();
+  }
   if (options.principal !== undefined) filter.principal = options.principal;
   if (options.resource !== undefined) filter.resource = options.resource;
   if (options.capability !== undefined) filter.capability = options.capability;

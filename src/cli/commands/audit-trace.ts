@@ -92,7 +92,9 @@ async function federated(
 }
 
 /** The full correlation ID for what was given (a prefix will do), or exit 4 / 2. */
-function resolve(store: StateStore, given: string): string {
+function resolve(store: StateStore, typed: string): string {
+  // Correlation IDs are UUIDs, stored in lower case (every node lower-cases what it is given).
+  const given = typed.toLowerCase();
   const found = store.read((db) => resolveCorrelationId(db, given));
   switch (found.status) {
     case 'found':
@@ -161,7 +163,7 @@ function render(context: CommandContext, trace: TraceReport): void {
   const events = trace.hops.reduce((sum, hop) => sum + hop.events.length, 0);
   output.line(`${output.out.bold('correlation ID')}  ${trace.correlationId}`);
   output.line(
-    `${output.out.bold('started')}         ${shortTime(trace.startedAt)} UTC · ${count(trace.hops.length, 'hop')}, ${count(events, 'event')} on ${trace.nodes.join(', ')} · ${formatDuration(trace.spanUs)}`,
+    `${output.out.bold('started')}         ${shortTime(trace.startedAt)} UTC · ${count(trace.hops.length, 'hop')} across ${trace.nodes.join(', ')}, ${count(events, 'event')} · ${formatDuration(trace.spanUs)}`,
   );
   output.line();
   const rows: Cell[][] = [];

@@ -60,7 +60,7 @@ function render(context: CommandContext, result: ChainVerification): void {
     ],
     [
       'receipts',
-      `${receipts.verified} verified, ${receipts.invalid} invalid, ${receipts.unknownSigner} unknown signer, ${receipts.none} events without`,
+      `${receipts.verified} verified, ${receipts.invalid} invalid, ${receipts.unknownSigner} unknown signer, ${count(receipts.none, 'event')} without`,
     ],
     ['head hash', result.headHash],
     [

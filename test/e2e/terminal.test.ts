@@ -17,10 +17,29 @@ describe('at a terminal', () => {
     const root = tempDir();
     const ca = await createCa(join(root, 'ca'), ['--trust-domain', 'org-a.example']);
     const node = await makeNode(root, ca.dir, 'node-a', 'org-a.example');
-    const run = await runInTerminal(['--state', node.state, 'audit', 'verify']);
+    const run = await runInTerminal(['--state', node.state, 'audit', 'verify'], undefined, 20_000, {
+      NO_COLOR: undefined,
+    });
     expect(run.screen).not.toContain('internal error');
     expect(run.screen).toContain('verifying the audit trail');
     expect(run.code, run.screen).toBe(0);
+    // Coloured at a terminal; with NO_COLOR (or --no-color) not even the spinner is.
+    const SGR_COLOUR = /\u001b\[(?:3|9)\dm/;
+    expect(run.screen).toMatch(SGR_COLOUR);
+    for (const [extra, env] of [
+      [[], { NO_COLOR: '1' }],
+      [['--no-color'], { NO_COLOR: undefined }],
+    ] as const) {
+      const plain = await runInTerminal(
+        ['--state', node.state, 'audit', 'verify', ...extra],
+        undefined,
+        20_000,
+        env,
+      );
+      expect(plain.code, plain.screen).toBe(0);
+      expect(plain.screen).toContain('verifying the audit trail');
+      expect(plain.screen).not.toMatch(SGR_COLOUR);
+    }
   });
 
   it('asks before overwriting, and a "no" leaves the files alone (@inquirer/prompts)', async () => {

@@ -20,13 +20,14 @@ export function runInTerminal(
   args: string[],
   answer?: { when: string; keys: string },
   timeoutMs = 20_000,
+  env: Record<string, string | undefined> = {},
 ): Promise<TerminalRun> {
   const quoted = [process.execPath, CLI_PATH, ...args].map((arg) => `'${arg}'`).join(' ');
   const command = `stty cols 100 rows 40; ${quoted}; echo "exit=$?"`;
   return new Promise((resolve, reject) => {
     const child = spawn('script', ['-qec', command, '/dev/null'], {
       cwd: PROJECT_ROOT,
-      env: cleanEnv({ TERM: 'xterm-256color' }),
+      env: cleanEnv({ TERM: 'xterm-256color', ...env }),
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let screen = '';

@@ -91,8 +91,8 @@ export class Output {
     return new Output(
       io,
       options,
-      stylesFor(new Chalk({ level: outLevel })),
-      stylesFor(new Chalk({ level: errLevel })),
+      outLevel === 0 ? PLAIN_STYLES : stylesFor(new Chalk({ level: outLevel })),
+      errLevel === 0 ? PLAIN_STYLES : stylesFor(new Chalk({ level: errLevel })),
     );
   }
 
@@ -175,10 +175,17 @@ export class Output {
     if (this.io.stderr.isTTY !== true || this.options.json || this.options.quiet || columns <= 0)
       return SILENT_SPINNER;
     const { default: ora } = await import('ora');
-    const spinner = ora({ text, stream: this.io.stderr as NodeJS.WritableStream }).start();
+    // ora colours by the terminal alone: NO_COLOR, FORCE_COLOR=0 and --no-color are ours to pass
+    // on (the spinner's colour, and our own marks instead of its coloured ones).
+    const coloured = this.err !== PLAIN_STYLES;
+    const spinner = ora({
+      text,
+      stream: this.io.stderr as NodeJS.WritableStream,
+      color: coloured ? 'cyan' : false,
+    }).start();
     return {
-      succeed: (done) => spinner.succeed(done),
-      fail: (failed) => spinner.fail(failed),
+      succeed: (done) => spinner.stopAndPersist({ symbol: this.err.green('✓'), text: done }),
+      fail: (failed) => spinner.stopAndPersist({ symbol: this.err.red('✗'), text: failed }),
       stop: () => spinner.stop(),
     };
   }

@@ -209,6 +209,10 @@ describe.concurrent('nodes add', () => {
       [['node-b', '--endpoint', 'https://10.0.0.2:8443/api'], /invalid endpoint/],
       [['node-b', '--endpoint', 'not a url'], /invalid endpoint/],
       [
+        ['node-b', '--endpoint', 'https://10.0.0.2:0'],
+        /invalid endpoint "https:\/\/10\.0\.0\.2:0": port 0 cannot be called/,
+      ],
+      [
         ['node-b', '--endpoint', 'https://10.0.0.2:8443', '--fingerprint', 'abc123'],
         /invalid SHA-256 fingerprint "abc123"/,
       ],

@@ -36,10 +36,15 @@ const ManualEntry = z
   .strict();
 type ManualEntry = z.infer<typeof ManualEntry>;
 
+/** The most entries a nodes file may list: a bound on what one scan writes to the state file. */
+const MAX_NODES = 10_000;
+
 /** docs/guide.md "Manual node lists": `{ "nodes": [...] }`, or the bare list (FEDERATION_NODES). */
 const NodesFile = z.union([
-  z.object({ version: z.literal(1).optional(), nodes: z.array(z.unknown()).max(10_000) }).strict(),
-  z.array(z.unknown()).max(10_000),
+  z
+    .object({ version: z.literal(1).optional(), nodes: z.array(z.unknown()).max(MAX_NODES) })
+    .strict(),
+  z.array(z.unknown()).max(MAX_NODES),
 ]);
 
 export interface ManualSource {
@@ -106,7 +111,8 @@ export function parseFederationNodes(value: string): ManualSource {
 function parseNodesDocument(text: string, origin: string): ManualSource {
   let document: unknown;
   try {
-    document = JSON.parse(text);
+    // Editors on some systems start a UTF-8 file with a byte-order mark, which JSON.parse refuses.
+    document = JSON.parse(text.replace(/^\uFEFF/, ''));
   } catch (error) {
     const reason = printable(messageOf(error), 200);
     throw new UsageError('NODES_FILE_NOT_JSON', `${origin} is not valid JSON (${reason})`, {
@@ -114,13 +120,20 @@ function parseNodesDocument(text: string, origin: string): ManualSource {
     });
   }
   const parsed = NodesFile.safeParse(document);
+  const list = Array.isArray(document) ? document : (document as { nodes?: unknown } | null)?.nodes;
+  if (!parsed.success && Array.isArray(list) && list.length > MAX_NODES) {
+    throw new UsageError(
+      'NODES_FILE_SHAPE',
+      `${origin} lists ${list.length} nodes, more than the ${MAX_NODES} a nodes file may`,
+      { hint: 'split the list over several files, or keep the nodes this node needs' },
+    );
+  }
   if (!parsed.success) {
     throw new UsageError('NODES_FILE_SHAPE', `${origin} is not a list of nodes`, {
       hint: 'expected {"nodes": [{"node_id": ..., "endpoint": "https://host:port"}, ...]}',
     });
   }
-  const list = Array.isArray(parsed.data) ? parsed.data : parsed.data.nodes;
-  return entriesToSource(list, origin);
+  return entriesToSource(Array.isArray(parsed.data) ? parsed.data : parsed.data.nodes, origin);
 }
 
 function entriesToSource(list: readonly unknown[], origin: string): ManualSource {

@@ -156,5 +156,11 @@ export function normalizeEndpoint(value: string): string {
       hint: 'give it as https://host:port, with no path, query or credentials',
     });
   }
+  // Port 0 asks the system for any free port when listening; no peer can call it.
+  if (url.port === '0') {
+    throw new UsageError('BAD_ENDPOINT', `invalid endpoint "${value}": port 0 cannot be called`, {
+      hint: 'give the port the node listens on, e.g. https://host:8443',
+    });
+  }
   return url.origin;
 }

@@ -225,6 +225,31 @@ describe('readNodesFile', () => {
     }
   });
 
+  it('names the limit for a list over 10,000 entries, in either form, and takes 10,000', () => {
+    const entries = (count: number) =>
+      Array.from({ length: count }, (_, index) => ({
+        node_id: `node-${index}`,
+        endpoint: `https://10.0.${Math.floor(index / 250)}.${(index % 250) + 1}:8443`,
+      }));
+    for (const wrap of [(list: unknown[]) => list, (list: unknown[]) => ({ nodes: list })]) {
+      const error = usageErrorOf(() =>
+        readNodesFile(fileWith(JSON.stringify(wrap(entries(10_001))))),
+      );
+      expect(error.code).toBe('NODES_FILE_SHAPE');
+      expect(error.message).toMatch(/ lists 10001 nodes, more than the 10000 a nodes file may$/);
+      expectOneLine(error);
+    }
+    expect(readNodesFile(fileWith(JSON.stringify(entries(10_000)))).nodes).toHaveLength(10_000);
+  });
+
+  it('reads a file that starts with a UTF-8 byte-order mark', () => {
+    const entry = { node_id: 'node-a', endpoint: 'https://10.0.0.11:8443' };
+    const withBom = fileWith(
+      Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify([entry]))]),
+    );
+    expect(readNodesFile(withBom).nodes.map((node) => node.nodeId)).toEqual(['node-a']);
+  });
+
   it('refuses a file over 4 MiB, unread, and accepts one just under', () => {
     const big = join(dir, 'big.json');
     writeFileSync(big, '');

@@ -857,6 +857,35 @@ describe.concurrent('pins and live state', { timeout: SLOW_TEST_MS }, () => {
     expect((await curlAs(renewed, a, RESOURCES)).status).toBe(200);
   });
 
+  it('removing the last anchor of a trust domain names the trusted peers it cuts off', async () => {
+    // A copy of node-a's state: it trusts node-b, with org B's CA as its one anchor for org B.
+    const a = nodeCopy(shared.a);
+    const anchorB = opensslFingerprint(cas.b.certPath);
+    const removed = await a.cli(['trust', 'anchor', 'remove', anchorB, '--json']);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(JSON.parse(removed.stdout)).toEqual({
+      fingerprint: anchorB,
+      removed: true,
+      trustDomain: TD_B,
+      peersWithoutAnchor: ['node-b'],
+    });
+    expect(removed.stderr).toContain(
+      `warning: no anchor is left for ${TD_B}: node-b can no longer be authenticated, and calls to and from it are refused until one is added again`,
+    );
+    // Another anchor of the domain left, or no peer of it: no warning.
+    await addAnchor(a, cas.b.certPath);
+    const quiet = await nodeCopy(shared.stranger).cli([
+      'trust',
+      'anchor',
+      'remove',
+      anchorB,
+      '--json',
+    ]);
+    expect(quiet.code, quiet.stderr).toBe(0);
+    expect(JSON.parse(quiet.stdout)).toMatchObject({ peersWithoutAnchor: [] });
+    expect(quiet.stderr).not.toContain('warning');
+  });
+
   it('the daemon notices anchor removal, anchor addition and CRL import by the CLI without a restart, even on a kept-alive connection', async (context) => {
     const root = tempDir('sark-fed-anchor-');
     const b = await initNode(root, certs.b, 'node-b', TD_B);

@@ -370,10 +370,16 @@ function registerAnchorCommands(trust: Command, io: CliIo): void {
         const { removeAnchor } = await import('../../core/trust/anchor-store.js');
         const { normalizeFingerprint } = await import('../../core/identity/fingerprint.js');
         const canonical = normalizeFingerprint(fingerprint as string);
-        await withStore(context, (store) => removeAnchor(store, canonical));
+        const removed = await withStore(context, (store) => removeAnchor(store, canonical));
         context.output.success(`removed anchor ${canonical}`);
-        if (context.output.json)
-          context.output.writeJson({ fingerprint: canonical, removed: true });
+        if (removed.peersWithoutAnchor.length > 0) {
+          context.output.warn(
+            `no anchor is left for ${removed.trustDomain}: ${removed.peersWithoutAnchor.join(', ')} can no longer be authenticated, and calls to and from ${removed.peersWithoutAnchor.length === 1 ? 'it' : 'them'} are refused until one is added again`,
+          );
+        }
+        if (context.output.json) {
+          context.output.writeJson({ fingerprint: canonical, removed: true, ...removed });
+        }
       }),
     );
 

@@ -8,6 +8,7 @@ import {
   findRevocationList,
   insertAnchor,
   listAnchors,
+  listPeers,
   upsertRevocationList,
   type StoredRevocationList,
   type TrustAnchor,
@@ -116,13 +117,38 @@ export function recordAnchor(db: SqliteDatabase, anchor: TrustAnchor): AddAnchor
   return { anchor, added: true };
 }
 
-export function removeAnchor(store: StateStore, fingerprint: string): void {
-  const removed = store.write((db) => deleteAnchor(db, fingerprint));
+export interface RemovedAnchor {
+  trustDomain: string;
+  /**
+   * Trusted or pending peers of that trust domain when it has no anchor left: none of them can be
+   * authenticated any more, so calls to and from them are refused until an anchor is added again.
+   */
+  peersWithoutAnchor: string[];
+}
+
+export function removeAnchor(store: StateStore, fingerprint: string): RemovedAnchor {
+  const removed = store.write((db) => {
+    const anchor = findAnchor(db, fingerprint);
+    if (!anchor || !deleteAnchor(db, fingerprint)) return undefined;
+    const left = listAnchors(db, anchor.trustDomain).length;
+    const peersWithoutAnchor =
+      left > 0
+        ? []
+        : listPeers(db)
+            .filter(
+              (peer) =>
+                peer.trustDomain === anchor.trustDomain &&
+                (peer.trustLevel === 'trusted' || peer.trustLevel === 'pending'),
+            )
+            .map((peer) => peer.nodeId);
+    return { trustDomain: anchor.trustDomain, peersWithoutAnchor };
+  });
   if (!removed) {
     throw new NotFoundError('NO_SUCH_ANCHOR', `no trust anchor with fingerprint ${fingerprint}`, {
       hint: 'list them with `sark-fed trust anchor list`',
     });
   }
+  return removed;
 }
 
 /**

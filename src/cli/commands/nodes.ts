@@ -72,7 +72,7 @@ export function registerNodes(program: Command, io: CliIo): void {
     ],
   ]);
 
-  nodes
+  const show = nodes
     .command('show')
     .description('one node: trust, every sighting, last health check')
     .argument('<node>', 'node ID')
@@ -103,6 +103,12 @@ export function registerNodes(program: Command, io: CliIo): void {
         ]);
       }),
     );
+  withExamples(show, [
+    [
+      'Where a node was seen, by which method, and its last health check',
+      'sark-fed nodes show node-b',
+    ],
+  ]);
 
   const add = nodes
     .command('add')
@@ -183,7 +189,7 @@ export function registerNodes(program: Command, io: CliIo): void {
     ],
   ]);
 
-  nodes
+  const remove = nodes
     .command('remove')
     .description("forget a node's sightings and health; a trust decision is kept")
     .argument('<node>', 'node ID')
@@ -221,6 +227,12 @@ export function registerNodes(program: Command, io: CliIo): void {
         }
       }),
     );
+  withExamples(remove, [
+    [
+      'Forget a node that left (its trust decision, if any, is kept)',
+      'sark-fed nodes remove node-c',
+    ],
+  ]);
 
   const health = nodes
     .command('health')

@@ -153,7 +153,7 @@ export function registerTrust(program: Command, io: CliIo): void {
     ['At a terminal: review the certificate and confirm', 'sark-fed trust establish node-b'],
   ]);
 
-  trust
+  const list = trust
     .command('list')
     .description('peers and their trust level')
     .option('--pending', 'only peers awaiting approval')
@@ -182,8 +182,16 @@ export function registerTrust(program: Command, io: CliIo): void {
         );
       }),
     );
+  withExamples(list, [
+    ['Every peer, and how far it is trusted', 'sark-fed trust list'],
+    ['Peers waiting for `trust approve`', 'sark-fed trust list --pending'],
+    [
+      'Trusted peers, for a script',
+      'sark-fed trust list --json | jq -r \'.[] | select(.trustLevel == "trusted") | .nodeId\'',
+    ],
+  ]);
 
-  trust
+  const show = trust
     .command('show')
     .description('one peer in detail')
     .argument('<node>', 'node ID')
@@ -194,8 +202,11 @@ export function registerTrust(program: Command, io: CliIo): void {
         else renderPeer(context, await peer);
       }),
     );
+  withExamples(show, [
+    ['One peer: its trust, endpoint, pinned fingerprint and expiry', 'sark-fed trust show node-b'],
+  ]);
 
-  trust
+  const approve = trust
     .command('approve')
     .description('trust a peer that is pending approval')
     .argument('<node>', 'node ID')
@@ -226,6 +237,12 @@ export function registerTrust(program: Command, io: CliIo): void {
         if (context.output.json) context.output.writeJson(peerReport(peer));
       }),
     );
+  withExamples(approve, [
+    [
+      'Trust a peer that asked while this node runs `serve --require-approval`',
+      'sark-fed trust approve node-c',
+    ],
+  ]);
 
   const revoke = trust
     .command('revoke')
@@ -336,7 +353,7 @@ function registerAnchorCommands(trust: Command, io: CliIo): void {
     ],
   ]);
 
-  anchor
+  const anchorList = anchor
     .command('list')
     .description('the trust anchors, by trust domain')
     .action(
@@ -360,8 +377,15 @@ function registerAnchorCommands(trust: Command, io: CliIo): void {
         );
       }),
     );
+  withExamples(anchorList, [
+    ['The CAs this node accepts, by trust domain', 'sark-fed trust anchor list'],
+    [
+      'Whole fingerprints, for `anchor remove`',
+      "sark-fed trust anchor list --json | jq -r '.[].fingerprint'",
+    ],
+  ]);
 
-  anchor
+  const anchorRemove = anchor
     .command('remove')
     .description('remove a trust anchor')
     .argument('<fingerprint>', 'its SHA-256 fingerprint')
@@ -382,9 +406,15 @@ function registerAnchorCommands(trust: Command, io: CliIo): void {
         }
       }),
     );
+  withExamples(anchorRemove, [
+    [
+      'Stop accepting a CA (its whole SHA-256 fingerprint, from `anchor list --json`)',
+      'sark-fed trust anchor remove 6e8bfa7f0d165c0641dd7bb59176153190eb2dc531c55665c3b26d2e8bed7621',
+    ],
+  ]);
 
   const crl = trust.command('crl').description('certificate revocation lists of the anchors');
-  crl
+  const crlImport = crl
     .command('import')
     .description('import a CRL signed by a trust anchor; revoked certificates are refused at once')
     .argument('<crl>', 'CRL file, PEM or DER')
@@ -405,6 +435,12 @@ function registerAnchorCommands(trust: Command, io: CliIo): void {
         if (context.output.json) context.output.writeJson(report);
       }),
     );
+  withExamples(crlImport, [
+    [
+      'Refuse the certificates a peer organization revoked',
+      'sark-fed trust crl import ./org-b-crl.pem',
+    ],
+  ]);
 }
 
 async function requirePeer(store: StateStore, nodeId: string): Promise<Peer> {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, request as httpsRequest } from 'node:https';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
@@ -855,6 +855,21 @@ describe.concurrent('pins and live state', { timeout: SLOW_TEST_MS }, () => {
       pinned_fingerprint: newFpB,
     });
     expect((await curlAs(renewed, a, RESOURCES)).status).toBe(200);
+  });
+
+  it('refuses a file of several certificates as an anchor (exit 2), rather than take the first', async () => {
+    const node = nodeCopy(shared.stranger);
+    const bundle = join(tempDir('sark-fed-bundle-'), 'bundle.pem');
+    writeFileSync(
+      bundle,
+      readFileSync(cas.a.certPath, 'utf8') + readFileSync(cas.c.certPath, 'utf8'),
+    );
+    const before = stateRows(node.state);
+    expectRefusal(await node.cli(['trust', 'anchor', 'add', bundle]), 2, {
+      message: /bundle\.pem holds 2 certificates; an anchor is one CA certificate$/,
+      hint: /each CA in a file of its own/,
+    });
+    expect(stateRows(node.state)).toEqual(before);
   });
 
   it('removing the last anchor of a trust domain names the trusted peers it cuts off', async () => {

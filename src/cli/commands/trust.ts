@@ -322,15 +322,15 @@ function registerAnchorCommands(trust: Command, io: CliIo): void {
     .action(
       action<{ trustDomain?: string }>(io, async (context, options, [file]) => {
         const { addAnchor } = await import('../../core/trust/anchor-store.js');
-        const { certificatesFromBytes } = await import('../../core/identity/pem.js');
+        const { anchorCertificateFromBytes } = await import('../../core/identity/pem.js');
         const { readInputFile } = await import('../../core/identity/files.js');
-        const [der] = certificatesFromBytes(
+        const der = anchorCertificateFromBytes(
           readInputFile(file as string, 'CA certificate'),
           file as string,
         );
         const result = await withStore(
           context,
-          (store) => addAnchor(store, der as Buffer, options.trustDomain, context.now()),
+          (store) => addAnchor(store, der, options.trustDomain, context.now()),
           true,
         );
         if (result.added)

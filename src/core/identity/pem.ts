@@ -53,6 +53,23 @@ export function certificatesFromBytes(bytes: Buffer, source: string): Buffer[] {
   });
 }
 
+/**
+ * The one CA certificate of an anchor file (`trust anchor add`, `init --ca`). A bundle is refused
+ * rather than read for its first certificate: each anchor is bound to one trust domain, and the
+ * others would be dropped without a word.
+ */
+export function anchorCertificateFromBytes(bytes: Buffer, source: string): Buffer {
+  const certificates = certificatesFromBytes(bytes, source);
+  if (certificates.length > 1) {
+    throw new UsageError(
+      'ANCHOR_BUNDLE',
+      `${source} holds ${certificates.length} certificates; an anchor is one CA certificate`,
+      { hint: 'put each CA in a file of its own and add each, with its --trust-domain' },
+    );
+  }
+  return certificates[0] as Buffer;
+}
+
 function parses(der: Buffer): boolean {
   try {
     new X509Certificate(der);

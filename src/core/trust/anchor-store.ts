@@ -16,7 +16,7 @@ import {
 import { x509 } from '../identity/x509.js';
 import { readInputFile } from '../identity/files.js';
 import type { NodeIdentity } from '../identity/node-identity.js';
-import { certificatesFromBytes, pemBlocks } from '../identity/pem.js';
+import { anchorCertificateFromBytes, pemBlocks } from '../identity/pem.js';
 import { CLIENT_AUTH, SERVER_AUTH } from './authenticate.js';
 import { validateChain } from './validator.js';
 
@@ -263,12 +263,12 @@ function integerValue(der: Uint8Array): string | null {
  * typo cannot make the node trust a stranger for its own organization.
  */
 export function prepareOwnAnchor(identity: NodeIdentity, caPath: string, now: Date): TrustAnchor {
-  const [caDer] = certificatesFromBytes(readInputFile(caPath, 'CA certificate'), caPath);
+  const caDer = anchorCertificateFromBytes(readInputFile(caPath, 'CA certificate'), caPath);
   const [leaf, ...intermediates] = pemBlocks(identity.certChainPem).map((block) => block.der);
   const result = validateChain({
     leaf: leaf as Uint8Array,
     intermediates,
-    anchors: [caDer as Buffer],
+    anchors: [caDer],
     time: now,
     requiredExtendedKeyUsages: [SERVER_AUTH, CLIENT_AUTH],
     profile: 'x509-svid',
@@ -281,5 +281,5 @@ export function prepareOwnAnchor(identity: NodeIdentity, caPath: string, now: Da
       { hint: 'give the ca.pem of the CA that issued this node certificate' },
     );
   }
-  return prepareAnchor(caDer as Buffer, identity.trustDomain, now);
+  return prepareAnchor(caDer, identity.trustDomain, now);
 }

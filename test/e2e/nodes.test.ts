@@ -229,6 +229,32 @@ describe.concurrent('nodes add', () => {
     expect(stateRows(node.state)).toEqual(before);
   });
 
+  it('says so when it creates the state file (a mistyped --state is seen at once), and only then', async () => {
+    const state = join(tempDir('sark-fed-nodes-new-'), 'typo.db');
+    const first = await runCli([
+      '--state',
+      state,
+      'nodes',
+      'add',
+      'node-q',
+      '--endpoint',
+      'https://10.0.0.9:8443',
+    ]);
+    expectSuccess(first);
+    expect(first.stderr).toContain(`created the state file ${state}\n`);
+    const second = await runCli([
+      '--state',
+      state,
+      'nodes',
+      'add',
+      'node-r',
+      '--endpoint',
+      'https://10.0.0.8:8443',
+    ]);
+    expectSuccess(second);
+    expect(second.stderr).not.toContain('created the state file');
+  });
+
   it('refuses to add this node itself: exit 2, nothing written', async () => {
     const node = await freshNode();
     const before = stateRows(node.state);

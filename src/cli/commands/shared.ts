@@ -12,9 +12,15 @@ export async function withStore<T>(
   create = false,
 ): Promise<T> {
   const { openState } = await import('../../core/state/database.js');
+  const { existsSync } = await import('node:fs');
+  // A command that may create the state file says so when it does: a mistyped --state would
+  // otherwise leave a new, empty node's file behind without a word.
+  const creating = create && !existsSync(context.statePath);
   const store = openState(context.statePath, { create });
   try {
-    return await use(store);
+    const result = await use(store);
+    if (creating) context.output.info(`created the state file ${store.path}`);
+    return result;
   } finally {
     store.close();
   }

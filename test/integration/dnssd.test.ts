@@ -364,18 +364,48 @@ describe('DNS-SD against servers that are not DNS servers', () => {
     expect(result.succeeded).toEqual([]);
   });
 
-  it('ends quietly when the scan deadline comes first', async () => {
+  it('reports a server still silent at the scan deadline, which comes before its own timeout', async () => {
     const nameserver = `127.0.0.1:${silent.address().port}`;
-    const started = Date.now();
+    // The resolver would wait 5 s for its first try alone (15 s for both): the scan's deadline
+    // cancels the query, and a nameserver that never answered is a failure, not "no nodes".
     const result = await scan({
       runners: [dnsSdRunner({ domain: 'good.test', nameserver, timeoutMs: 5_000 })],
       timeoutMs: 300,
     });
-    // The resolver would wait 5 s for its first try alone (15 s for both): the scan's abort
-    // cancelled its query. A method still running after the grace would be a problem.
-    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(result.problems).toMatchObject([
+      {
+        method: 'dns-sd',
+        code: 'DNSSD_NO_ANSWER',
+        message: `no answer from nameserver ${nameserver} for _sark._tcp.good.test before the scan's deadline`,
+      },
+    ]);
+    expect(result.succeeded).toEqual([]);
+  });
+
+  it('ends quietly when the scan ends early because --expect was met by another method', async () => {
+    const nameserver = `127.0.0.1:${silent.address().port}`;
+    const other: MethodRunner = {
+      method: 'manual',
+      run: (_context, found) => {
+        found({
+          nodeId: 'node-m',
+          source: 'manual',
+          endpoint: 'https://10.0.0.5:8443',
+          trustDomain: null,
+          fingerprint: null,
+          ttlSeconds: 60,
+        });
+        return Promise.resolve();
+      },
+    };
+    const result = await scan({
+      runners: [dnsSdRunner({ domain: 'good.test', nameserver, timeoutMs: 5_000 }), other],
+      timeoutMs: 10_000,
+      expect: 1,
+    });
+    expect(result.expectMet).toBe(true);
     expect(result.problems).toEqual([]);
-    expect(result.succeeded).toEqual(['dns-sd']);
+    expect(result.nodes.map((node) => node.nodeId)).toEqual(['node-m']);
   });
 
   it('reports a port with nothing listening', async () => {

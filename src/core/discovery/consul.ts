@@ -150,7 +150,9 @@ async function consulRequest(
   const budget = new AbortController();
   const timer = setTimeout(() => budget.abort(), timeoutMs);
   const onOuterAbort = () => budget.abort();
-  options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  // An already aborted signal fires no more 'abort' events: abort the budget now instead.
+  if (options.signal?.aborted) budget.abort();
+  else options.signal?.addEventListener('abort', onOuterAbort, { once: true });
   const owned =
     options.dispatcher === undefined && target.ca !== undefined
       ? new Agent({ connect: { ca: target.ca } })

@@ -1,7 +1,7 @@
 import { lookup, Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { NotFoundError, UnavailableError, UsageError, errnoOf } from '../errors.js';
-import { abortError, printable } from './method-support.js';
+import { abortError, endedByDeadline, printable } from './method-support.js';
 import type { MethodRunner } from './scanner.js';
 import { parseSarkTxt } from './txt.js';
 import { SERVICE_TYPE, endpointOf, type DiscoveredNode, type MethodContext } from './types.js';
@@ -86,6 +86,9 @@ export function dnsSdRunner(options: DnsSdOptions): MethodRunner {
           },
           context.signal,
         ));
+      // The scan may have ended while the resolver was made (another method met --expect): an
+      // abort listener added now would never fire, and the query would outlive the scan.
+      if (context.signal.aborted) throw abortError(context.signal);
       const where = nameserver === undefined ? 'the system resolver' : `nameserver ${nameserver}`;
       // Cancelling makes every pending query fail with ECANCELLED at once: the scan's deadline
       // then ends this method immediately instead of after the resolver's own timeouts.
@@ -93,9 +96,21 @@ export function dnsSdRunner(options: DnsSdOptions): MethodRunner {
       context.signal.addEventListener('abort', onAbort, { once: true });
       // Skipped details quote names and TXT contents from the network.
       const safe = { ...context, skipped: (detail: string) => context.skipped(printable(detail)) };
+      const progress = { ptrAnswered: false };
       try {
-        await browse(resolver, domain, where, random, safe, found);
+        await browse(resolver, domain, where, random, safe, found, progress);
       } catch (error) {
+        // Still waiting for the first answer when time ran out: the nameserver is silent (its
+        // own timeouts are longer than a scan), which is a failure to report, not "no nodes".
+        if (endedByDeadline(context.signal) && !progress.ptrAnswered) {
+          throw new UnavailableError(
+            'DNSSD_NO_ANSWER',
+            `no answer from ${where} for ${SERVICE_TYPE}.${domain} before the scan's deadline`,
+            {
+              hint: 'check that the nameserver runs and is reachable, or give --timeout more time',
+            },
+          );
+        }
         if (context.signal.aborted) throw abortError(context.signal);
         throw error;
       } finally {
@@ -112,12 +127,16 @@ async function browse(
   random: () => number,
   context: MethodContext,
   found: (node: DiscoveredNode) => void,
+  progress: { ptrAnswered: boolean },
 ): Promise<void> {
   const serviceName = `${SERVICE_TYPE}.${domain}`;
   let targets: string[];
   try {
     targets = await resolver.resolvePtr(serviceName);
+    progress.ptrAnswered = true;
   } catch (error) {
+    // Any answer, even an error code, shows the nameserver is there.
+    if (!context.signal.aborted) progress.ptrAnswered = true;
     if (context.signal.aborted) throw abortError(context.signal);
     const code = errnoOf(error);
     // NODATA: the name exists with other records only; no node registered is an empty result.

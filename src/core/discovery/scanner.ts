@@ -1,4 +1,5 @@
 import { messageOf, SarkError, UnavailableError } from '../errors.js';
+import { deadlineReason } from './method-support.js';
 import {
   DISCOVERY_METHODS,
   type DiscoveredNode,
@@ -67,7 +68,7 @@ export async function scan(options: ScanOptions): Promise<ScanResult> {
   const now = options.now ?? (() => new Date());
   const started = Date.now();
   const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), options.timeoutMs);
+  const timer = setTimeout(() => controller.abort(deadlineReason()), options.timeoutMs);
   const onOuterAbort = () => controller.abort();
   if (options.signal?.aborted) controller.abort();
   else options.signal?.addEventListener('abort', onOuterAbort, { once: true });

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
 import {
   chmodSync,
@@ -467,6 +468,42 @@ describe.concurrent('init refusals leave the state file as it was', () => {
       message: /mode 0640/,
       hint: `run: chmod 600 ${node.keyPath}`,
     });
+  });
+
+  it('names what a --key file holds when it is no usable key, before looking at its mode (exit 2)', async () => {
+    const dir = join(root, 'wrong-keys');
+    mkdirSync(dir);
+    // The certificate given as the key (a swap), world-readable as certificates are.
+    const asKey = { ...nodeA, keyPath: nodeA.certPath };
+    await expectRefusedUntouched(initArgs(asKey, 'node-a'), stateCopy(), 2, {
+      message: new RegExp(
+        `^${nodeA.certPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} holds a certificate, not a private key$`,
+      ),
+      hint: 'give --key the key file (key.pem beside the certificate)',
+    });
+    // The node's key, encrypted with a passphrase.
+    const encrypted = join(dir, 'encrypted.pem');
+    const made = spawnSync('openssl', [
+      'pkey',
+      '-in',
+      nodeA.keyPath,
+      '-aes256',
+      '-passout',
+      'pass:secret',
+      '-out',
+      encrypted,
+    ]);
+    expect(made.status, made.stderr?.toString()).toBe(0);
+    chmodSync(encrypted, 0o600);
+    await expectRefusedUntouched(
+      initArgs({ ...nodeA, keyPath: encrypted }, 'node-a'),
+      stateCopy(),
+      2,
+      {
+        message: /encrypted\.pem is an encrypted private key$/,
+        hint: /^sark-fed reads keys without a passphrase: openssl pkey -in /,
+      },
+    );
   });
 
   it('refuses an expired certificate (exit 3)', async () => {

@@ -39,14 +39,44 @@ export async function generateKeyPair(type: KeyType): Promise<GeneratedKeyPair> 
  * Reads a private key file, refusing one that group or others may read, as ssh does: a key that
  * leaked to other local users no longer proves who this node is.
  */
-export function readPrivateKeyFile(path: string): KeyObject {
+/**
+ * Reads a private key file, refusing one others may read. What the file holds is checked before
+ * its mode, so that a certificate or an encrypted key given by mistake is named as such rather
+ * than met with a chmod hint. `where` names the option that gave the path, for the hints.
+ */
+export function readPrivateKeyFile(path: string, where = '--key'): KeyObject {
+  let bytes: Buffer;
   let mode: number;
   try {
     mode = statSync(path).mode;
+    bytes = readFileSync(path);
   } catch (error) {
     throw new UsageError('KEY_UNREADABLE', `cannot read key file ${path} (${errnoOf(error)})`, {
       cause: error,
-      hint: 'check the path given with --key',
+      hint: `check the path given with ${where}`,
+    });
+  }
+  const text = bytes.toString('latin1');
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(text)) {
+    throw new UsageError('KEY_ENCRYPTED', `${path} is an encrypted private key`, {
+      hint: `sark-fed reads keys without a passphrase: openssl pkey -in ${path} -out <new file>, then chmod 600 it`,
+    });
+  }
+  if (
+    !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text) &&
+    text.includes('-----BEGIN CERTIFICATE-----')
+  ) {
+    throw new UsageError('KEY_INVALID', `${path} holds a certificate, not a private key`, {
+      hint: `give ${where} the key file (key.pem beside the certificate)`,
+    });
+  }
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(bytes);
+  } catch (error) {
+    throw new UsageError('KEY_INVALID', `${path} is not a private key (${messageOf(error)})`, {
+      cause: error,
+      hint: 'give an unencrypted PEM (PKCS#8, SEC1 or PKCS#1) private key',
     });
   }
   if ((mode & 0o077) !== 0) {
@@ -57,14 +87,7 @@ export function readPrivateKeyFile(path: string): KeyObject {
       { hint: `run: chmod 600 ${path}` },
     );
   }
-  try {
-    return createPrivateKey(readFileSync(path));
-  } catch (error) {
-    throw new UsageError('KEY_INVALID', `${path} is not a private key (${messageOf(error)})`, {
-      cause: error,
-      hint: 'give an unencrypted PEM (PKCS#8, SEC1 or PKCS#1) private key',
-    });
-  }
+  return key;
 }
 
 /** True when the private key is the one whose public half the certificate carries. */

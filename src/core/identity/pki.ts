@@ -94,7 +94,7 @@ export function loadCertificateAuthority(folder: string): CertificateAuthority {
     readInputFile(certificatePath, 'CA certificate'),
     certificatePath,
   );
-  const privateKey = readPrivateKeyFile(join(folder, CA_FILES.key));
+  const privateKey = readPrivateKeyFile(join(folder, CA_FILES.key), '--ca');
   const der = certificateDer as Buffer;
   const summary = summarizeCertificate(der);
   if (!summary.isCa || !(summary.keyUsage ?? ['keyCertSign']).includes('keyCertSign')) {

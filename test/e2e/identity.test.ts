@@ -388,6 +388,19 @@ describe.concurrent("the organization's own CA (init --ca, FEDERATION_CA_CERT_PA
     expect(report.counts.anchors).toBe(1);
   });
 
+  it('refuses a --chain that did not issue the certificate (exit 3), naming the chain file', async () => {
+    const other = await createCa(join(root, 'other-chain-ca'), ['--trust-domain', TD]);
+    await expectRefusedUntouched(
+      [...initArgs(nodeA, 'node-a'), '--chain', other.certPath],
+      stateCopy(),
+      3,
+      {
+        message: `certificate 1 of ${nodeA.certPath} is not signed by certificate 1 of ${other.certPath}`,
+        hint: /leaf first, each certificate followed by its issuer/,
+      },
+    );
+  });
+
   it('refuses a CA that did not issue the node certificate (exit 3), writing nothing', async () => {
     const other = await createCa(join(root, 'other-ca'), ['--trust-domain', TD]);
     const statePath = stateCopy();

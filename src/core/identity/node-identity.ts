@@ -50,10 +50,15 @@ export function prepareIdentity(input: IdentityInput): {
     readInputFile(input.certPath, 'certificate'),
     input.certPath,
   );
+  // Where each certificate came from, for the errors: "certificate 2 of chain.pem", not of the
+  // --cert file it was appended to.
+  const origins = certificates.map(
+    (_der, index) => `certificate ${index + 1} of ${input.certPath}`,
+  );
   if (input.chainPath !== undefined) {
-    certificates.push(
-      ...certificatesFromBytes(readInputFile(input.chainPath, 'chain'), input.chainPath),
-    );
+    const chain = certificatesFromBytes(readInputFile(input.chainPath, 'chain'), input.chainPath);
+    certificates.push(...chain);
+    origins.push(...chain.map((_der, index) => `certificate ${index + 1} of ${input.chainPath}`));
   }
   const leafDer = certificates[0] as Buffer;
   const leaf = summarizeCertificate(leafDer);
@@ -92,7 +97,7 @@ export function prepareIdentity(input: IdentityInput): {
       hint: 'issue a new certificate with `sark-fed pki issue`',
     });
   }
-  assertChainLinks(certificates, input.certPath);
+  assertChainLinks(certificates, origins);
 
   const privateKey = readPrivateKeyFile(input.keyPath);
   if (!keyMatchesCertificate(privateKey, leafDer)) {
@@ -118,14 +123,14 @@ export function prepareIdentity(input: IdentityInput): {
 }
 
 /** Each certificate must be signed by the next one: a chain given out of order is refused here. */
-function assertChainLinks(certificates: readonly Buffer[], source: string): void {
+function assertChainLinks(certificates: readonly Buffer[], origins: readonly string[]): void {
   for (let index = 0; index + 1 < certificates.length; index++) {
     const child = new X509Certificate(certificates[index] as Buffer);
     const parent = new X509Certificate(certificates[index + 1] as Buffer);
     if (!child.checkIssued(parent) || !child.verify(parent.publicKey)) {
       throw new TrustError(
         'CHAIN_BROKEN',
-        `certificate ${index + 1} of ${source} is not signed by certificate ${index + 2}`,
+        `${origins[index] as string} is not signed by ${origins[index + 1] as string}`,
         {
           hint: 'give the chain leaf first, each certificate followed by its issuer',
         },

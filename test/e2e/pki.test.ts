@@ -489,6 +489,60 @@ describe.concurrent('pki refusals', () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it('refuses a CRL in which the CA revokes itself (exit 2), writing nothing', async () => {
+    const out = join(root, 'self-revoking-crl.pem');
+    expectRefusal(
+      await runCli([
+        'pki',
+        'crl',
+        'create',
+        '--ca',
+        caEc.dir,
+        '--revoke',
+        caEc.certPath,
+        '--out',
+        out,
+      ]),
+      2,
+      { message: /ca\.pem is the CA's own certificate$/, hint: /trust anchor remove/ },
+    );
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('writes each subject alternative name once, however often the command line repeats it', async () => {
+    const out = join(root, 'repeated-sans');
+    expectSuccess(
+      await runCli([
+        'pki',
+        'issue',
+        '--ca',
+        caEc.dir,
+        '--node-id',
+        'node-r',
+        '--ip',
+        '127.0.0.1',
+        '--ip',
+        '127.0.0.1',
+        '--dns',
+        'Node-R.example',
+        '--dns',
+        'node-r.example',
+        '--out',
+        out,
+      ]),
+    );
+    const inspected = await runCli(['pki', 'inspect', join(out, 'cert.pem'), '--json']);
+    const [certificate] = (
+      JSON.parse(inspected.stdout) as {
+        certificates: Array<{ subjectAltNames: { dns: string[]; ip: string[] } }>;
+      }
+    ).certificates;
+    expect(certificate?.subjectAltNames).toMatchObject({
+      dns: ['node-r.example'],
+      ip: ['127.0.0.1'],
+    });
+  });
+
   it('refuses an --out that cannot be written before writing anything (exit 2)', async () => {
     const file = join(root, 'not-a-folder.txt');
     writeFileSync(file, 'notes\n');

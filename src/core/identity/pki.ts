@@ -169,8 +169,12 @@ export async function issueNodeCertificate(options: IssueNodeOptions): Promise<I
   const caCertificate = new x509.X509Certificate(options.ca.certificateDer);
   const names: x509.JsonGeneralNames = [
     { type: 'url', value: nodeSpiffeId(trustDomain, options.nodeId) },
-    ...options.dnsNames.map((value) => ({ type: 'dns' as const, value })),
-    ...options.ipAddresses.map((value) => ({ type: 'ip' as const, value })),
+    // Each name once, whatever the command line repeated (DNS names are case-insensitive).
+    ...unique(options.dnsNames.map((value) => value.toLowerCase())).map((value) => ({
+      type: 'dns' as const,
+      value,
+    })),
+    ...unique(options.ipAddresses).map((value) => ({ type: 'ip' as const, value })),
   ];
   const certificate = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
@@ -213,6 +217,13 @@ export async function createRevocationList(options: CreateCrlOptions): Promise<s
   assertDays(options.days);
   const caCertificate = new NodeX509Certificate(options.ca.certificateDer);
   const entries: x509.X509CrlEntryParams[] = options.revoked.map(({ der, source }) => {
+    // A self-signed CA "issued" itself: revoking it in its own CRL means nothing to a validator
+    // (an anchor is trusted as such), so it is refused rather than written.
+    if (Buffer.from(der).equals(Buffer.from(options.ca.certificateDer))) {
+      throw new UsageError('REVOKES_ITSELF', `${source} is the CA's own certificate`, {
+        hint: 'a CA cannot revoke itself in its CRL: to stop trusting it, each node removes the anchor (`sark-fed trust anchor remove`)',
+      });
+    }
     if (!new NodeX509Certificate(der).checkIssued(caCertificate)) {
       throw new UsageError('NOT_ISSUED_BY_CA', `${source} was not issued by this CA`, {
         hint: 'a CRL can only revoke certificates of the CA that signs it',
@@ -302,4 +313,8 @@ function assertDays(days: number): void {
       hint: 'give --days as a whole number from 1 to 36500',
     });
   }
+}
+
+function unique(values: readonly string[]): string[] {
+  return [...new Set(values)];
 }

@@ -9,6 +9,7 @@ import {
   mkdirSync,
   openSync,
   closeSync,
+  rmSync,
   truncateSync,
   writeFileSync,
   writeSync,
@@ -47,6 +48,7 @@ interface IdentityReport {
   keyPath: string;
   statePath: string;
   counts: { anchors: number; revocationLists: number; peers: Record<string, number> };
+  keyProblem: { code: string; message: string } | null;
 }
 
 const REPORT_KEYS = [
@@ -56,6 +58,7 @@ const REPORT_KEYS = [
   'expiresInDays',
   'fingerprint',
   'keyPath',
+  'keyProblem',
   'nodeId',
   'notAfter',
   'notBefore',
@@ -224,6 +227,38 @@ describe.concurrent('init and status', () => {
         revocationLists: 0,
         peers: { trusted: 0, pending: 0, untrusted: 0, revoked: 0 },
       },
+      keyProblem: null,
+    });
+  });
+
+  it('status reads the key again: one changed since init is reported, and it still exits 0', async () => {
+    const dir = join(root, 'key-changed');
+    cpSync(nodeA.dir, dir, { recursive: true });
+    const node = { ...nodeA, certPath: join(dir, 'cert.pem'), keyPath: join(dir, 'key.pem') };
+    const path = join(root, 'key-changed-state', 'state.db');
+    expectSuccess(await runCli(['--state', path, ...initArgs(node, 'node-a')]));
+
+    chmodSync(node.keyPath, 0o644);
+    const loose = await runCli(['--state', path, 'status', '--json']);
+    expect(parseReport(loose).keyProblem).toMatchObject({ code: 'KEY_PERMISSIONS' });
+    expect(loose.stderr).toMatch(
+      /^warning: the node key cannot be used: key file .* \(mode 0644\); serve and calls to peers will fail$/m,
+    );
+
+    rmSync(node.keyPath);
+    const gone = await runCli(['--state', path, 'status']);
+    expectSuccess(gone);
+    expect(gone.stderr).toMatch(
+      /warning: the node key cannot be used: cannot read key file .* \(ENOENT\)/,
+    );
+
+    // Another key put in its place.
+    cpSync(nodeB.keyPath, node.keyPath);
+    chmodSync(node.keyPath, 0o600);
+    const other = await runCli(['--state', path, 'status', '--json']);
+    expect(parseReport(other).keyProblem).toEqual({
+      code: 'KEY_MISMATCH',
+      message: `${node.keyPath} is no longer the key of this node's certificate`,
     });
   });
 

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import type { NodeIdentity } from '../../core/identity/node-identity.js';
 import type { TrustCounts } from '../../core/state/trust-repository.js';
-import { NotFoundError } from '../../core/errors.js';
+import { NotFoundError, isSarkError, messageOf } from '../../core/errors.js';
+import { count } from '../../core/plural.js';
 import { action } from '../action.js';
 import type { CommandContext } from '../context.js';
 import { withExamples } from '../help-text.js';
@@ -26,6 +27,11 @@ export interface IdentityReport {
 
 interface StatusReport extends IdentityReport {
   counts: TrustCounts;
+  /**
+   * Why the node key cannot be used as it is now (gone, readable by others, not the key of the
+   * certificate...), or null: `init` checked it, but the file may have changed since.
+   */
+  keyProblem: { code: string; message: string } | null;
 }
 
 export function registerStatus(program: Command, io: CliIo): void {
@@ -51,7 +57,7 @@ export function registerStatus(program: Command, io: CliIo): void {
             hint: 'run `sark-fed init` first',
           });
         }
-        renderStatus(context, identity, counts);
+        renderStatus(context, identity, counts, await keyProblemOf(identity));
       }),
     );
   withExamples(command, [
@@ -89,17 +95,24 @@ export function renderStatus(
   context: CommandContext,
   identity: NodeIdentity,
   counts: TrustCounts,
+  keyProblem: StatusReport['keyProblem'] = null,
 ): void {
   const report: StatusReport = {
     ...identityReport(identity, context.statePath, context.now()),
     counts,
+    keyProblem,
   };
+  if (keyProblem) {
+    context.output.warn(
+      `the node key cannot be used: ${keyProblem.message}; serve and calls to peers will fail`,
+    );
+  }
   if (context.output.json) {
     context.output.writeJson(report);
     return;
   }
   renderIdentity(context, identity, [
-    ['Anchors', `${counts.anchors} (${plural(counts.revocationLists, 'CRL')})`],
+    ['Anchors', `${counts.anchors} (${count(counts.revocationLists, 'CRL')})`],
     [
       'Peers',
       `${counts.peers.trusted} trusted, ${counts.peers.pending} pending, ` +
@@ -138,6 +151,23 @@ function renderIdentity(
   if (report.expired) context.output.warn('the node certificate has expired; peers will refuse it');
 }
 
-function plural(count: number, noun: string): string {
-  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+/** The node key read as `serve` and every call read it, and checked against the certificate. */
+async function keyProblemOf(identity: NodeIdentity): Promise<StatusReport['keyProblem']> {
+  const { readPrivateKeyFile, keyMatchesCertificate } = await import('../../core/identity/keys.js');
+  const { pemBlocks } = await import('../../core/identity/pem.js');
+  try {
+    const key = readPrivateKeyFile(identity.keyPath);
+    const leaf = pemBlocks(identity.certChainPem)[0]?.der;
+    if (leaf && !keyMatchesCertificate(key, leaf)) {
+      return {
+        code: 'KEY_MISMATCH',
+        message: `${identity.keyPath} is no longer the key of this node's certificate`,
+      };
+    }
+    return null;
+  } catch (error) {
+    return isSarkError(error)
+      ? { code: error.code, message: error.message }
+      : { code: 'KEY_UNREADABLE', message: messageOf(error) };
+  }
 }

@@ -61,6 +61,8 @@ interface PeerReport {
   revokeReason: string | null;
   createdAt: string;
   updatedAt: string;
+  /** trust list and trust show only */
+  certificateProblem?: { code: string; message: string } | null;
 }
 
 interface ErrorBody {
@@ -478,8 +480,10 @@ describe.concurrent('trust establish', { timeout: SLOW_TEST_MS }, () => {
         'revokeReason',
         'createdAt',
         'updatedAt',
+        'certificateProblem',
       ].sort(),
     );
+    expect(parsed[0]?.certificateProblem).toBeNull();
     const shown = await a.cli(['--json', 'trust', 'show', 'node-b']);
     expect(JSON.parse(shown.stdout)).toEqual(parsed[0]);
     expect(
@@ -886,6 +890,26 @@ describe.concurrent('pins and live state', { timeout: SLOW_TEST_MS }, () => {
     });
     expect(removed.stderr).toContain(
       `warning: no anchor is left for ${TD_B}: node-b can no longer be authenticated, and calls to and from it are refused until one is added again`,
+    );
+    // Still "trusted" by decision, but refused: trust list and trust show say why.
+    const listed = JSON.parse((await a.cli(['trust', 'list', '--json'])).stdout) as PeerReport[];
+    expect(listed.find((peer) => peer.nodeId === 'node-b')).toMatchObject({
+      trustLevel: 'trusted',
+      certificateProblem: {
+        code: 'UNKNOWN_TRUST_DOMAIN',
+        message: `no trust anchor is configured for ${TD_B}`,
+      },
+    });
+    const rows = (await a.cli(['trust', 'list'])).stdout.trimEnd().split('\n');
+    expect(
+      rows
+        .find((row) => row.startsWith('node-b\t'))
+        ?.split('\t')
+        .at(-1),
+    ).toBe(`refused: no trust anchor is configured for ${TD_B}`);
+    const shown = await a.cli(['trust', 'show', 'node-b']);
+    expect(shown.stderr).toContain(
+      `warning: node-b is trusted, but its pinned certificate is refused here: no trust anchor is configured for ${TD_B} (UNKNOWN_TRUST_DOMAIN)`,
     );
     // Another anchor of the domain left, or no peer of it: no warning.
     await addAnchor(a, cas.b.certPath);

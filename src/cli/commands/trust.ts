@@ -160,25 +160,38 @@ export function registerTrust(program: Command, io: CliIo): void {
     .action(
       action<{ pending?: boolean }>(io, async (context, options) => {
         const { listPeers } = await import('../../core/state/trust-repository.js');
-        const peers = await withStore(context, (store) =>
-          store.read((db) => listPeers(db, options.pending ? 'pending' : undefined)),
-        );
+        const { peers, problems } = await withStore(context, async (store) => {
+          const listed = store.read((db) => listPeers(db, options.pending ? 'pending' : undefined));
+          return {
+            peers: listed,
+            problems: await certificateProblems(store, listed, context.now()),
+          };
+        });
         if (context.output.json) {
-          context.output.writeJson(peers.map(peerReport));
+          context.output.writeJson(
+            peers.map((peer) => ({
+              ...peerReport(peer),
+              certificateProblem: problems.get(peer.nodeId) ?? null,
+            })),
+          );
           return;
         }
         if (peers.length === 0)
           context.output.info(options.pending ? 'no peer awaits approval' : 'no peers yet');
         context.output.table(
-          ['node', 'trust domain', 'trust', 'endpoint', 'fingerprint', 'expires'],
-          peers.map((peer) => [
-            peer.nodeId,
-            peer.trustDomain,
-            levelCell(peer.trustLevel),
-            peer.endpoint ?? '-',
-            shortOnTty(context, peer.pinnedFingerprint),
-            peer.trustExpiresAt ?? '-',
-          ]),
+          ['node', 'trust domain', 'trust', 'endpoint', 'fingerprint', 'expires', 'problem'],
+          peers.map((peer) => {
+            const problem = problems.get(peer.nodeId);
+            return [
+              peer.nodeId,
+              peer.trustDomain,
+              levelCell(peer.trustLevel),
+              peer.endpoint ?? '-',
+              shortOnTty(context, peer.pinnedFingerprint),
+              peer.trustExpiresAt ?? '-',
+              problem ? { text: `refused: ${problem.message}`, style: 'red' } : '-',
+            ];
+          }),
         );
       }),
     );
@@ -197,9 +210,21 @@ export function registerTrust(program: Command, io: CliIo): void {
     .argument('<node>', 'node ID')
     .action(
       action<object>(io, async (context, _options, [nodeId]) => {
-        const peer = await withStore(context, (store) => requirePeer(store, nodeId as string));
-        if (context.output.json) context.output.writeJson(peerReport(await peer));
-        else renderPeer(context, await peer);
+        const { peer, problem } = await withStore(context, async (store) => {
+          const found = await requirePeer(store, nodeId as string);
+          const problems = await certificateProblems(store, [found], context.now());
+          return { peer: found, problem: problems.get(found.nodeId) ?? null };
+        });
+        if (context.output.json) {
+          context.output.writeJson({ ...peerReport(peer), certificateProblem: problem });
+        } else {
+          renderPeer(context, peer);
+          if (problem) {
+            context.output.warn(
+              `${peer.nodeId} is ${peer.trustLevel}, but its pinned certificate is refused here: ${problem.message} (${problem.code})`,
+            );
+          }
+        }
       }),
     );
   withExamples(show, [
@@ -538,4 +563,39 @@ function renderPeer(context: CommandContext, peer: Peer): void {
         ] as const)
       : []),
   ]);
+}
+
+type CertificateProblem = { code: string; message: string } | null;
+
+/**
+ * Whether a trusted or pending peer's pinned certificate would pass authentication now, against
+ * the anchors and CRLs held here: an anchor removed, a CRL imported or the certificate expired
+ * since trust was established leaves the peer "trusted" in name only, refused on every call.
+ */
+async function certificateProblems(
+  store: StateStore,
+  peers: readonly Peer[],
+  now: Date,
+): Promise<Map<string, CertificateProblem>> {
+  const { trustMaterial } = await import('../../core/trust/trust-material.js');
+  const { authenticateChain, isChainFailure } = await import('../../core/trust/authenticate.js');
+  const { pemBlocks } = await import('../../core/identity/pem.js');
+  const material = trustMaterial(store);
+  const problems = new Map<string, CertificateProblem>();
+  for (const peer of peers) {
+    if (
+      peer.certificatePem === null ||
+      (peer.trustLevel !== 'trusted' && peer.trustLevel !== 'pending')
+    ) {
+      problems.set(peer.nodeId, null);
+      continue;
+    }
+    const chain = pemBlocks(peer.certificatePem).map((block) => block.der);
+    const result = authenticateChain(chain, material, now);
+    problems.set(
+      peer.nodeId,
+      isChainFailure(result) ? { code: result.code, message: result.reason } : null,
+    );
+  }
+  return problems;
 }

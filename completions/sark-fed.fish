@@ -386,7 +386,7 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed trust anchor add"' -l trust-
 complete -c sark-fed -n '__sark_fed_argument "sark-fed trust anchor add" 0' -F -d 'CA certificate (PEM or DER)'
 
 # sark-fed trust anchor remove
-complete -c sark-fed -n '__sark_fed_argument "sark-fed trust anchor remove" 0' -F -d 'its SHA-256 fingerprint'
+complete -c sark-fed -n '__sark_fed_argument "sark-fed trust anchor remove" 0' -F -d 'its SHA-256 fingerprint, or the first 16 digits or more of it'
 
 # sark-fed trust crl
 complete -c sark-fed -n '__sark_fed_using "sark-fed trust crl"' -a 'import' -d 'import a CRL signed by a trust anchor; revoked certificates are refused at once'

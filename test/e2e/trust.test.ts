@@ -911,7 +911,16 @@ describe.concurrent('pins and live state', { timeout: SLOW_TEST_MS }, () => {
     expect(shown.stderr).toContain(
       `warning: node-b is trusted, but its pinned certificate is refused here: no trust anchor is configured for ${TD_B} (UNKNOWN_TRUST_DOMAIN)`,
     );
-    // Another anchor of the domain left, or no peer of it: no warning.
+    // Another anchor of the domain left, or no peer of it: no warning. The anchor goes by the
+    // 16 digits a terminal shows, too; digits no anchor starts with are not found (exit 4).
+    await addAnchor(a, cas.b.certPath);
+    expectRefusal(await a.cli(['trust', 'anchor', 'remove', '0'.repeat(16)]), 4, {
+      message: `no trust anchor's fingerprint starts with ${'0'.repeat(16)}`,
+    });
+    expectSuccess(await a.cli(['trust', 'anchor', 'remove', anchorB.slice(0, 16).toUpperCase()]));
+    expect(
+      JSON.parse((await a.cli(['trust', 'anchor', 'list', '--json'])).stdout),
+    ).not.toContainEqual(expect.objectContaining({ fingerprint: anchorB }));
     await addAnchor(a, cas.b.certPath);
     const quiet = await nodeCopy(shared.stranger).cli([
       'trust',

@@ -413,13 +413,19 @@ function registerAnchorCommands(trust: Command, io: CliIo): void {
   const anchorRemove = anchor
     .command('remove')
     .description('remove a trust anchor')
-    .argument('<fingerprint>', 'its SHA-256 fingerprint')
+    .argument('<fingerprint>', 'its SHA-256 fingerprint, or the first 16 digits or more of it')
     .action(
       action<object>(io, async (context, _options, [fingerprint]) => {
         const { removeAnchor } = await import('../../core/trust/anchor-store.js');
         const { normalizeFingerprint } = await import('../../core/identity/fingerprint.js');
-        const canonical = normalizeFingerprint(fingerprint as string);
-        const removed = await withStore(context, (store) => removeAnchor(store, canonical));
+        const given = fingerprint as string;
+        const { canonical, removed } = await withStore(context, async (store) => {
+          // The 16 digits `anchor list` shows on a terminal name an anchor as well as all 64.
+          const full = /^[0-9a-f]{16,63}$/i.test(given)
+            ? await anchorByPrefix(store, given.toLowerCase())
+            : normalizeFingerprint(given);
+          return { canonical: full, removed: removeAnchor(store, full) };
+        });
         context.output.success(`removed anchor ${canonical}`);
         if (removed.peersWithoutAnchor.length > 0) {
           context.output.warn(
@@ -598,4 +604,32 @@ async function certificateProblems(
     );
   }
   return problems;
+}
+
+/** The one anchor whose fingerprint starts with `prefix`: a usage error for several, 4 for none. */
+async function anchorByPrefix(store: StateStore, prefix: string): Promise<string> {
+  const { listAnchors } = await import('../../core/state/trust-repository.js');
+  const { NotFoundError, UsageError } = await import('../../core/errors.js');
+  const matching = store
+    .read((db) => listAnchors(db))
+    .filter((anchor) => anchor.fingerprint.startsWith(prefix));
+  if (matching.length === 0) {
+    throw new NotFoundError(
+      'NO_SUCH_ANCHOR',
+      `no trust anchor's fingerprint starts with ${prefix}`,
+      {
+        hint: 'list them with `sark-fed trust anchor list`',
+      },
+    );
+  }
+  if (matching.length > 1) {
+    throw new UsageError(
+      'AMBIGUOUS_FINGERPRINT',
+      `${prefix} starts the fingerprints of ${matching.length} anchors`,
+      {
+        hint: 'give more digits, or the whole fingerprint (`sark-fed trust anchor list --json`)',
+      },
+    );
+  }
+  return (matching[0] as { fingerprint: string }).fingerprint;
 }

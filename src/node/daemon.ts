@@ -108,7 +108,16 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       );
     }
     const privateKey = readPrivateKeyFile(identity.keyPath);
-    claim = claimDaemon(store, now());
+    const claimed = claimDaemon(store, now());
+    claim = claimed.claim;
+    if (claimed.tookOver) {
+      options.logger.warn('took over the state file from a daemon that could not be checked', {
+        pid: claimed.tookOver.pid,
+        host: claimed.tookOver.host,
+        since: claimed.tookOver.since,
+        hint: 'it ran on another machine or in another PID namespace (a container); if it still runs, stop one of the two',
+      });
+    }
     const settings: InvocationSettings = {
       ...DEFAULT_INVOCATION_SETTINGS,
       ...options.invocation,
@@ -544,8 +553,9 @@ async function shutdown(
   await backends.close();
   try {
     await audit.close();
-    store.write((db) => clearLocalCatalog(db));
-    releaseDaemon(store, claim);
+    // What this node serves is cleared with the claim, and only while the claim is still this
+    // daemon's: another that took the file over keeps its catalog.
+    releaseDaemon(store, claim, (db) => clearLocalCatalog(db));
   } finally {
     store.close();
   }

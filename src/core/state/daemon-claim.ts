@@ -1,4 +1,4 @@
-import { readFileSync, realpathSync } from 'node:fs';
+import { readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { OperationError } from '../errors.js';
 import type { SqliteDatabase, StateStore } from './database.js';
@@ -12,11 +12,14 @@ import { getSetting, setSetting } from './trust-repository.js';
  * Why a row in the state file rather than a lock file: Node has no advisory file lock (flock)
  * without a native addon, and the state file is the one thing both daemons share. The claim is
  * made in one BEGIN IMMEDIATE transaction, so two daemons starting together cannot both win.
- * A daemon that crashed leaves its row behind; it is stale once its process is gone, which is
- * checked by PID and, on Linux, by the process's start time too, so that a recycled PID is not
- * taken for the old daemon. A copy of the file (a backup, a test fixture) carries the row of the
- * daemon serving the original: the row names the file's real path, and is not a claim on a
- * file of another path.
+ * A daemon that crashed leaves its row behind; it is stale once its process is gone. Whether it
+ * is gone is only decided where it can be: on the same boot of the same machine (the kernel's
+ * boot ID) and in the same PID namespace (a container sees other PIDs), by the PID and the
+ * process's start time (a PID reused, e.g. PID 1 of a restarted container, is not the old
+ * daemon). Where it cannot be told, the claim is "unknown": `serve` takes the file over with a
+ * warning rather than refuse to start for ever, and `route` keeps offering the node. The file is
+ * told by device and inode (the same file through a bind mount or a hard link is the same; a
+ * copy, a backup say, is another file whose claim is not its own).
  */
 
 const SETTING = 'daemon';
@@ -24,25 +27,46 @@ const SETTING = 'daemon';
 export interface DaemonClaim {
   pid: number;
   host: string;
-  /** The state file's real path: a claim found in a copy of the file is not for the copy. */
+  /** The state file's real path, for messages (the file is told by device and inode). */
   path: string | null;
+  device: number | null;
+  inode: number | null;
   /** Clock ticks since boot at which the process started (/proc/<pid>/stat field 22), or null. */
   processStart: string | null;
+  /** /proc/sys/kernel/random/boot_id: the same machine, booted once. */
+  bootId: string | null;
+  /** /proc/self/ns/pid: PIDs mean the same process only within one PID namespace. */
+  pidNamespace: string | null;
   since: string;
 }
 
-export function claimDaemon(store: StateStore, now: Date): DaemonClaim {
-  const path = realPath(store.path);
+/** What can be told of the daemon a claim names, from here. */
+export type Liveness = 'running' | 'gone' | 'unknown';
+
+/** Claims this process made and has not given up: the same PID in a claim may be another's. */
+const heldHere = new Set<string>();
+const keyOf = (claim: DaemonClaim) => `${claim.pid}/${claim.since}`;
+
+export interface ClaimResult {
+  claim: DaemonClaim;
+  /** A claim whose daemon could not be told running or gone, taken over (to be logged). */
+  tookOver: DaemonClaim | null;
+}
+
+export function claimDaemon(store: StateStore, now: Date): ClaimResult {
   const claim: DaemonClaim = {
     pid: process.pid,
     host: hostname(),
-    path,
+    ...fileIdentity(store.path),
     processStart: processStartOf(process.pid),
+    bootId: readText('/proc/sys/kernel/random/boot_id'),
+    pidNamespace: pidNamespaceOf('self'),
     since: now.toISOString(),
   };
-  store.write((db) => {
+  const tookOver = store.write((db) => {
     const holder = parseClaim(getSetting(db, SETTING));
-    if (holder && holder.path === path && isRunning(holder)) {
+    const liveness = holder && sameFile(holder, claim) ? livenessOf(holder) : 'gone';
+    if (holder && liveness === 'running') {
       throw new OperationError(
         'STATE_IN_USE',
         `another sark-fed serve (pid ${holder.pid}, since ${holder.since}) serves ${store.path}`,
@@ -52,27 +76,44 @@ export function claimDaemon(store: StateStore, now: Date): DaemonClaim {
       );
     }
     setSetting(db, SETTING, JSON.stringify(claim));
+    return liveness === 'unknown' ? (holder as DaemonClaim) : null;
   });
-  return claim;
+  heldHere.add(keyOf(claim));
+  return { claim, tookOver };
 }
 
 /**
- * Whether the daemon that last claimed this state file is gone without giving it up (killed,
- * crashed): its claim is still there, and its process is not. Its catalog of what this node
- * serves is then still in the file, and `route` must not offer this node for it. No claim (no
- * daemon since, or one of a build that made none) or the claim of a copied file: not known gone.
+ * Whether the daemon that last claimed this state file is known to be gone without giving it up
+ * (killed, crashed): its claim is still there, and its process is not. Its catalog of what this
+ * node serves is then still in the file, and `route` must not offer this node for it. No claim
+ * (no daemon since, or one of a build that made none), the claim of a copied file, or one that
+ * cannot be checked from here: not known gone.
  */
 export function daemonGone(db: SqliteDatabase, statePath: string): boolean {
   const holder = parseClaim(getSetting(db, SETTING));
-  return holder !== undefined && holder.path === realPath(statePath) && !isRunning(holder);
+  return (
+    holder !== undefined &&
+    sameFile(holder, fileIdentity(statePath)) &&
+    livenessOf(holder) === 'gone'
+  );
 }
 
-/** Gives the state file up, if this daemon still holds it. */
-export function releaseDaemon(store: StateStore, claim: DaemonClaim): void {
+/**
+ * Gives the state file up, if this daemon still holds it, and runs `alsoIfHeld` in the same
+ * transaction (clearing what it serves): a daemon whose claim another took over leaves that
+ * one's catalog alone.
+ */
+export function releaseDaemon(
+  store: StateStore,
+  claim: DaemonClaim,
+  alsoIfHeld: (db: SqliteDatabase) => void = () => {},
+): void {
+  heldHere.delete(keyOf(claim));
   store.write((db) => {
     const holder = parseClaim(getSetting(db, SETTING));
     if (holder && holder.pid === claim.pid && holder.since === claim.since) {
       db.prepare('DELETE FROM settings WHERE key = ?').run(SETTING);
+      alsoIfHeld(db);
     }
   });
 }
@@ -81,13 +122,21 @@ function parseClaim(text: string | undefined): DaemonClaim | undefined {
   if (text === undefined) return undefined;
   try {
     const value = JSON.parse(text) as Partial<DaemonClaim>;
-    if (typeof value.pid !== 'number' || typeof value.host !== 'string') return undefined;
+    // PID 0 and negative PIDs name process groups for kill(2): never a daemon's own.
+    if (!Number.isInteger(value.pid) || (value.pid as number) < 1) return undefined;
+    if (typeof value.host !== 'string') return undefined;
+    const text_ = (field: unknown) => (typeof field === 'string' ? field : null);
+    const number_ = (field: unknown) => (typeof field === 'number' ? field : null);
     return {
-      pid: value.pid,
+      pid: value.pid as number,
       host: value.host,
-      path: typeof value.path === 'string' ? value.path : null,
-      processStart: typeof value.processStart === 'string' ? value.processStart : null,
-      since: typeof value.since === 'string' ? value.since : '?',
+      path: text_(value.path),
+      device: number_(value.device),
+      inode: number_(value.inode),
+      processStart: text_(value.processStart),
+      bootId: text_(value.bootId),
+      pidNamespace: text_(value.pidNamespace),
+      since: text_(value.since) ?? '?',
     };
   } catch {
     // Not ours to interpret: a row nobody can read claims nothing.
@@ -95,24 +144,67 @@ function parseClaim(text: string | undefined): DaemonClaim | undefined {
   }
 }
 
-function isRunning(holder: DaemonClaim): boolean {
-  // State files are local (SQLite's WAL needs shared memory): a row written on another machine
-  // came with a copy of the file, and its process is not running here.
-  if (holder.host !== hostname()) return false;
-  if (holder.pid === process.pid) return true;
+/** Exported for its tests: what can be told of the daemon a claim names. */
+export function livenessOf(holder: DaemonClaim): Liveness {
+  const bootId = readText('/proc/sys/kernel/random/boot_id');
+  if (holder.bootId !== null && bootId !== null) {
+    if (holder.bootId !== bootId) {
+      // Another boot of this machine: whatever ran then is gone. Another machine (the file was
+      // copied, or is shared): nothing can be told from here.
+      return holder.host === hostname() ? 'gone' : 'unknown';
+    }
+  } else if (holder.host !== hostname()) {
+    return 'unknown';
+  }
+  const namespace = pidNamespaceOf('self');
+  if (holder.pidNamespace !== null && namespace !== null && holder.pidNamespace !== namespace) {
+    return 'unknown';
+  }
+  // This PID is this process: the claim is live only if this very process made it (a restarted
+  // container's daemon has the PID of the one before it).
+  if (holder.pid === process.pid) return heldHere.has(keyOf(holder)) ? 'running' : 'gone';
   try {
     process.kill(holder.pid, 0);
   } catch (error) {
     // EPERM: the process exists but belongs to another user.
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return 'gone';
   }
   const start = processStartOf(holder.pid);
-  return holder.processStart === null || start === null || start === holder.processStart;
+  if (holder.processStart !== null && start !== null && start !== holder.processStart)
+    return 'gone';
+  return 'running';
 }
 
-function realPath(path: string): string | null {
+function sameFile(
+  a: Pick<DaemonClaim, 'device' | 'inode' | 'path'>,
+  b: Pick<DaemonClaim, 'device' | 'inode' | 'path'>,
+): boolean {
+  if (a.device !== null && a.inode !== null && b.device !== null && b.inode !== null) {
+    return a.device === b.device && a.inode === b.inode;
+  }
+  return a.path !== null && a.path === b.path;
+}
+
+function fileIdentity(path: string): Pick<DaemonClaim, 'device' | 'inode' | 'path'> {
   try {
-    return realpathSync(path);
+    const stats = statSync(path);
+    return { path: realpathSync(path), device: stats.dev, inode: stats.ino };
+  } catch {
+    return { path: null, device: null, inode: null };
+  }
+}
+
+function readText(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8').trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+function pidNamespaceOf(pid: 'self' | number): string | null {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/pid`);
   } catch {
     return null;
   }

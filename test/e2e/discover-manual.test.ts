@@ -80,6 +80,25 @@ describe('discover --method manual', () => {
     expect(result.stderr).toMatch(/manual: skipped 1 /);
   });
 
+  it('--expect more than there are: a warning saying the methods had finished, exit 0', async () => {
+    const result = await local.cli([
+      'discover',
+      '--method',
+      'manual',
+      '--file',
+      nodesFile,
+      '--no-save',
+      '--expect',
+      '5',
+      '--timeout',
+      '20s',
+    ]);
+    expectSuccess(result);
+    expect(result.stderr).toContain(
+      'warning: found 2 of the 5 nodes expected when every method had finished\n',
+    );
+  });
+
   it('--no-save leaves the state file as it was', async () => {
     const before = stateRows(local.state);
     expectSuccess(

@@ -295,8 +295,11 @@ async function discover(
     );
   }
   if (options.expect !== undefined && !result.expectMet) {
+    // Said as it happened: the deadline came, or every method had answered all it would.
+    const when =
+      result.elapsedMs < options.timeout ? 'when every method had finished' : 'before the deadline';
     context.output.warn(
-      `found ${rows.length} of the ${countOf(options.expect, 'node')} expected before the deadline`,
+      `found ${rows.length} of the ${countOf(options.expect, 'node')} expected ${when}`,
     );
   }
 }

@@ -186,6 +186,26 @@ describe('discover --method manual', () => {
       message: /domain/,
       hint: /--domain/,
     });
+    // Empty where a server is named: refused, not taken for the default one.
+    expectRefusal(
+      await local.cli(['discover', '--method', 'consul', '--consul-url', '', '--no-save']),
+      2,
+      { message: /^--consul-url is empty$/, hint: /CONSUL_HTTP_ADDR/ },
+    );
+    expectRefusal(
+      await local.cli([
+        'discover',
+        '--method',
+        'dns-sd',
+        '--domain',
+        'example.org',
+        '--nameserver',
+        '',
+        '--no-save',
+      ]),
+      2,
+      { message: /^invalid nameserver ""$/ },
+    );
   });
 
   it('refuses --watch with another method than mDNS (exit 2)', async () => {

@@ -168,6 +168,14 @@ async function consulMethod(
 ): Promise<MethodRunner> {
   const { consulRunner } = await import('../../core/discovery/consul.js');
   const env = context.io.env;
+  // An empty variable is an unset one; an empty --consul-url was typed, and is refused as
+  // --nameserver "" is, rather than quietly meaning the default agent.
+  if (options.consulUrl !== undefined && options.consulUrl.trim() === '') {
+    const { UsageError } = await import('../../core/errors.js');
+    throw new UsageError('BAD_CONSUL_ADDRESS', '--consul-url is empty', {
+      hint: 'give the agent as http://host:port, or leave --consul-url out for CONSUL_HTTP_ADDR',
+    });
+  }
   // --consul-url, then Consul's own CONSUL_HTTP_ADDR, then the original deployment's setting.
   return consulRunner({
     url: options.consulUrl ?? (env.CONSUL_HTTP_ADDR ? undefined : env.FEDERATION_CONSUL_URL),

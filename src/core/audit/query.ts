@@ -5,8 +5,8 @@ import type { AuditOutcome, Receipt } from './receipts.js';
 
 /**
  * Filters of `audit query` (DESIGN §7). Every field is optional; those given are ANDed. Each is
- * answered from an index of audit_events (migration 4), except `capability` without `resource`
- * and `outcome` alone, which narrow what another filter (or the time index) found.
+ * answered from an index of audit_events (migrations 4 and 6), except `capability` without
+ * `resource` and `outcome` 'success', which narrow what another filter (or the time index) found.
  */
 export interface AuditFilter {
   correlationId?: string;
@@ -146,6 +146,10 @@ function whereTerms(filter: AuditFilter): {
   equal('resource', filter.resource);
   equal('capability', filter.capability);
   equal('outcome', filter.outcome);
+  // Spelled out so that SQLite sees that the partial index audit_unsuccessful (migration 6)
+  // holds every row asked for: it does not infer it from outcome = 'denied'.
+  if (filter.outcome !== undefined && filter.outcome !== 'success')
+    terms.push("outcome <> 'success'");
   // Source or target: SQLite answers it from audit_by_source and audit_by_target together
   // (MULTI-INDEX OR), each searched with the time bounds too.
   for (const node of [filter.node, filter.participant]) {

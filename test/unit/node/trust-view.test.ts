@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { appendEvents } from '../../../src/core/audit/events.js';
 import { openState, type StateStore } from '../../../src/core/state/database.js';
-import { APPLICATION_ID, MIGRATIONS } from '../../../src/core/state/migrations.js';
+import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION } from '../../../src/core/state/migrations.js';
 import {
   deleteAnchor,
   deletePeer,
@@ -136,7 +136,7 @@ describe('trust_revision (migration 5)', () => {
 
     const store = openState(path, { create: false });
     opened.push(store);
-    expect(store.db.pragma('user_version', { simple: true })).toBe(5);
+    expect(store.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     expect(revision(store)).toBe(0);
     expect(store.read((db) => listAnchors(db).map((kept) => kept.fingerprint))).toEqual(['a1']);
     expect(store.read((db) => listPeers(db).map((kept) => kept.trustLevel))).toEqual(['trusted']);

@@ -234,6 +234,22 @@ describe('consul discovery', () => {
     ]);
   });
 
+  it('keeps a path prefix of the address (a proxy in front of Consul), in requests and messages', async () => {
+    standin = await startConsulStandin({ mode: 'error500' });
+    const result = await consulScan({}, { url: `${standin.url}/proxy/` });
+    expect(standin.requests.map((request) => request.path)).toEqual([
+      '/proxy/v1/health/service/sark',
+    ]);
+    expect(result.problems).toMatchObject([
+      {
+        code: 'CONSUL_HTTP_ERROR',
+        message: expect.stringMatching(
+          new RegExp(`^Consul at ${standin.url}/proxy failed to list`),
+        ),
+      },
+    ]);
+  });
+
   it('bounds a hanging Consul by its timeout and reports it, well before the deadline', async () => {
     standin = await startConsulStandin({ mode: 'hang' });
     const result = await consulScan(

@@ -143,7 +143,7 @@ async function consulRequest(
   options: ConsulRequestOptions & { body?: string },
 ): Promise<ConsulResponse> {
   const url = new URL(path, target.baseUrl);
-  const where = `Consul at ${target.baseUrl.origin}`;
+  const where = `Consul at ${consulWhere(target.baseUrl)}`;
   const timeoutMs = options.timeoutMs ?? DEFAULT_CONSUL_TIMEOUT_MS;
   // Our own timer bounds the whole exchange: undici's headersTimeout/bodyTimeout bound only the
   // wait for headers and the gaps between body chunks, which a slow trickle never exceeds.
@@ -222,7 +222,7 @@ function httpError(
   response: ConsulResponse,
   action: string,
 ): UnavailableError {
-  const where = `Consul at ${target.baseUrl.origin}`;
+  const where = `Consul at ${consulWhere(target.baseUrl)}`;
   const said = excerpt(response.body);
   const detail = said === '' ? '' : `: ${said}`;
   if (response.status === 403 || response.status === 401) {
@@ -282,7 +282,7 @@ export async function queryHealthService(
     { ...query, timeoutMs },
   );
   if (response.status !== 200) throw httpError(target, response, `list service "${service}"`);
-  const where = `Consul at ${target.baseUrl.origin}`;
+  const where = `Consul at ${consulWhere(target.baseUrl)}`;
   let document: unknown;
   try {
     document = JSON.parse(response.body.toString('utf8'));
@@ -600,4 +600,9 @@ function readSetting(path: string, variable: string): string {
       },
     );
   }
+}
+
+/** The agent as the operator gave it, path prefix included (a proxy's), without the last slash. */
+function consulWhere(baseUrl: URL): string {
+  return baseUrl.href.replace(/\/$/, '');
 }

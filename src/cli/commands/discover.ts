@@ -261,6 +261,7 @@ async function discover(
       `${conflict.nodeId} is known here as a node of ${conflict.known}; the sighting naming ${conflict.seen} was not recorded`,
     );
   }
+  for (const item of result.notices) context.output.warn(`${item.method}: ${item.detail}`);
   const skippedByMethod = new Map<string, number>();
   for (const item of result.skipped) {
     skippedByMethod.set(item.method, (skippedByMethod.get(item.method) ?? 0) + 1);

@@ -387,7 +387,7 @@ export function consulRunner(options: ConsulRunnerOptions): MethodRunner {
         signal: context.signal,
       });
       if (answer.filteredByAcls) {
-        context.skipped(
+        context.notice(
           target.token === undefined
             ? 'Consul hid some entries from the anonymous token: set CONSUL_HTTP_TOKEN'
             : 'Consul hid some entries the token may not read',

@@ -49,6 +49,7 @@ export interface ScanResult {
   problems: MethodProblem[];
   /** Skipped records and packets per method (malformed, pointing nowhere, wrong type). */
   skipped: Array<{ method: DiscoveryMethod; detail: string }>;
+  notices: Array<{ method: DiscoveryMethod; detail: string }>;
   /** Methods that completed without failing. */
   succeeded: DiscoveryMethod[];
   elapsedMs: number;
@@ -76,6 +77,7 @@ export async function scan(options: ScanOptions): Promise<ScanResult> {
   const merged = new Map<string, ScannedNode>();
   const problems: MethodProblem[] = [];
   const skipped: ScanResult['skipped'] = [];
+  const notices: ScanResult['notices'] = [];
   const succeeded: DiscoveryMethod[] = [];
   let expectMet = false;
   let finished = false;
@@ -124,6 +126,9 @@ export async function scan(options: ScanOptions): Promise<ScanResult> {
       options.runners.map(async (runner) => {
         const context: MethodContext = {
           signal: controller.signal,
+          notice: (detail) => {
+            if (!finished) notices.push({ method: runner.method, detail });
+          },
           skipped: (detail) => {
             if (!finished) skipped.push({ method: runner.method, detail });
           },
@@ -165,6 +170,7 @@ export async function scan(options: ScanOptions): Promise<ScanResult> {
     nodes: [...merged.values()].sort((a, b) => a.nodeId.localeCompare(b.nodeId)),
     problems,
     skipped,
+    notices,
     succeeded: DISCOVERY_METHODS.filter((method) => succeeded.includes(method)),
     elapsedMs: Date.now() - started,
     expectMet,

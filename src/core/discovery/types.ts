@@ -38,6 +38,11 @@ export interface MethodContext {
   signal: AbortSignal;
   /** Records and packets a method skipped (malformed TXT, SRV pointing nowhere, non-DNS). */
   skipped(detail: string): void;
+  /**
+   * Something the operator should know that is neither a skipped record nor a failure (Consul
+   * hid entries from this token): shown as a warning, not counted among the skipped.
+   */
+  notice(detail: string): void;
   now(): Date;
 }
 

@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -114,6 +115,36 @@ describe('one daemon per state file', () => {
       expect(daemonClaims()[0]?.value).toContain(`"pid":${again.process.pid}`);
     } finally {
       expect(await again.stop()).toBe(0);
+    }
+  });
+
+  it('takes over, with a log warning, a claim it cannot check (a daemon in another PID namespace)', async () => {
+    // A claim as a daemon in a container would leave it: a live PID here, but another namespace.
+    const killed = await startServe(node, ['--listen', '127.0.0.1:0']);
+    await killed.stop('SIGKILL');
+    const claim = JSON.parse(daemonClaims()[0]?.value as string) as Record<string, unknown>;
+    const foreign = { ...claim, pid: process.pid, pidNamespace: 'pid:[1]' };
+    const db = new Database(node.state);
+    try {
+      db.prepare("UPDATE settings SET value = ? WHERE key = 'daemon'").run(JSON.stringify(foreign));
+    } finally {
+      db.close();
+    }
+    const daemon = await startServe(node, ['--listen', '127.0.0.1:0']);
+    try {
+      expect(
+        await daemon.waitForLog(
+          (entry) =>
+            entry.msg === 'took over the state file from a daemon that could not be checked',
+        ),
+      ).toMatchObject({
+        level: 'warn',
+        pid: process.pid,
+        hint: expect.stringContaining('PID namespace'),
+      });
+      expect(daemonClaims()[0]?.value).toContain(`"pid":${daemon.process.pid}`);
+    } finally {
+      expect(await daemon.stop()).toBe(0);
     }
   });
 });

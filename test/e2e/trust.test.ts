@@ -586,9 +586,12 @@ describe.concurrent('daemon protocol refusals', () => {
   it('a body over 16 KiB on trust/challenge: 413, whether its length is declared or chunked, and the daemon goes on', async (context) => {
     // A daemon of its own (node-s, on another port): should this refusal go wrong, it must not
     // take the shared one down. node-s anchors org B's CA, so node-b's certificate is valid there.
+    // It serves a copy of node-s's state file: its claim row would otherwise show up in the state
+    // snapshots of the concurrent tests that compare node-s's file before and after.
     const port = await freePort();
-    const daemon = await serve(context, shared.stranger, ['--listen', `127.0.0.1:${port}`]);
-    const before = stateRows(shared.stranger.state);
+    const stranger = nodeCopy(shared.stranger);
+    const daemon = await serve(context, stranger, ['--listen', `127.0.0.1:${port}`]);
+    const before = stateRows(stranger.state);
     const url = `https://127.0.0.1:${port}`;
     const client = { cacert: cas.a.certPath, cert: certs.b };
     const big = JSON.stringify({ padding: 'x'.repeat(20 * 1024) });
@@ -605,7 +608,7 @@ describe.concurrent('daemon protocol refusals', () => {
     }
     expect(daemon.process.exitCode).toBeNull();
     expect(daemon.stderr()).not.toMatch(/\n\s+at /);
-    expect(stateRows(shared.stranger.state)).toEqual(before);
+    expect(stateRows(stranger.state)).toEqual(before);
   });
 
   it('malformed JSON: 400 MALFORMED_JSON; a body that is not JSON at all: 415', async () => {

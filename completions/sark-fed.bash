@@ -51,8 +51,8 @@ _sark_fed_command() {
       value_options='--state'
       ;;
     'sark-fed pki crl create')
-      options='--ca --revoke --out --days -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
-      value_options='--ca --revoke --out --days --state'
+      options='--ca --revoke --reason --out --days -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--ca --revoke --reason --out --days --state'
       ;;
     'sark-fed discover')
       options='--method --timeout --expect --domain --nameserver --consul-url --file --interface --no-save --watch -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
@@ -266,6 +266,7 @@ _sark_fed_values() {
   case $1 in
     'sark-fed pki ca create --key-type') values='ec ed25519' ;;
     'sark-fed pki issue --key-type') values='ec ed25519' ;;
+    'sark-fed pki crl create --reason') values='unspecified key-compromise affiliation-changed superseded cessation-of-operation privilege-withdrawn' ;;
     'sark-fed discover --method') values='mdns dns-sd consul manual' ;;
     'sark-fed audit query --outcome') values='success denied error timeout' ;;
     'sark-fed audit export --format') values='jsonl csv' ;;

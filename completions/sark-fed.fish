@@ -114,7 +114,7 @@ function __sark_fed_takes_value
             return 0
         case 'sark-fed pki crl --state'
             return 0
-        case 'sark-fed pki crl create --ca' 'sark-fed pki crl create --revoke' 'sark-fed pki crl create --out' 'sark-fed pki crl create --days' 'sark-fed pki crl create --state'
+        case 'sark-fed pki crl create --ca' 'sark-fed pki crl create --revoke' 'sark-fed pki crl create --reason' 'sark-fed pki crl create --out' 'sark-fed pki crl create --days' 'sark-fed pki crl create --state'
             return 0
         case 'sark-fed discover --method' 'sark-fed discover --timeout' 'sark-fed discover --expect' 'sark-fed discover --domain' 'sark-fed discover --nameserver' 'sark-fed discover --consul-url' 'sark-fed discover --file' 'sark-fed discover --interface' 'sark-fed discover --state'
             return 0
@@ -304,11 +304,12 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l key-type -x -
 complete -c sark-fed -n '__sark_fed_argument "sark-fed pki inspect" 0' -F -d 'PEM or DER certificate file, or - for stdin'
 
 # sark-fed pki crl
-complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl"' -a 'create' -d 'create a CRL, signed by the CA, that revokes the given certificates'
+complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl"' -a 'create' -d 'write the CA\'s CRL: every certificate it has revoked, with those given by --revoke'
 
 # sark-fed pki crl create
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l ca -r -F -d 'CA folder made by `pki ca create`'
-complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l revoke -r -F -d 'certificate to revoke (repeatable)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l revoke -r -F -d 'certificate to revoke (repeatable); the CA records it in revoked.json'
+complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l reason -x -a 'unspecified key-compromise affiliation-changed superseded cessation-of-operation privilege-withdrawn' -d 'why the --revoke certificates are revoked (RFC 5280)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l out -r -F -d 'where to write the CRL (PEM)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l days -r -F -d 'days until the next update'
 

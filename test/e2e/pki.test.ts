@@ -348,6 +348,50 @@ describe.concurrent('pki inspect', () => {
   });
 });
 
+/**
+ * A copy of caEc's folder. A CA records what it revokes (revoked.json) and lists all of it in
+ * every CRL, so tests that revoke do so on copies, side by side, without seeing each other's.
+ */
+function caEcCopy(): string {
+  const dir = join(tempDir('sark-fed-ca-copy-'), 'ca');
+  cpSync(caEc.dir, dir, { recursive: true });
+  return dir;
+}
+
+function crlText(crlPath: string): string {
+  return opensslOk(['crl', '-in', crlPath, '-noout', '-text']);
+}
+
+/** The CRL number, which RFC 5280 §5.2.3 wants increasing from one CRL of a CA to the next. */
+function crlNumber(crlPath: string): bigint {
+  const match = /X509v3 CRL Number: *\n\s*(\d+)/.exec(crlText(crlPath));
+  expect(match, crlText(crlPath)).not.toBeNull();
+  return BigInt(match?.[1] ?? '0');
+}
+
+function serialOf(certPath: string): string {
+  return opensslOk(['x509', '-in', certPath, '-noout', '-serial'])
+    .trim()
+    .replace(/^serial=/, '')
+    .toLowerCase();
+}
+
+/** openssl's verdict on a certificate of caEc, checked against a CRL. */
+function revokedBy(crlPath: string, certPath: string): boolean {
+  const result = openssl([
+    'verify',
+    '-crl_check',
+    '-CRLfile',
+    crlPath,
+    '-CAfile',
+    caEc.certPath,
+    certPath,
+  ]);
+  if (result.code === 0) return false;
+  expect(result.stdout + result.stderr).toContain('certificate revoked');
+  return true;
+}
+
 describe.concurrent('pki crl create', () => {
   it('writes a CRL openssl verifies, which revokes the certificate and only it', async () => {
     const crlPath = join(root, 'crl', 'crl.pem');
@@ -356,18 +400,23 @@ describe.concurrent('pki crl create', () => {
       'crl',
       'create',
       '--ca',
-      caEc.dir,
+      caEcCopy(),
       '--revoke',
       nodeA.certPath,
       '--out',
       crlPath,
     ]);
     expectSuccess(result);
-    const serial = opensslOk(['x509', '-in', nodeA.certPath, '-noout', '-serial'])
-      .trim()
-      .replace(/^serial=/, '')
-      .toLowerCase();
-    expect(result.stdout).toBe(`${serial}\t${nodeA.certPath}\n`);
+    const serial = serialOf(nodeA.certPath);
+    // Piped: the raw row (serial, subject, revocation time, reason).
+    const [row, ...more] = result.stdout.split('\n');
+    expect(more).toEqual(['']);
+    expect(row?.split('\t')).toEqual([
+      serial,
+      'CN=node-a, O=org-a.example',
+      expect.stringMatching(/^\d{4}-\d\d-\d\dT[\d:.]+Z$/),
+      '-',
+    ]);
     expect(modeOf(crlPath)).toBe(0o644);
 
     const crl = openssl(['crl', '-in', crlPath, '-CAfile', caEc.certPath, '-noout']);
@@ -409,17 +458,20 @@ describe.concurrent('pki crl create', () => {
 
   it('has a --json shape', async () => {
     const crlPath = join(root, 'crl-json.pem');
+    const ca = caEcCopy();
     const result = await runCli([
       '--json',
       'pki',
       'crl',
       'create',
       '--ca',
-      caEc.dir,
+      ca,
       '--revoke',
       nodeA.certPath,
       '--revoke',
       nodeC.certPath,
+      '--reason',
+      'superseded',
       '--out',
       crlPath,
     ]);
@@ -429,14 +481,24 @@ describe.concurrent('pki crl create', () => {
       'issuer',
       'nextUpdate',
       'path',
+      'record',
       'revoked',
       'thisUpdate',
     ]);
     expect(parsed.path).toBe(crlPath);
+    expect(parsed.record).toBe(join(ca, 'revoked.json'));
     expect(parsed.issuer).toBe('CN=sark-fed development CA, O=org-a.example');
+    const entry = (certPath: string, subject: string) => ({
+      serialNumber: serialOf(certPath),
+      subject,
+      revokedAt: parsed.thisUpdate,
+      reason: 'superseded',
+      source: certPath,
+      new: true,
+    });
     expect(parsed.revoked).toEqual([
-      { serialNumber: expect.stringMatching(/^[0-9a-f]+$/), source: nodeA.certPath },
-      { serialNumber: expect.stringMatching(/^[0-9a-f]+$/), source: nodeC.certPath },
+      entry(nodeA.certPath, 'CN=node-a, O=org-a.example'),
+      entry(nodeC.certPath, 'CN=node-c, O=org-a.example'),
     ]);
     const days =
       (Date.parse(parsed.nextUpdate as string) - Date.parse(parsed.thisUpdate as string)) /
@@ -466,8 +528,166 @@ describe.concurrent('pki crl create', () => {
       ]);
       expectRefusal(result, 2, { message: /was not issued by this CA/ });
       expect(existsSync(crlPath)).toBe(false);
+      expect(listDir(caEc.dir)).toEqual(['ca.key', 'ca.pem']);
     },
   );
+
+  it('lists every certificate the CA has revoked, each with its first date and reason, in every CRL it writes', async () => {
+    const ca = caEcCopy();
+    const crlPath = join(root, `crl-kept-${Math.random().toString(16).slice(2)}.pem`);
+    const create = (args: string[]) =>
+      runCli(['pki', 'crl', 'create', '--ca', ca, '--out', crlPath, '--yes', ...args]);
+
+    // Before any revocation: an empty CRL, to publish ahead of the first one.
+    const empty = await create([]);
+    expectSuccess(empty);
+    expect(empty.stderr).toMatch(/wrote a CRL revoking 0 certificates to /);
+    expect(crlText(crlPath)).toContain('No Revoked Certificates');
+    expect(revokedBy(crlPath, nodeA.certPath)).toBe(false);
+    expect(existsSync(join(ca, 'revoked.json'))).toBe(false);
+    const numbers = [crlNumber(crlPath)];
+
+    // Right after (often within the same second): a greater CRL number all the same.
+    expectSuccess(await create(['--revoke', nodeA.certPath, '--reason', 'key-compromise']));
+    numbers.push(crlNumber(crlPath));
+    const record = JSON.parse(readFileSync(join(ca, 'revoked.json'), 'utf8')) as {
+      revoked: Array<{ revokedAt: string }>;
+    };
+    expect(record.revoked).toHaveLength(1);
+    expect(modeOf(join(ca, 'revoked.json'))).toBe(0o644);
+
+    // Revoking node-c later keeps node-a on the list, with its own date and reason.
+    const second = await create(['--json', '--revoke', nodeC.certPath]);
+    expectSuccess(second);
+    expect(second.stderr).toMatch(/revoking 2 certificates \(1 new, 1 revoked before\)/);
+    const listed = (JSON.parse(second.stdout) as { revoked: Array<Record<string, unknown>> })
+      .revoked;
+    expect(listed.map(({ source, reason, new: isNew }) => [source, reason, isNew])).toEqual([
+      [nodeA.certPath, 'key-compromise', false],
+      [nodeC.certPath, null, true],
+    ]);
+    expect(listed[0]?.revokedAt).toBe(record.revoked[0]?.revokedAt);
+    expect(revokedBy(crlPath, nodeA.certPath)).toBe(true);
+    expect(revokedBy(crlPath, nodeC.certPath)).toBe(true);
+    numbers.push(crlNumber(crlPath));
+    const text = crlText(crlPath);
+    expect(text).toContain(`Serial Number: ${serialOf(nodeA.certPath).toUpperCase()}`);
+    expect(text).toContain('Key Compromise');
+
+    // Renewed before its next update without the certificates at hand; one given again keeps
+    // its first date, with a warning.
+    const recordBefore = fileDigest(join(ca, 'revoked.json'));
+    const renewed = await create(['--revoke', nodeA.certPath]);
+    expectSuccess(renewed);
+    expect(renewed.stderr).toMatch(
+      /^warning: CN=node-a, O=org-a\.example \(serial [0-9a-f]+\) was already revoked on \S+Z; it keeps that date$/m,
+    );
+    expect(renewed.stderr).toMatch(/revoking 2 certificates \(all revoked before\)/);
+    expect(fileDigest(join(ca, 'revoked.json'))).toBe(recordBefore);
+    expect(revokedBy(crlPath, nodeA.certPath)).toBe(true);
+    expect(revokedBy(crlPath, nodeC.certPath)).toBe(true);
+    numbers.push(crlNumber(crlPath));
+    expect([...numbers].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0))).toEqual(numbers);
+    expect(new Set(numbers).size).toBe(numbers.length);
+  });
+
+  it('refuses, changing nothing, --reason without --revoke, a damaged record, a record of another CA, and an existing --out without --yes', async () => {
+    const ca = caEcCopy();
+    const recordPath = join(ca, 'revoked.json');
+    const crlPath = join(root, `crl-record-${Math.random().toString(16).slice(2)}.pem`);
+    const create = (args: string[]) =>
+      runCli(['pki', 'crl', 'create', '--ca', ca, '--out', crlPath, ...args]);
+    expectSuccess(await create(['--revoke', nodeA.certPath]));
+    const before = { record: fileDigest(recordPath), crl: fileDigest(crlPath) };
+    const unchanged = () =>
+      expect({ record: fileDigest(recordPath), crl: fileDigest(crlPath) }).toEqual(before);
+
+    expectRefusal(await create(['--yes', '--reason', 'superseded']), 2, {
+      message: /^--reason needs --revoke$/,
+    });
+    unchanged();
+    expectRefusal(await create(['--revoke', nodeC.certPath]), 2, {
+      message: /^overwriting .* needs confirmation/,
+      hint: /--yes/,
+    });
+    unchanged();
+
+    // The record of another CA (the twin, same name, other key) is refused, not merged.
+    const twin = join(tempDir('sark-fed-ca-twin-'), 'ca');
+    cpSync(caTwin.dir, twin, { recursive: true });
+    expectSuccess(
+      await runCli([
+        'pki',
+        'crl',
+        'create',
+        '--ca',
+        twin,
+        '--revoke',
+        nodeTwin.certPath,
+        '--out',
+        join(twin, 'crl.pem'),
+      ]),
+    );
+    const ours = readFileSync(recordPath);
+    cpSync(join(twin, 'revoked.json'), recordPath);
+    expectRefusal(await create(['--yes', '--revoke', nodeC.certPath]), 2, {
+      message: /revoked\.json belongs to another CA$/,
+    });
+    expect(fileDigest(crlPath)).toBe(before.crl);
+
+    // A damaged record would un-revoke what it lists if ignored: refused.
+    writeFileSync(recordPath, ours.subarray(0, ours.length - 20));
+    const damaged = fileDigest(recordPath);
+    expectRefusal(await create(['--yes', '--revoke', nodeC.certPath]), 2, {
+      message: /revoked\.json is not a revocation record of sark-fed$/,
+      hint: /backup/,
+    });
+    expect(fileDigest(recordPath)).toBe(damaged);
+    expect(fileDigest(crlPath)).toBe(before.crl);
+  });
+
+  it('pki ca create --yes over a CA drops its revocation record with it', async () => {
+    const ca = caEcCopy();
+    expectSuccess(
+      await runCli([
+        'pki',
+        'crl',
+        'create',
+        '--ca',
+        ca,
+        '--revoke',
+        nodeA.certPath,
+        '--out',
+        join(ca, 'crl.pem'),
+      ]),
+    );
+    expect(existsSync(join(ca, 'revoked.json'))).toBe(true);
+    expectSuccess(
+      await runCli([
+        'pki',
+        'ca',
+        'create',
+        '--out',
+        ca,
+        '--trust-domain',
+        'org-a.example',
+        '--yes',
+      ]),
+    );
+    expect(existsSync(join(ca, 'revoked.json'))).toBe(false);
+    const fresh = await runCli([
+      'pki',
+      'crl',
+      'create',
+      '--ca',
+      ca,
+      '--out',
+      join(ca, 'crl.pem'),
+      '--yes',
+    ]);
+    expectSuccess(fresh);
+    expect(fresh.stderr).toMatch(/revoking 0 certificates/);
+  });
 });
 
 describe.concurrent('pki refusals', () => {

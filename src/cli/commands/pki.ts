@@ -1,6 +1,13 @@
 import { Option, type Command } from 'commander';
+import { rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { CertificateSummary } from '../../core/identity/certificate.js';
+import {
+  REVOCATION_REASONS,
+  REVOCATION_RECORD_FILE,
+  type RevocationReason,
+} from '../../core/identity/revocation-reasons.js';
+import { UsageError } from '../../core/errors.js';
 import { action, Declined } from '../action.js';
 import type { CommandContext } from '../context.js';
 import { withExamples } from '../help-text.js';
@@ -28,7 +35,8 @@ interface IssueOptions {
 
 interface CrlCreateOptions {
   ca: string;
-  revoke: string[];
+  revoke?: string[];
+  reason?: RevocationReason;
   out: string;
   days: number;
 }
@@ -54,7 +62,10 @@ export function registerPki(program: Command, io: CliIo): void {
         const { createCertificateAuthority, CA_FILES } = await import('../../core/identity/pki.js');
         const certificatePath = resolve(options.out, CA_FILES.certificate);
         const keyPath = resolve(options.out, CA_FILES.key);
-        const overwrite = await confirmOverwrite(context, [certificatePath, keyPath]);
+        // The revocations of the CA being replaced mean nothing for the new one (other key,
+        // other serials): they go with it.
+        const recordPath = resolve(options.out, REVOCATION_RECORD_FILE);
+        const overwrite = await confirmOverwrite(context, [certificatePath, keyPath, recordPath]);
         const material = await createCertificateAuthority({
           trustDomain: options.trustDomain,
           days: options.days,
@@ -68,6 +79,7 @@ export function registerPki(program: Command, io: CliIo): void {
           material.privateKeyPem,
           overwrite,
         );
+        if (overwrite) rmSync(recordPath, { force: true });
         context.output.success(`created CA ${material.summary.subject} in ${resolve(options.out)}`);
         renderIssued(context, { certificatePath, keyPath }, material.summary);
       }),
@@ -180,38 +192,92 @@ export function registerPki(program: Command, io: CliIo): void {
   const crl = pki.command('crl').description('certificate revocation lists');
   const crlCreate = crl
     .command('create')
-    .description('create a CRL, signed by the CA, that revokes the given certificates')
+    .description(
+      "write the CA's CRL: every certificate it has revoked, with those given by --revoke",
+    )
     .requiredOption('--ca <dir>', 'CA folder made by `pki ca create`')
-    .requiredOption('--revoke <cert>', 'certificate to revoke (repeatable)', collect)
+    .option(
+      '--revoke <cert>',
+      `certificate to revoke (repeatable); the CA records it in ${REVOCATION_RECORD_FILE}`,
+      collect,
+    )
+    .addOption(
+      new Option(
+        '--reason <reason>',
+        'why the --revoke certificates are revoked (RFC 5280)',
+      ).choices(Object.keys(REVOCATION_REASONS)),
+    )
     .requiredOption('--out <file>', 'where to write the CRL (PEM)')
     .option('--days <n>', 'days until the next update', integerIn(1, 36500), 30)
     .action(
       action<CrlCreateOptions>(io, async (context, options) => {
+        const revoke = options.revoke ?? [];
+        if (options.reason !== undefined && revoke.length === 0) {
+          throw new UsageError('REASON_WITHOUT_REVOKE', '--reason needs --revoke', {
+            hint: 'the reason applies to the certificates revoked by this run; earlier ones keep theirs',
+          });
+        }
         const pkiModule = await import('../../core/identity/pki.js');
         const { certificatesFromBytes } = await import('../../core/identity/pem.js');
         const { readInputFile, writeOutputFiles } = await import('../../core/identity/files.js');
+        const revocations = await import('../../core/identity/revocations.js');
         const authority = pkiModule.loadCertificateAuthority(options.ca);
-        const revoked = options.revoke.map((path) => ({
+        const record = revocations.readRevocationRecord(options.ca, authority);
+        const requests = revoke.map((path) => ({
           der: certificatesFromBytes(readInputFile(path, 'certificate'), path)[0] as Buffer,
-          source: path,
+          source: resolve(path),
         }));
         const now = context.now();
+        const update = revocations.addRevocations(
+          record,
+          authority,
+          requests,
+          options.reason ?? null,
+          now,
+        );
         const pem = await pkiModule.createRevocationList({
           ca: authority,
-          revoked,
+          revoked: update.record.revoked,
           days: options.days,
           now,
         });
         const out = resolve(options.out);
+        const recordPath = resolve(revocations.revocationRecordPath(options.ca));
         const overwrite = await confirmOverwrite(context, [out]);
-        writeOutputFiles([{ path: out, content: pem, secret: false }], overwrite);
-        const { summarizeCertificate } = await import('../../core/identity/certificate.js');
-        const serials = revoked.map(({ der, source }) => ({
-          serialNumber: summarizeCertificate(der).serialNumber,
-          source,
-        }));
+        // The record first: should the CRL then fail to be written, the next run still lists
+        // what this one revoked. Both paths are checked before either is written.
+        writeOutputFiles(
+          [
+            ...(update.added.length > 0
+              ? [
+                  {
+                    path: recordPath,
+                    content: revocations.revocationRecordText(update.record),
+                    secret: false,
+                  },
+                ]
+              : []),
+            { path: out, content: pem, secret: false },
+          ],
+          // confirmOverwrite asked about the CRL (or refused); the record is the CA's own.
+          overwrite || update.added.length > 0,
+        );
+        for (const entry of update.already) {
+          context.output.warn(
+            `${entry.subject} (serial ${entry.serialNumber}) was already revoked on ${entry.revokedAt}; it keeps that date`,
+          );
+        }
+        const all = update.record.revoked;
+        const fresh = new Set(update.added);
+        const earlier = all.length - update.added.length;
         context.output.success(
-          `wrote a CRL revoking ${count(serials.length, 'certificate')} to ${out}`,
+          `wrote a CRL revoking ${count(all.length, 'certificate')}` +
+            (earlier === 0
+              ? ''
+              : update.added.length === 0
+                ? ' (all revoked before)'
+                : ` (${update.added.length} new, ${earlier} revoked before)`) +
+            ` to ${out}`,
         );
         const nextUpdate = new Date(now.getTime() + options.days * 86_400_000).toISOString();
         if (context.output.json) {
@@ -220,20 +286,31 @@ export function registerPki(program: Command, io: CliIo): void {
             issuer: authority.summary.subject,
             thisUpdate: now.toISOString(),
             nextUpdate,
-            revoked: serials,
+            record: recordPath,
+            revoked: all.map((entry) => ({ ...entry, new: fresh.has(entry) })),
           });
           return;
         }
+        // The certificate files they were revoked from are in the record (and --json).
         context.output.table(
-          ['serial', 'certificate'],
-          serials.map(({ serialNumber, source }) => [serialNumber, source]),
+          ['serial', 'subject', 'revoked', 'reason'],
+          all.map((entry) => [
+            entry.serialNumber,
+            entry.subject,
+            entry.revokedAt,
+            entry.reason ?? '-',
+          ]),
         );
       }),
     );
   withExamples(crlCreate, [
     [
-      'Revoke a node certificate',
-      'sark-fed pki crl create --ca ./ca-a --revoke ./node-a/cert.pem --out ./ca-a/crl.pem',
+      'Revoke a node certificate whose key leaked (the CRL lists earlier revocations too)',
+      'sark-fed pki crl create --ca ./ca-a --revoke ./node-a/cert.pem --reason key-compromise --out ./ca-a/crl.pem',
+    ],
+    [
+      'Renew the CRL before its next update, revoking nothing new',
+      'sark-fed pki crl create --ca ./ca-a --out ./ca-a/crl.pem --yes',
     ],
   ]);
 }

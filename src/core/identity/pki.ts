@@ -6,6 +6,8 @@ import { summarizeCertificate, type CertificateSummary } from './certificate.js'
 import { readInputFile } from './files.js';
 import { generateKeyPair, importSigningKey, readPrivateKeyFile, type KeyType } from './keys.js';
 import { certificatesFromBytes, toPem } from './pem.js';
+import { REVOCATION_REASONS } from './revocation-reasons.js';
+import type { RevocationEntry } from './revocations.js';
 import {
   assertNodeId,
   assertTrustDomain,
@@ -207,33 +209,19 @@ export async function issueNodeCertificate(options: IssueNodeOptions): Promise<I
 
 export interface CreateCrlOptions {
   ca: CertificateAuthority;
-  /** DER certificates to list as revoked; each must have been issued by this CA. */
-  revoked: ReadonlyArray<{ der: Uint8Array; source: string }>;
+  /** Every certificate the CA has revoked (its revocation record), each with its own date. */
+  revoked: readonly RevocationEntry[];
   days: number;
   now: Date;
 }
 
 export async function createRevocationList(options: CreateCrlOptions): Promise<string> {
   assertDays(options.days);
-  const caCertificate = new NodeX509Certificate(options.ca.certificateDer);
-  const entries: x509.X509CrlEntryParams[] = options.revoked.map(({ der, source }) => {
-    // A self-signed CA "issued" itself: revoking it in its own CRL means nothing to a validator
-    // (an anchor is trusted as such), so it is refused rather than written.
-    if (Buffer.from(der).equals(Buffer.from(options.ca.certificateDer))) {
-      throw new UsageError('REVOKES_ITSELF', `${source} is the CA's own certificate`, {
-        hint: 'a CA cannot revoke itself in its CRL: to stop trusting it, each node removes the anchor (`sark-fed trust anchor remove`)',
-      });
-    }
-    if (!new NodeX509Certificate(der).checkIssued(caCertificate)) {
-      throw new UsageError('NOT_ISSUED_BY_CA', `${source} was not issued by this CA`, {
-        hint: 'a CRL can only revoke certificates of the CA that signs it',
-      });
-    }
-    return {
-      serialNumber: new x509.X509Certificate(der).serialNumber,
-      revocationDate: options.now,
-    };
-  });
+  const entries: x509.X509CrlEntryParams[] = options.revoked.map((entry) => ({
+    serialNumber: entry.serialNumber,
+    revocationDate: new Date(entry.revokedAt),
+    ...(entry.reason === null ? {} : { reason: REVOCATION_REASONS[entry.reason] }),
+  }));
   const signer = await importSigningKey(options.ca.privateKey);
   const crl = await x509.X509CrlGenerator.create({
     issuer: new x509.X509Certificate(options.ca.certificateDer).subject,
@@ -244,8 +232,10 @@ export async function createRevocationList(options: CreateCrlOptions): Promise<s
     signingAlgorithm: signer.algorithm,
     extensions: [
       authorityKeyIdentifierFor(options.ca),
-      // CRL numbers must increase (RFC 5280 §5.2.3); seconds since the epoch do so without state.
-      new x509.Extension('2.5.29.20', false, derInteger(Math.floor(options.now.getTime() / 1000))),
+      // CRL numbers must increase (RFC 5280 §5.2.3); milliseconds since the epoch do so without
+      // state, also for two CRLs written within a second (a script revoking one after another).
+      // (Earlier versions wrote seconds: milliseconds are larger, so numbers go on increasing.)
+      new x509.Extension('2.5.29.20', false, derInteger(options.now.getTime())),
     ],
   });
   return toPem('X509 CRL', new Uint8Array(crl.rawData));

@@ -7,6 +7,7 @@ import {
   type KeyType,
 } from '../../../src/core/identity/keys.js';
 import { pemBlocks } from '../../../src/core/identity/pem.js';
+import { addRevocations, emptyRevocationRecord } from '../../../src/core/identity/revocations.js';
 import {
   createCertificateAuthority,
   createRevocationList,
@@ -218,7 +219,13 @@ describe('validateChain with sark-fed PKI (x509-svid profile)', () => {
   it('refuses a leaf revoked by a CRL of its CA, and accepts the others', async () => {
     const crlPem = await createRevocationList({
       ca,
-      revoked: [{ der: leaf, source: 'leaf' }],
+      revoked: addRevocations(
+        emptyRevocationRecord(ca),
+        ca,
+        [{ der: leaf, source: 'leaf' }],
+        null,
+        NOW,
+      ).record.revoked,
       days: 30,
       now: NOW,
     });

@@ -49,10 +49,12 @@ interface IdentityReport {
   statePath: string;
   counts: { anchors: number; revocationLists: number; peers: Record<string, number> };
   keyProblem: { code: string; message: string } | null;
+  daemon: { state: string; pid: number | null; unclean: boolean };
 }
 
 const REPORT_KEYS = [
   'counts',
+  'daemon',
   'endpoint',
   'expired',
   'expiresInDays',
@@ -189,6 +191,7 @@ describe.concurrent('init and status', () => {
       'State',
       'Anchors',
       'Peers',
+      'Daemon',
     ]);
     const values = new Map(fields as Array<[string, string]>);
     expect(values.get('Node')).toBe('node-a');
@@ -201,6 +204,7 @@ describe.concurrent('init and status', () => {
     expect(values.get('State')).toBe(statePath);
     expect(values.get('Anchors')).toBe('0 (0 CRLs)');
     expect(values.get('Peers')).toBe('0 trusted, 0 pending, 0 untrusted, 0 revoked');
+    expect(values.get('Daemon')).toBe('not running');
     // The pipe form printed by init is the same record.
     expect(initResult.stdout).toBe(result.stdout);
   });
@@ -228,6 +232,7 @@ describe.concurrent('init and status', () => {
         peers: { trusted: 0, pending: 0, untrusted: 0, revoked: 0 },
       },
       keyProblem: null,
+      daemon: { state: 'stopped', pid: null, host: null, since: null, unclean: false },
     });
   });
 

@@ -94,6 +94,33 @@ describe('one daemon per state file', () => {
       const route = await node.cli(['route', 'echo', '--json']);
       expect(route.code, route.stderr).toBe(0);
       expect(JSON.parse(route.stdout)).toMatchObject({ chosen: 'node-a' });
+      // init while it serves: recorded, with a warning that the daemon still answers as before
+      // (only when something it uses changed: the same init again says nothing).
+      const init = (endpoint: string) =>
+        node.cli([
+          'init',
+          '--node-id',
+          node.nodeId,
+          '--trust-domain',
+          node.trustDomain,
+          '--cert',
+          node.certPath,
+          '--key',
+          node.keyPath,
+          '--endpoint',
+          endpoint,
+        ]);
+      const moved = await init('https://127.0.0.1:19443');
+      expect(moved.code, moved.stderr).toBe(0);
+      expect(moved.stderr).toContain(
+        `warning: sark-fed serve (pid ${pid}) still answers with the identity it started with: restart it`,
+      );
+      const back = await init(node.endpoint);
+      expect(back.stderr).toContain('warning: sark-fed serve');
+      const same = await init(node.endpoint);
+      expect(same.code, same.stderr).toBe(0);
+      expect(same.stderr).not.toContain('warning');
+
       // A copy of the file (a backup restored, say) carries that claim, but names another file:
       // it can be served while the first daemon runs.
       const copy = await startServe(nodeCopy(node), ['--listen', '127.0.0.1:0']);
@@ -105,11 +132,34 @@ describe('one daemon per state file', () => {
     expect(daemonClaims()).toEqual([]);
   });
 
-  it('serves again after the daemon holding the file was killed', async () => {
+  it('serves again after the daemon holding the file was killed; status tells each case', async () => {
+    const daemonOf = async () => {
+      const status = await node.cli(['status', '--json']);
+      expect(status.code, status.stderr).toBe(0);
+      return (JSON.parse(status.stdout) as { daemon: Record<string, unknown> }).daemon;
+    };
+    const statusLine = async () =>
+      (await node.cli(['status'])).stdout.split('\n').find((line) => line.startsWith('Daemon'));
+    expect(await daemonOf()).toEqual({
+      state: 'stopped',
+      pid: null,
+      host: null,
+      since: null,
+      unclean: false,
+    });
+    expect(await statusLine()).toBe('Daemon\tnot running');
+
     const killed = await startServe(node, ['--listen', '127.0.0.1:0']);
+    const pid = killed.process.pid as number;
+    expect(await daemonOf()).toMatchObject({ state: 'running', pid, unclean: false });
+    expect(await statusLine()).toMatch(
+      new RegExp(`^Daemon\trunning \\(pid ${pid}, since \\S+Z\\)$`),
+    );
     await killed.stop('SIGKILL');
     // The claim of the dead process is still there: it is stale, not an obstacle.
     expect(daemonClaims()).toHaveLength(1);
+    expect(await daemonOf()).toMatchObject({ state: 'stopped', pid, unclean: true });
+    expect(await statusLine()).toMatch(/^Daemon\tnot running \(pid \d+, .*killed or crashed\)$/);
     const again = await startServe(node, ['--listen', '127.0.0.1:0']);
     try {
       expect(daemonClaims()[0]?.value).toContain(`"pid":${again.process.pid}`);

@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander';
 import { action } from '../action.js';
 import { withExamples } from '../help-text.js';
 import type { CliIo } from '../output/output.js';
+import type { DaemonStatus } from '../../core/state/daemon-claim.js';
 import type { TrustCounts } from '../../core/state/trust-repository.js';
 import { renderStatus } from './status.js';
 
@@ -66,6 +67,7 @@ export function registerInit(program: Command, io: CliIo): void {
         });
 
         const { countTrust } = await import('../../core/state/trust-repository.js');
+        const { daemonStatus } = await import('../../core/state/daemon-claim.js');
         const { prepareOwnAnchor, recordAnchor } = await import('../../core/trust/anchor-store.js');
         const ownAnchor =
           options.ca === undefined
@@ -73,8 +75,14 @@ export function registerInit(program: Command, io: CliIo): void {
             : prepareOwnAnchor(identity, options.ca, context.now());
         const store = openState(context.statePath, { create: true });
         let counts: TrustCounts;
+        let daemon: DaemonStatus;
+        let changed: boolean;
         try {
           const previous = store.read(loadIdentity);
+          changed =
+            previous?.fingerprint !== identity.fingerprint ||
+            previous.keyPath !== identity.keyPath ||
+            previous.endpoint !== identity.endpoint;
           if (previous && previous.fingerprint !== identity.fingerprint) {
             const confirmed = await context.prompter.confirm({
               message: `Replace the identity ${previous.spiffeId} recorded in ${context.statePath}?`,
@@ -91,11 +99,18 @@ export function registerInit(program: Command, io: CliIo): void {
             if (ownAnchor) recordAnchor(db, ownAnchor);
           });
           counts = store.read(countTrust);
+          daemon = store.read((db) => daemonStatus(db, context.statePath));
         } finally {
           store.close();
         }
         context.output.success(`initialised ${identity.spiffeId} in ${context.statePath}`);
-        renderStatus(context, identity, counts);
+        if (changed && daemon.state === 'running') {
+          // serve read the identity and key when it started, and answers with them until then.
+          context.output.warn(
+            `sark-fed serve (pid ${daemon.pid}) still answers with the identity it started with: restart it`,
+          );
+        }
+        renderStatus(context, identity, counts, null, daemon);
       }),
     );
   withExamples(command, [

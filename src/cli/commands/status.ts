@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { NodeIdentity } from '../../core/identity/node-identity.js';
+import type { DaemonStatus } from '../../core/state/daemon-claim.js';
 import type { TrustCounts } from '../../core/state/trust-repository.js';
 import { NotFoundError, isSarkError, messageOf } from '../../core/errors.js';
 import { count } from '../../core/plural.js';
@@ -27,6 +28,8 @@ export interface IdentityReport {
 
 interface StatusReport extends IdentityReport {
   counts: TrustCounts;
+  /** Whether `sark-fed serve` runs on this state file (status only; init leaves it out). */
+  daemon?: DaemonStatus;
   /**
    * Why the node key cannot be used as it is now (gone, readable by others, not the key of the
    * certificate...), or null: `init` checked it, but the file may have changed since.
@@ -43,12 +46,15 @@ export function registerStatus(program: Command, io: CliIo): void {
         const { openState } = await import('../../core/state/database.js');
         const { loadIdentity } = await import('../../core/state/identity-repository.js');
         const { countTrust } = await import('../../core/state/trust-repository.js');
+        const { daemonStatus } = await import('../../core/state/daemon-claim.js');
         const store = openState(context.statePath, { create: false });
         let identity: NodeIdentity | undefined;
         let counts: TrustCounts;
+        let daemon: DaemonStatus;
         try {
           identity = store.read(loadIdentity);
           counts = store.read(countTrust);
+          daemon = store.read((db) => daemonStatus(db, context.statePath));
         } finally {
           store.close();
         }
@@ -57,7 +63,7 @@ export function registerStatus(program: Command, io: CliIo): void {
             hint: 'run `sark-fed init` first',
           });
         }
-        renderStatus(context, identity, counts, await keyProblemOf(identity));
+        renderStatus(context, identity, counts, await keyProblemOf(identity), daemon);
       }),
     );
   withExamples(command, [
@@ -96,11 +102,13 @@ export function renderStatus(
   identity: NodeIdentity,
   counts: TrustCounts,
   keyProblem: StatusReport['keyProblem'] = null,
+  daemon?: DaemonStatus,
 ): void {
   const report: StatusReport = {
     ...identityReport(identity, context.statePath, context.now()),
     counts,
     keyProblem,
+    ...(daemon ? { daemon } : {}),
   };
   if (keyProblem) {
     context.output.warn(
@@ -118,7 +126,27 @@ export function renderStatus(
       `${counts.peers.trusted} trusted, ${counts.peers.pending} pending, ` +
         `${counts.peers.untrusted} untrusted, ${counts.peers.revoked} revoked`,
     ],
+    ...(daemon ? [['Daemon', daemonCell(daemon)] as const] : []),
   ]);
+}
+
+function daemonCell(daemon: DaemonStatus): Cell {
+  switch (daemon.state) {
+    case 'running':
+      return { text: `running (pid ${daemon.pid}, since ${daemon.since})`, style: 'green' };
+    case 'unknown':
+      return {
+        text: `claimed by pid ${daemon.pid} on ${daemon.host} since ${daemon.since}; cannot be checked from here (another machine or PID namespace)`,
+        style: 'yellow',
+      };
+    case 'stopped':
+      return daemon.unclean
+        ? {
+            text: `not running (pid ${daemon.pid}, started ${daemon.since}, ended without stopping: killed or crashed)`,
+            style: 'yellow',
+          }
+        : 'not running';
+  }
 }
 
 function renderIdentity(

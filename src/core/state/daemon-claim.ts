@@ -98,6 +98,36 @@ export function daemonGone(db: SqliteDatabase, statePath: string): boolean {
   );
 }
 
+/** What `status` tells of this state file's daemon (docs/json-output.md#status). */
+export interface DaemonStatus {
+  /**
+   * `running`; `stopped` (none claims the file, or the one that did was killed or crashed, or
+   * the claim is a copied file's); `unknown` (claimed from another machine or PID namespace).
+   */
+  state: 'running' | 'stopped' | 'unknown';
+  /** The daemon's process and since when it serves, or its last one's when it was killed. */
+  pid: number | null;
+  host: string | null;
+  since: string | null;
+  /** A daemon that stopped without giving the file up (killed, crashed). */
+  unclean: boolean;
+}
+
+export function daemonStatus(db: SqliteDatabase, statePath: string): DaemonStatus {
+  const holder = parseClaim(getSetting(db, SETTING));
+  if (holder === undefined || !sameFile(holder, fileIdentity(statePath))) {
+    return { state: 'stopped', pid: null, host: null, since: null, unclean: false };
+  }
+  const liveness = livenessOf(holder);
+  return {
+    state: liveness === 'gone' ? 'stopped' : liveness,
+    pid: holder.pid,
+    host: holder.host,
+    since: holder.since,
+    unclean: liveness === 'gone',
+  };
+}
+
 /**
  * Gives the state file up, if this daemon still holds it, and runs `alsoIfHeld` in the same
  * transaction (clearing what it serves): a daemon whose claim another took over leaves that
@@ -169,7 +199,10 @@ export function livenessOf(holder: DaemonClaim): Liveness {
     // EPERM: the process exists but belongs to another user.
     if ((error as NodeJS.ErrnoException).code !== 'EPERM') return 'gone';
   }
-  const start = processStartOf(holder.pid);
+  const fields = procStatFields(holder.pid);
+  // A killed daemon its parent has not reaped yet is a zombie: kill(pid, 0) still finds it.
+  if (fields?.[0] === 'Z' || fields?.[0] === 'X') return 'gone';
+  const start = fields?.[19] ?? null;
   if (holder.processStart !== null && start !== null && start !== holder.processStart)
     return 'gone';
   return 'running';
@@ -211,11 +244,15 @@ function pidNamespaceOf(pid: 'self' | number): string | null {
 }
 
 function processStartOf(pid: number): string | null {
+  return procStatFields(pid)?.[19] ?? null;
+}
+
+/** Fields 3 on of /proc/<pid>/stat (state first), or null where there is no /proc. */
+function procStatFields(pid: number): string[] | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) is in parentheses and may hold spaces: count from after it.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[19] ?? null;
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return null;
   }

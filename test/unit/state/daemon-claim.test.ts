@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { linkSync, readFileSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   claimDaemon,
   daemonGone,
+  daemonStatus,
   livenessOf,
   releaseDaemon,
   type DaemonClaim,
@@ -142,6 +143,72 @@ describe('the daemon claim on a state file', () => {
     }
   });
 
+  it('takes a killed daemon its parent has not reaped yet (a zombie) for gone', async () => {
+    // `sleep 0.1` ends as the child of a process that never waits for it: a zombie for 20 s.
+    const parent = spawn('sh', ['-c', 'sleep 0.1 & echo $!; exec sleep 20'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    try {
+      const pid = await new Promise<number>((resolve) =>
+        parent.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim()))),
+      );
+      const stateOf = () => {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+      };
+      for (let tries = 0; stateOf() !== 'Z' && tries < 100; tries += 1) {
+        spawnSync('sleep', ['0.05']);
+      }
+      expect(stateOf()).toBe('Z');
+      const store = freshStore('zombie');
+      try {
+        const forged = forge(store, { pid, processStart: startOf(pid) });
+        expect(livenessOf(forged)).toBe('gone');
+        expect(store.read((db) => daemonStatus(db, store.path))).toEqual({
+          state: 'stopped',
+          pid,
+          host: hostname(),
+          since: forged.since,
+          unclean: true,
+        });
+      } finally {
+        store.close();
+      }
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  });
+
+  it('reports what status shows: running, stopped (cleanly, or killed), or unknown', () => {
+    const store = freshStore('status');
+    try {
+      const status = () => store.read((db) => daemonStatus(db, store.path));
+      expect(status()).toEqual({
+        state: 'stopped',
+        pid: null,
+        host: null,
+        since: null,
+        unclean: false,
+      });
+      const live = forge(store, {});
+      expect(status()).toEqual({
+        state: 'running',
+        pid: live.pid,
+        host: hostname(),
+        since: live.since,
+        unclean: false,
+      });
+      // forge() claims the file first, which a live claim refuses: remove it.
+      store.write((db) => db.prepare("DELETE FROM settings WHERE key = 'daemon'").run());
+      forge(store, { pid: 2 ** 22 + 12_345 });
+      expect(status()).toMatchObject({ state: 'stopped', pid: 2 ** 22 + 12_345, unclean: true });
+      forge(store, { pidNamespace: 'pid:[1]' });
+      expect(status()).toMatchObject({ state: 'unknown', pid: live.pid, unclean: false });
+    } finally {
+      store.close();
+    }
+  });
+
   it('tells the file by its inode: the same file by another name is held, a copy is not', () => {
     const store = freshStore('linked');
     const linked = join(dir, 'linked-again.db');
@@ -163,6 +230,10 @@ describe('the daemon claim on a state file', () => {
     const copy = openState(copied, { create: false });
     try {
       expect(copy.read((db) => daemonGone(db, copy.path))).toBe(false);
+      expect(copy.read((db) => daemonStatus(db, copy.path))).toMatchObject({
+        state: 'stopped',
+        pid: null,
+      });
       releaseDaemon(copy, claimDaemon(copy, new Date()).claim);
     } finally {
       copy.close();

@@ -6,8 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { NotFoundError, TrustError } from '../core/errors.js';
-import { readPrivateKeyFile } from '../core/identity/keys.js';
-import type { NodeIdentity } from '../core/identity/node-identity.js';
+import { loadNodeKey, type NodeIdentity } from '../core/identity/node-identity.js';
 import { CORRELATION_HEADER, TLS_CIPHERS, TLS_MIN_VERSION } from '../core/protocol/constants.js';
 import { openState, type StateStore } from '../core/state/database.js';
 import { UUID_PATTERN } from '../core/routing/identifiers.js';
@@ -107,7 +106,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         },
       );
     }
-    const privateKey = readPrivateKeyFile(identity.keyPath);
+    const privateKey = loadNodeKey(identity);
     const claimed = claimDaemon(store, now());
     claim = claimed.claim;
     if (claimed.tookOver) {

@@ -256,6 +256,11 @@ describe.concurrent('init and status', () => {
     expect(gone.stderr).toMatch(
       /warning: the node key cannot be used: cannot read key file .* \(ENOENT\)/,
     );
+    // serve takes no --key: the hint says where the key comes from.
+    await expectRefusedUntouched(['serve', '--listen', '127.0.0.1:0'], path, 2, {
+      message: /^cannot read key file .*key\.pem \(ENOENT\)$/,
+      hint: /^the key `sark-fed init` recorded is gone: .*run `sark-fed init` again/,
+    });
 
     // Another key put in its place.
     cpSync(nodeB.keyPath, node.keyPath);
@@ -265,6 +270,22 @@ describe.concurrent('init and status', () => {
       code: 'KEY_MISMATCH',
       message: `${node.keyPath} is no longer the key of this node's certificate`,
     });
+
+    // The daemon and every command that talks to peers refuse it before anything is sent (it
+    // failed inside TLS, looked like the peer's fault, and opened the peer's circuit), exit 3,
+    // writing nothing. Nothing listens on port 1: a connection attempt would exit 5.
+    const mismatch = {
+      message: `${node.keyPath} is no longer the key of this node's certificate`,
+      hint: /^the key file changed since `sark-fed init`.*run `sark-fed init` again with the new --cert and --key$/,
+    };
+    for (const args of [
+      ['serve', '--listen', '127.0.0.1:0'],
+      ['trust', 'establish', 'https://127.0.0.1:1', '--fingerprint', 'ab'.repeat(32)],
+      ['invoke', 'echo', 'echo', '--node', 'node-b', '--args', '1'],
+      ['route', 'echo'],
+    ]) {
+      await expectRefusedUntouched(args, path, 3, mismatch);
+    }
   });
 
   it('prints the same shape from init --json, and endpoint null without --endpoint', async () => {

@@ -181,17 +181,9 @@ function renderIdentity(
 
 /** The node key read as `serve` and every call read it, and checked against the certificate. */
 async function keyProblemOf(identity: NodeIdentity): Promise<StatusReport['keyProblem']> {
-  const { readPrivateKeyFile, keyMatchesCertificate } = await import('../../core/identity/keys.js');
-  const { pemBlocks } = await import('../../core/identity/pem.js');
+  const { loadNodeKey } = await import('../../core/identity/node-identity.js');
   try {
-    const key = readPrivateKeyFile(identity.keyPath);
-    const leaf = pemBlocks(identity.certChainPem)[0]?.der;
-    if (leaf && !keyMatchesCertificate(key, leaf)) {
-      return {
-        code: 'KEY_MISMATCH',
-        message: `${identity.keyPath} is no longer the key of this node's certificate`,
-      };
-    }
+    loadNodeKey(identity);
     return null;
   } catch (error) {
     return isSarkError(error)

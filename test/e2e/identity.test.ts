@@ -640,6 +640,29 @@ describe.concurrent('init refusals leave the state file as it was', () => {
     expect(modeOf(statePath)).toBe(0o600);
   });
 
+  it('keeps the recorded endpoint when init runs again for the same node without --endpoint', async () => {
+    const statePath = join(root, 'renewed', 'state.db');
+    const endpoint = 'https://127.0.0.1:8443';
+    expectSuccess(
+      await runCli(['--state', statePath, ...initArgs(nodeA, 'node-a'), '--endpoint', endpoint]),
+    );
+    // node-a's certificate issued again (another key, another fingerprint): confirmed with --yes.
+    const renewed = await issueNode(ca.dir, 'node-a', join(root, 'renewed-node-a'));
+    const again = await runCli(['--state', statePath, '--yes', ...initArgs(renewed, 'node-a')]);
+    expectSuccess(again);
+    expect(again.stderr).toContain(`kept the endpoint recorded before, ${endpoint} (--endpoint)`);
+    const report = parseReport(await runCli(['--state', statePath, '--json', 'status']));
+    expect(report).toMatchObject({ endpoint, fingerprint: opensslFingerprint(renewed.certPath) });
+
+    // Another node in its place starts without one.
+    const other = await runCli(['--state', statePath, '--yes', ...initArgs(nodeB, 'node-b')]);
+    expectSuccess(other);
+    expect(other.stderr).not.toContain('kept the endpoint');
+    expect(parseReport(await runCli(['--state', statePath, '--json', 'status'])).endpoint).toBe(
+      null,
+    );
+  });
+
   it('refuses when a state file would be created and the certificate is wrong: no file', async () => {
     const statePath = join(root, 'never', 'state.db');
     await expectRefusedUntouched(initArgs(nodeB, 'node-a'), statePath, 3);

@@ -56,7 +56,7 @@ export function registerInit(program: Command, io: CliIo): void {
         const { loadIdentity, saveIdentity } =
           await import('../../core/state/identity-repository.js');
 
-        const { identity } = prepareIdentity({
+        const { identity: prepared } = prepareIdentity({
           nodeId: options.nodeId,
           trustDomain: options.trustDomain,
           certPath: options.cert,
@@ -72,13 +72,25 @@ export function registerInit(program: Command, io: CliIo): void {
         const ownAnchor =
           options.ca === undefined
             ? undefined
-            : prepareOwnAnchor(identity, options.ca, context.now());
+            : prepareOwnAnchor(prepared, options.ca, context.now());
         const store = openState(context.statePath, { create: true });
         let counts: TrustCounts;
         let daemon: DaemonStatus;
         let changed: boolean;
+        let identity = prepared;
+        let keptEndpoint: string | null = null;
         try {
           const previous = store.read(loadIdentity);
+          // init again for the same node (a renewed certificate) without --endpoint keeps the
+          // endpoint recorded before: dropping it would leave serve with no address to listen on.
+          if (
+            options.endpoint === undefined &&
+            previous?.spiffeId === prepared.spiffeId &&
+            previous.endpoint !== null
+          ) {
+            identity = { ...prepared, endpoint: previous.endpoint };
+            keptEndpoint = previous.endpoint;
+          }
           changed =
             previous?.fingerprint !== identity.fingerprint ||
             previous.keyPath !== identity.keyPath ||
@@ -104,6 +116,9 @@ export function registerInit(program: Command, io: CliIo): void {
           store.close();
         }
         context.output.success(`initialised ${identity.spiffeId} in ${context.statePath}`);
+        if (keptEndpoint !== null) {
+          context.output.info(`kept the endpoint recorded before, ${keptEndpoint} (--endpoint)`);
+        }
         if (changed && daemon.state === 'running') {
           // serve read the identity and key when it started, and answers with them until then.
           context.output.warn(

@@ -996,8 +996,9 @@ describe.concurrent('pins and live state', { timeout: SLOW_TEST_MS }, () => {
 });
 
 describe.concurrent('serve', () => {
-  it.for(['SIGTERM', 'SIGINT'] as const)(
-    'stops on %s: finishes the request in flight, exits 0, logs a final line',
+  // SIGHUP: what a daemon in the foreground gets when its terminal closes.
+  it.for(['SIGTERM', 'SIGINT', 'SIGHUP'] as const)(
+    'stops on %s: finishes the request in flight, exits 0, logs a final line, gives the state file up',
     async (signal, context) => {
       // A copy of node-s's state, served on a port of its own: the cases run side by side, and
       // one state file takes one daemon.
@@ -1028,6 +1029,7 @@ describe.concurrent('serve', () => {
         .map((line) => JSON.parse(line) as Record<string, unknown>);
       expect(lines.at(-1)).toMatchObject({ msg: 'stopped' });
       expect(lines.find((line) => line.msg === 'signal received')).toMatchObject({ signal });
+      expect(stateRows(node.state).settings).toEqual([]);
       // No new connection is accepted once it stops.
       expect(
         (await curl(`https://127.0.0.1:${port}${INFO}`, { cacert: cas.a.certPath })).exitCode,

@@ -297,21 +297,26 @@ function announceKinds(value: string): AnnounceKind[] {
   return [...new Set(kinds)];
 }
 
-/** The first SIGTERM or SIGINT from now on; dispose() restores the default handling. */
+/**
+ * The first SIGTERM, SIGINT or SIGHUP from now on; dispose() restores the default handling.
+ * SIGHUP is a stop too: it is what a foreground daemon gets when its terminal closes, and by
+ * default it would end the process without the goodbye, the deregistration and the release of
+ * the state file that a clean stop does (the daemon re-reads what could change by itself, so
+ * there is nothing for SIGHUP to reload).
+ */
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+
 function nextSignal(): { received: Promise<NodeJS.Signals>; dispose(): void } {
   let deliver: (signal: NodeJS.Signals) => void = () => {};
   const received = new Promise<NodeJS.Signals>((resolve) => {
     deliver = resolve;
   });
-  const onTerm = () => deliver('SIGTERM');
-  const onInt = () => deliver('SIGINT');
-  process.on('SIGTERM', onTerm);
-  process.on('SIGINT', onInt);
+  const handlers = STOP_SIGNALS.map((signal) => [signal, () => deliver(signal)] as const);
+  for (const [signal, handler] of handlers) process.on(signal, handler);
   return {
     received,
     dispose() {
-      process.off('SIGTERM', onTerm);
-      process.off('SIGINT', onInt);
+      for (const [signal, handler] of handlers) process.off(signal, handler);
     },
   };
 }

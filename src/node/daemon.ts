@@ -255,13 +255,39 @@ function createHttpsServer(
   server.headersTimeout = timeouts.headers;
   server.requestTimeout = timeouts.request;
   server.keepAliveTimeout = timeouts.keepAlive;
-  server.on('tlsClientError', (error) => {
-    context.logger.warn('tls handshake failed', { error: error.message });
+  server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
+    // A connection closed before or during the handshake without a TLS alert: a TCP health check
+    // (Consul's, every 10 s), a port scan, a client giving up. Nothing an operator can act on,
+    // and at one line per check it buried the warnings that matter.
+    if (error.code === 'ECONNRESET') return;
+    context.logger.warn('tls handshake failed', {
+      error: opensslReason(error.message),
+      code: error.code ?? null,
+      remote: remoteOf(socket),
+    });
   });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) =>
     refuseConnection(error, socket, context),
   );
   return server;
+}
+
+/**
+ * OpenSSL's error text as an operator reads it: "unsupported protocol" rather than
+ * "800CAEDB…:error:0A000102:SSL routines:tls_early_post_process_client_hello:unsupported
+ * protocol:../deps/openssl/openssl/ssl/statem/statem_srvr.c:1664:\n".
+ */
+function opensslReason(message: string): string {
+  const match = /:error:[0-9A-F]+:[^:]*:[^:]*:([^:]+):/.exec(message);
+  return (match?.[1] ?? message).trim();
+}
+
+function remoteOf(socket: TLSSocket | undefined): string | null {
+  const address = socket?.remoteAddress;
+  if (address === undefined) return null;
+  return address.includes(':')
+    ? `[${address}]:${socket?.remotePort}`
+    : `${address}:${socket?.remotePort}`;
 }
 
 /**
@@ -275,7 +301,8 @@ function refuseConnection(
   context: HandlerContext,
 ): void {
   const code = error.code ?? 'UNKNOWN';
-  if (code === 'ECONNRESET') {
+  // A hang-up; or an OpenSSL error, which tlsClientError has just logged for this connection.
+  if (code === 'ECONNRESET' || code.startsWith('ERR_SSL_')) {
     socket.destroy();
     return;
   }

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, request as httpsRequest } from 'node:https';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { expectRefusal, expectSuccess, runCli, tempDir } from '../helpers/cli.js';
@@ -1036,6 +1037,50 @@ describe.concurrent('serve', () => {
       ).toBe(7);
     },
   );
+
+  it('logs a failed TLS handshake once, as a reason and the remote address; a bare TCP probe not at all', async (context) => {
+    const port = await freePort();
+    const daemon = await serve(context, nodeCopy(shared.stranger), [
+      '--listen',
+      `127.0.0.1:${port}`,
+    ]);
+    // A TCP health check (Consul's every 10 s): connects, sends nothing, closes.
+    await new Promise<void>((resolve, reject) => {
+      const probe = connect(port, '127.0.0.1', () => probe.end());
+      probe.on('close', () => resolve());
+      probe.on('error', reject);
+    });
+    // A client offering TLS 1.1 only, below the daemon's minimum.
+    const old = await new Promise<Error>((resolve) => {
+      const socket = tlsConnect({
+        port,
+        host: '127.0.0.1',
+        minVersion: 'TLSv1.1',
+        maxVersion: 'TLSv1.1',
+        ciphers: 'DEFAULT@SECLEVEL=0',
+        rejectUnauthorized: false,
+      });
+      socket.on('error', resolve);
+    });
+    expect(old.message).toMatch(/alert|version|protocol/i);
+    const logged = await daemon.waitForLog((entry) => entry.msg === 'tls handshake failed');
+    expect(logged).toEqual({
+      time: expect.any(String),
+      level: 'warn',
+      msg: 'tls handshake failed',
+      error: 'unsupported protocol',
+      code: 'ERR_SSL_UNSUPPORTED_PROTOCOL',
+      remote: expect.stringMatching(/^127\.0\.0\.1:\d+$/),
+    });
+    // Still serving, and nothing else was logged for either connection.
+    expect(
+      (await curl(`https://127.0.0.1:${port}${INFO}`, { cacert: cas.a.certPath, cert: certs.b }))
+        .status,
+    ).toBe(200);
+    expect(daemon.logs.filter((entry) => entry.level !== 'info').map((entry) => entry.msg)).toEqual(
+      ['tls handshake failed'],
+    );
+  });
 
   it('on an occupied port: a one-line error and exit 1, no stack trace', async (context) => {
     // Nothing serves node-s's own endpoint: occupy its port, then start its daemon there.

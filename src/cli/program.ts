@@ -44,6 +44,7 @@ export function buildProgram(io: CliIo, commands: readonly CommandDefinition[]):
 
   // `help` is our own command (it knows the exit-codes topic); groups need no implicit one.
   forEachCommand(program, (command) => command.helpCommand(false));
+  forEachCommand(program, checkRequiredOptionsLast);
   withExamples(program, [
     ['Create a development CA', 'sark-fed pki ca create --out ./ca --trust-domain org-a.example'],
     [
@@ -61,6 +62,28 @@ export function buildProgram(io: CliIo, commands: readonly CommandDefinition[]):
     'Exit codes: 0 ok, 1 failed, 2 usage, 3 trust, 4 not found, 5 unavailable, 6 refused, 130 interrupted.\nRun `sark-fed help exit-codes` for details.\n',
   );
   return program;
+}
+
+/**
+ * Commander checks required options before unknown ones, so `init --nodeid node-a` said
+ * "required option '--node-id <id>' not specified" where "unknown option '--nodeid' (Did you
+ * mean --node-id?)" says what went wrong. The check moves to a preAction hook, which commander
+ * runs after its unknown-option check; the error is commander's own, word for word.
+ */
+function checkRequiredOptionsLast(command: Command): void {
+  const required = command.options.filter((option) => option.mandatory);
+  if (required.length === 0) return;
+  for (const option of required) option.makeOptionMandatory(false);
+  command.hook('preAction', () => {
+    for (const option of required) {
+      if (command.getOptionValue(option.attributeName()) === undefined) {
+        command.error(`error: required option '${option.flags}' not specified`, {
+          code: 'commander.missingMandatoryOptionValue',
+          exitCode: 1,
+        });
+      }
+    }
+  });
 }
 
 export function forEachCommand(command: Command, visit: (command: Command) => void): void {

@@ -493,6 +493,13 @@ describe.concurrent('init refusals leave the state file as it was', () => {
       message: /unknown option '--nodeid'/,
       hint: /did you mean --node-id/,
     });
+    // A required option mistyped: the typo is named, not the option "missing".
+    const typo = initArgs(nodeA, 'node-a');
+    typo[typo.indexOf('--node-id')] = '--nodeid';
+    await expectRefusedUntouched(typo, stateCopy(), 2, {
+      message: "unknown option '--nodeid'",
+      hint: 'did you mean --node-id? see `sark-fed init --help`',
+    });
   });
 
   it('refuses a key that is not the certificate’s (exit 3)', async () => {

@@ -5,17 +5,24 @@ export interface Logger {
   error(message: string, fields?: Record<string, unknown>): void;
 }
 
+export interface LoggerOptions {
+  now?: () => Date;
+  /** Warnings and errors only (`serve --quiet`): no line per request, no start and stop lines. */
+  quiet?: boolean;
+}
+
 export function jsonLogger(
   stream: { write(chunk: string): unknown },
-  now: () => Date = () => new Date(),
+  options: LoggerOptions = {},
 ): Logger {
+  const now = options.now ?? (() => new Date());
   const write = (level: string, message: string, fields?: Record<string, unknown>) => {
     stream.write(
       `${JSON.stringify({ time: now().toISOString(), level, msg: message, ...fields })}\n`,
     );
   };
   return {
-    info: (message, fields) => write('info', message, fields),
+    info: options.quiet === true ? () => {} : (message, fields) => write('info', message, fields),
     warn: (message, fields) => write('warn', message, fields),
     error: (message, fields) => write('error', message, fields),
   };

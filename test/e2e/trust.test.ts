@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, request as httpsRequest } from 'node:https';
@@ -6,7 +7,14 @@ import { connect, createServer, type Server } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { expectRefusal, expectSuccess, runCli, tempDir } from '../helpers/cli.js';
+import {
+  CLI_PATH,
+  cleanEnv,
+  expectRefusal,
+  expectSuccess,
+  runCli,
+  tempDir,
+} from '../helpers/cli.js';
 import {
   addAnchor,
   curl,
@@ -1080,6 +1088,45 @@ describe.concurrent('serve', () => {
     expect(daemon.logs.filter((entry) => entry.level !== 'info').map((entry) => entry.msg)).toEqual(
       ['tls handshake failed'],
     );
+  });
+
+  it('with --quiet logs warnings and errors only: no start, request or stop lines', async () => {
+    const port = await freePort();
+    const node = nodeCopy(shared.stranger);
+    const child = spawn(
+      process.execPath,
+      [CLI_PATH, '--state', node.state, '-q', 'serve', '--listen', `127.0.0.1:${port}`],
+      { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    try {
+      // Nothing says it listens: wait for the port (bounded).
+      let answer = await curl(`https://127.0.0.1:${port}${INFO}`, {
+        cacert: cas.a.certPath,
+        cert: certs.b,
+      });
+      for (let tries = 0; answer.status !== 200 && tries < 100; tries += 1) {
+        await delay(100);
+        answer = await curl(`https://127.0.0.1:${port}${INFO}`, {
+          cacert: cas.a.certPath,
+          cert: certs.b,
+        });
+      }
+      expect(answer.status).toBe(200);
+      // A refused TLS client is a warning: still logged.
+      await curl(`https://127.0.0.1:${port}${INFO}`, { cacert: cas.b.certPath });
+      await delay(200);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    const lines = stderr
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines.map((line) => [line.level, line.msg])).toEqual([['warn', 'tls handshake failed']]);
   });
 
   it('on an occupied port: a one-line error and exit 1, no stack trace', async (context) => {

@@ -162,7 +162,7 @@ export function registerServe(program: Command, io: CliIo): void {
         const policy =
           options.policy === undefined ? undefined : await loadPolicyFile(options.policy);
 
-        const logger = jsonLogger(io.stderr);
+        const logger = jsonLogger(io.stderr, { quiet: context.output.quiet });
         // Listen for signals before the daemon says it listens: a supervisor that stops it as
         // soon as it logged "listening" must get a clean shutdown, not Node's default death.
         const signals = nextSignal();

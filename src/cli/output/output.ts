@@ -100,6 +100,10 @@ export class Output {
     return this.options.json;
   }
 
+  get quiet(): boolean {
+    return this.options.quiet;
+  }
+
   get stdoutIsTTY(): boolean {
     return stdoutIsTerminal(this.io);
   }

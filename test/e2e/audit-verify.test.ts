@@ -282,8 +282,18 @@ describe('audit verify', () => {
   });
 
   it('a receipt of a node no longer known is reported unchecked, not broken (exit 0)', async () => {
+    // A peer's record deleted: the certificate it pinned is kept, and still checks its receipts.
+    const removed = tampered(a, (db) => {
+      db.prepare("DELETE FROM peers WHERE node_id = 'node-b'").run();
+    });
+    const kept = await verify(removed);
+    expect(kept.code, kept.stderr).toBe(0);
+    expect(kept.stderr).toBe('✓ verified 5 events and 5 receipts\n');
+
+    // No certificate of it at all (a file from before schema 7 kept none): unchecked.
     const path = tampered(a, (db) => {
       db.prepare("DELETE FROM peers WHERE node_id = 'node-b'").run();
+      db.prepare("DELETE FROM retired_certificates WHERE node_id = 'node-b'").run();
     });
     const result = await verify(path);
     expect(result.code, result.stderr).toBe(0);

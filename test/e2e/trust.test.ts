@@ -798,10 +798,40 @@ describe.concurrent('revocation', { timeout: SLOW_TEST_MS }, () => {
 describe.concurrent('pins and live state', { timeout: SLOW_TEST_MS }, () => {
   it('a peer that swaps its certificate is refused (pin mismatch) until trust is re-established with its new fingerprint', async (context) => {
     const { a, b } = await freshPair();
-    const daemonB = await serve(context, b);
+    // B serves echo to A, so that calls before and after the renewal leave receipts on both sides.
+    const config = tempDir('sark-fed-renewal-');
+    const serving = [
+      '--resources',
+      join(config, 'resources.json'),
+      '--policy',
+      join(config, 'policy.json'),
+    ];
+    writeFileSync(
+      join(config, 'resources.json'),
+      JSON.stringify({
+        resources: [{ id: 'echo', capabilities: [{ id: 'echo', backend: { type: 'echo' } }] }],
+      }),
+    );
+    writeFileSync(
+      join(config, 'policy.json'),
+      JSON.stringify({
+        rules: [
+          {
+            effect: 'allow',
+            nodes: ['node-a'],
+            principals: ['*'],
+            resources: ['*'],
+            capabilities: ['*'],
+          },
+        ],
+      }),
+    );
+    const daemonB = await serve(context, b, serving);
     await serve(context, a);
     await establish(a, b);
     const oldFpB = opensslFingerprint(b.certPath);
+    const call = () => a.cli(['invoke', 'echo', 'echo', '--node', 'node-b', '--args', '1']);
+    expectSuccess(await call());
 
     // B gets a new key and certificate for the same node ID, and restarts its daemon.
     const renewed = await issueNode(cas.b.dir, 'node-b', join(dirname(b.state), 'renewed'), [
@@ -827,7 +857,7 @@ describe.concurrent('pins and live state', { timeout: SLOW_TEST_MS }, () => {
         b.endpoint,
       ]),
     );
-    await serve(context, b);
+    await serve(context, b, serving);
 
     const before = { a: stateRows(a.state), b: stateRows(b.state) };
     for (const extra of [[], ['--yes']]) {
@@ -871,6 +901,19 @@ describe.concurrent('pins and live state', { timeout: SLOW_TEST_MS }, () => {
       pinned_fingerprint: newFpB,
     });
     expect((await curlAs(renewed, a, RESOURCES)).status).toBe(200);
+
+    // The receipt of the call before the renewal, signed with B's old key (within minutes of the
+    // new certificate's backdated notBefore), and the one after, with its new key: both verify,
+    // on A (B's certificates) and on B (its own).
+    expectSuccess(await call());
+    for (const node of [a, b]) {
+      const verified = await node.cli(['--json', 'audit', 'verify']);
+      expect(verified.code, verified.stderr).toBe(0);
+      expect(JSON.parse(verified.stdout)).toMatchObject({
+        ok: true,
+        receipts: { verified: 2, invalid: 0, unknownSigner: 0 },
+      });
+    }
   });
 
   it('refuses a file of several certificates as an anchor (exit 2), rather than take the first', async () => {

@@ -33,9 +33,14 @@ export interface ReceiptCheck {
 interface Signer {
   nodeId: string;
   spiffeId: string;
-  /** Where the certificate comes from: this node's identity, or the certificate pinned for a peer. */
-  source: 'self' | 'pinned';
+  /**
+   * Where the certificate comes from: this node's identity, the certificate pinned for a peer,
+   * or one of them replaced since (retired_certificates, schema 7).
+   */
+  source: 'self' | 'pinned' | 'retired';
   certificatePem: string;
+  /** When this state file took the certificate up (init, or trust established), if known. */
+  heldSince: string | null;
 }
 
 /**
@@ -43,39 +48,70 @@ interface Signer {
  * calls it serves) and the certificate pinned for each peer. Public keys are parsed once.
  */
 export class ReceiptSigners {
-  private readonly keys = new Map<string, KeyObject | Error>();
-  private readonly issued = new Map<string, number | undefined>();
+  private readonly keys = new Map<Signer, KeyObject | Error>();
+  private readonly issued = new Map<Signer, number | undefined>();
 
-  constructor(private readonly signers: ReadonlyMap<string, Signer>) {}
+  constructor(
+    private readonly signers: ReadonlyMap<string, Signer>,
+    private readonly retired: ReadonlyMap<string, readonly Signer[]> = new Map(),
+  ) {}
 
-  /** Reads this node's identity and every peer with a pinned certificate. */
+  /** Reads this node's identity, every peer with a pinned certificate, and those they replaced. */
   static load(db: SqliteDatabase): ReceiptSigners {
     const signers = new Map<string, Signer>();
     const peers = db
       .prepare(
-        'SELECT node_id, spiffe_id, certificate_pem FROM peers WHERE certificate_pem IS NOT NULL',
+        `SELECT node_id, spiffe_id, certificate_pem, established_at FROM peers
+         WHERE certificate_pem IS NOT NULL`,
       )
-      .all() as Array<{ node_id: string; spiffe_id: string; certificate_pem: string }>;
+      .all() as Array<{
+      node_id: string;
+      spiffe_id: string;
+      certificate_pem: string;
+      established_at: string | null;
+    }>;
     for (const peer of peers) {
       signers.set(peer.node_id, {
         nodeId: peer.node_id,
         spiffeId: peer.spiffe_id,
         source: 'pinned',
         certificatePem: peer.certificate_pem,
+        heldSince: peer.established_at,
       });
     }
     const self = db
-      .prepare('SELECT node_id, spiffe_id, cert_chain_pem FROM identity WHERE id = 1')
-      .get() as { node_id: string; spiffe_id: string; cert_chain_pem: string } | undefined;
+      .prepare('SELECT node_id, spiffe_id, cert_chain_pem, updated_at FROM identity WHERE id = 1')
+      .get() as
+      | { node_id: string; spiffe_id: string; cert_chain_pem: string; updated_at: string }
+      | undefined;
     if (self) {
       signers.set(self.node_id, {
         nodeId: self.node_id,
         spiffeId: self.spiffe_id,
         source: 'self',
         certificatePem: self.cert_chain_pem,
+        heldSince: self.updated_at,
       });
     }
-    return new ReceiptSigners(signers);
+    const retired = new Map<string, Signer[]>();
+    const rows = db
+      .prepare(
+        `SELECT node_id, spiffe_id, certificate_pem FROM retired_certificates
+         ORDER BY node_id, retired_at DESC`,
+      )
+      .all() as Array<{ node_id: string; spiffe_id: string; certificate_pem: string }>;
+    for (const row of rows) {
+      const list = retired.get(row.node_id) ?? [];
+      list.push({
+        nodeId: row.node_id,
+        spiffeId: row.spiffe_id,
+        source: 'retired',
+        certificatePem: row.certificate_pem,
+        heldSince: null,
+      });
+      retired.set(row.node_id, list);
+    }
+    return new ReceiptSigners(signers, retired);
   }
 
   /** Whether a certificate of this node is held here (its own, or one pinned for a peer). */
@@ -86,82 +122,99 @@ export class ReceiptSigners {
   /**
    * Checks the receipt an event carries. The serving node (the event's target) signs every
    * receipt, whichever side recorded the event: an outbound event holds the receipt the peer
-   * returned, an inbound one the receipt this node issued.
+   * returned, an inbound one the receipt this node issued. The certificate held now is tried
+   * first, then those it replaced, newest first: receipts signed before a renewal verify too.
    */
   check(event: AuditEvent): ReceiptCheck {
     const receipt = event.receipt;
     if (receipt === null) return { status: 'none', signer: null, reason: null };
     const signerId = event.targetNode;
-    const signer = this.signers.get(signerId);
-    if (!signer) {
+    const current = this.signers.get(signerId);
+    const earlier = this.retired.get(signerId) ?? [];
+    if (!current && earlier.length === 0) {
       return {
         status: 'unknown-signer',
         signer: signerId,
         reason: `no certificate of ${signerId} is known here`,
       };
     }
-    const key = this.publicKey(signer);
-    if (key instanceof Error) {
-      return {
-        status: 'invalid',
-        signer: signerId,
-        reason: `the certificate of ${signerId} cannot be read (${key.message})`,
-      };
-    }
-    if (!signatureMatches(receipt, key)) {
-      const whose =
-        signer.source === 'self'
-          ? "this node's certificate"
-          : `the certificate pinned for ${signerId}`;
-      // Signed before the certificate held now was issued: by the one it replaced (a renewal
-      // with a new key), which this state file no longer holds. That is not evidence of
-      // tampering; altering the timestamp to pass for it breaks the event's hash.
-      const validFrom = this.validFrom(signer);
-      if (validFrom !== undefined && Date.parse(receipt.timestamp) < validFrom) {
-        return {
-          status: 'unknown-signer',
-          signer: signerId,
-          reason: `signed at ${receipt.timestamp}, before ${whose} was issued (${new Date(validFrom).toISOString()}): the certificate that signed it is no longer held`,
-        };
+    let unreadable: string | undefined;
+    for (const signer of current ? [current, ...earlier] : earlier) {
+      const key = this.publicKey(signer);
+      if (key instanceof Error) {
+        unreadable ??= `the certificate of ${signerId} cannot be read (${key.message})`;
+        continue;
       }
+      if (!signatureMatches(receipt, key)) continue;
+      const mismatch = claimMismatch(receipt, event, signer);
+      if (mismatch) return { status: 'invalid', signer: signerId, reason: mismatch };
+      return { status: 'verified', signer: signerId, reason: null };
+    }
+    if (current === undefined) {
       return {
         status: 'invalid',
         signer: signerId,
-        reason: `its signature does not verify against ${whose}`,
+        reason: `its signature does not verify against any certificate ${signerId} held`,
       };
     }
-    const mismatch = claimMismatch(receipt, event, signer);
-    if (mismatch) return { status: 'invalid', signer: signerId, reason: mismatch };
-    return { status: 'verified', signer: signerId, reason: null };
+    if (unreadable !== undefined && this.publicKey(current) instanceof Error) {
+      return { status: 'invalid', signer: signerId, reason: unreadable };
+    }
+    const whose =
+      current.source === 'self'
+        ? "this node's certificate"
+        : `the certificate pinned for ${signerId}`;
+    // Signed before the certificate held now was taken up here, by one this state file does not
+    // hold (a renewal from before schema 7 kept the certificates it replaced): not evidence of
+    // tampering. Altering the timestamp to pass for it breaks the event's hash.
+    const heldSince = this.heldSince(current);
+    if (heldSince !== undefined && Date.parse(receipt.timestamp) < heldSince) {
+      return {
+        status: 'unknown-signer',
+        signer: signerId,
+        reason: `signed at ${receipt.timestamp}, before ${whose} was taken up here (${new Date(heldSince).toISOString()}): the certificate that signed it is not held`,
+      };
+    }
+    return {
+      status: 'invalid',
+      signer: signerId,
+      reason:
+        `its signature does not verify against ${whose}` +
+        (earlier.length > 0 ? ` nor ${count(earlier.length, 'certificate')} it replaced` : ''),
+    };
   }
 
   /**
-   * When the signer's current certificate became valid (its leaf's notBefore), parsed once per
-   * signer: a trail from before a key renewal asks for every receipt the old key signed, and
-   * parsing the certificate each time made `audit verify` of a million such events take minutes.
+   * Since when the signer's current certificate signs here: the later of its notBefore (which a
+   * CA backdates: pki issue by 5 minutes) and when this state file took it up (init, or trust
+   * established with it), parsed once per signer: a trail from before a key renewal asks for
+   * every receipt the old key signed, and parsing the certificate each time made `audit verify`
+   * of a million such events take minutes.
    */
-  private validFrom(signer: Signer): number | undefined {
-    if (!this.issued.has(signer.nodeId)) {
-      let validFrom: number | undefined;
+  private heldSince(signer: Signer): number | undefined {
+    if (!this.issued.has(signer)) {
+      let since: number | undefined;
       try {
-        validFrom = Date.parse(new X509Certificate(signer.certificatePem).validFrom);
+        since = Date.parse(new X509Certificate(signer.certificatePem).validFrom);
       } catch {
-        validFrom = undefined;
+        since = undefined;
       }
-      this.issued.set(signer.nodeId, validFrom);
+      const recorded = signer.heldSince === null ? Number.NaN : Date.parse(signer.heldSince);
+      if (!Number.isNaN(recorded)) since = Math.max(since ?? recorded, recorded);
+      this.issued.set(signer, since);
     }
-    return this.issued.get(signer.nodeId);
+    return this.issued.get(signer);
   }
 
   private publicKey(signer: Signer): KeyObject | Error {
-    let key = this.keys.get(signer.nodeId);
+    let key = this.keys.get(signer);
     if (key === undefined) {
       try {
         key = new X509Certificate(signer.certificatePem).publicKey;
       } catch (error) {
         key = new Error(messageOf(error));
       }
-      this.keys.set(signer.nodeId, key);
+      this.keys.set(signer, key);
     }
     return key;
   }

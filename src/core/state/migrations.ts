@@ -196,6 +196,44 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX audit_unsuccessful ON audit_events (outcome, time) WHERE outcome <> 'success';
   `,
+  // 7: the certificates this node and its peers held before: a renewal (init with a new
+  // certificate, trust established again with a peer's new one) replaced the one the receipts
+  // of earlier calls were signed with, and `audit verify` could no longer check them (nor tell
+  // them, within a certificate's backdated notBefore, from forgeries). Triggers keep it, so no
+  // writer of identity or peers can forget to.
+  `
+  CREATE TABLE retired_certificates (
+    node_id         TEXT NOT NULL,
+    fingerprint     TEXT NOT NULL,
+    spiffe_id       TEXT NOT NULL,
+    certificate_pem TEXT NOT NULL,
+    retired_at      TEXT NOT NULL,
+    PRIMARY KEY (node_id, fingerprint)
+  ) STRICT;
+
+  CREATE TRIGGER identity_retires_certificate AFTER UPDATE ON identity
+    WHEN OLD.fingerprint IS NOT NEW.fingerprint
+    BEGIN
+      INSERT OR IGNORE INTO retired_certificates
+        VALUES (OLD.node_id, OLD.fingerprint, OLD.spiffe_id, OLD.cert_chain_pem,
+                strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+    END;
+  CREATE TRIGGER peers_retire_certificate AFTER UPDATE ON peers
+    WHEN OLD.certificate_pem IS NOT NULL AND OLD.pinned_fingerprint IS NOT NULL
+      AND OLD.pinned_fingerprint IS NOT NEW.pinned_fingerprint
+    BEGIN
+      INSERT OR IGNORE INTO retired_certificates
+        VALUES (OLD.node_id, OLD.pinned_fingerprint, OLD.spiffe_id, OLD.certificate_pem,
+                strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+    END;
+  CREATE TRIGGER peers_delete_retires_certificate AFTER DELETE ON peers
+    WHEN OLD.certificate_pem IS NOT NULL AND OLD.pinned_fingerprint IS NOT NULL
+    BEGIN
+      INSERT OR IGNORE INTO retired_certificates
+        VALUES (OLD.node_id, OLD.pinned_fingerprint, OLD.spiffe_id, OLD.certificate_pem,
+                strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+    END;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

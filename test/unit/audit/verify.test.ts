@@ -261,6 +261,92 @@ describe('verifyChain', () => {
     ]);
   });
 
+  /** node-b's certificate pinned again (trust established with its renewed one) at `when`. */
+  function repinNodeB(store: StateStore, key: KeyPair, fingerprint: string, when: string): void {
+    store.write((db) =>
+      savePeer(db, {
+        nodeId: 'node-b',
+        trustDomain: 'org-b.example',
+        spiffeId: SPIFFE.b,
+        endpoint: 'https://127.0.0.1:9',
+        trustLevel: 'trusted',
+        pinnedFingerprint: fingerprint,
+        certificatePem: key.certificatePem,
+        trustExpiresAt: null,
+        establishedAt: when,
+        revokedAt: null,
+        revokeReason: null,
+        createdAt: when,
+        updatedAt: when,
+      }),
+    );
+  }
+
+  it('verifies receipts signed before a renewal against the certificate it replaced, on both sides', () => {
+    const store = nodeAStore();
+    store.write((db) => appendEvents(db, [call(1, 'outbound'), call(2, 'inbound')]));
+    // node-b renews its key and trust is established again; node-a renews its own certificate.
+    repinNodeB(store, keyOther, 'd'.repeat(64), new Date().toISOString());
+    store.write((db) => {
+      const now = new Date();
+      saveIdentity(
+        db,
+        {
+          nodeId: 'node-a',
+          trustDomain: 'org-a.example',
+          spiffeId: SPIFFE.a,
+          certChainPem: keyOther.certificatePem,
+          keyPath: '/nonexistent/key.pem',
+          endpoint: null,
+          fingerprint: 'c'.repeat(64),
+          notBefore: now.toISOString(),
+          notAfter: now.toISOString(),
+        },
+        now,
+      );
+    });
+    // After the renewals, a receipt signed with the key neither node holds any more: forged.
+    store.write((db) => appendEvents(db, [call(3, 'outbound', {}, undefined, keyA.privateKey)]));
+    const result = verify(store);
+    expect(result.receipts).toMatchObject({ verified: 2, invalid: 1, unknownSigner: 0 });
+    expect(result.problems.map((problem) => [problem.seq, problem.message])).toEqual([
+      [
+        3,
+        'its receipt does not verify: its signature does not verify against the certificate pinned for node-b nor 1 certificate it replaced',
+      ],
+    ]);
+    expect(
+      store.read((db) =>
+        db.prepare('SELECT node_id, fingerprint FROM retired_certificates ORDER BY node_id').all(),
+      ),
+    ).toEqual([
+      { node_id: 'node-a', fingerprint: 'f'.repeat(64) },
+      { node_id: 'node-b', fingerprint: 'e'.repeat(64) },
+    ]);
+  });
+
+  it('keeps verifying the receipts of a peer whose record was deleted', () => {
+    const store = nodeAStore();
+    store.write((db) => appendEvents(db, [call(1, 'outbound')]));
+    store.write((db) => db.prepare("DELETE FROM peers WHERE node_id = 'node-b'").run());
+    expect(verify(store)).toMatchObject({ ok: true, receipts: { verified: 1, unknownSigner: 0 } });
+  });
+
+  it('without the replaced certificate (renewed before schema 7), counts a receipt signed before the new one was taken up as unchecked, however far its notBefore is backdated', () => {
+    const store = nodeAStore();
+    // Signed with node-b's old key in 2030, after the new certificate's notBefore (today, less
+    // the backdating) but before node-a pinned it (2031).
+    store.write((db) => appendEvents(db, [call(1, 'outbound')]));
+    repinNodeB(store, keyOther, 'd'.repeat(64), '2031-01-01T00:00:00.000Z');
+    store.write((db) => db.prepare('DELETE FROM retired_certificates').run());
+    const result = verify(store);
+    expect(result).toMatchObject({
+      ok: true,
+      receipts: { verified: 0, invalid: 0, unknownSigner: 1 },
+      unknownSigners: [{ nodeId: 'node-b', events: 1, reason: 'signed-before-certificate' }],
+    });
+  });
+
   it('accepts the receipt of a body refused unread (no principal, the hash of no bytes)', () => {
     const store = nodeAStore();
     const unread = call(

@@ -455,6 +455,19 @@ describe.concurrent('trust establish', { timeout: SLOW_TEST_MS }, () => {
     expectErrorAnswer(await curlAs(a, b, RESOURCES), 403, 'PENDING_APPROVAL');
     expect((await curlAs(a, b, INFO)).status).toBe(200);
     expect(stateRows(b.state)).toEqual(pending);
+    // Routed, A finds its only candidate refusing it: a trust refusal (exit 3), as with --node,
+    // not "no route" (exit 5).
+    for (const args of [
+      ['route', 'echo'],
+      ['invoke', 'echo', 'echo', '--args', '1'],
+    ]) {
+      const routed = await a.cli(args);
+      expect(routed.code, routed.stderr).toBe(3);
+      expect(routed.stderr).toMatch(
+        /^error: no route to echo(\/echo)?: node-b refuses this node \(PENDING_APPROVAL\)$/m,
+      );
+      expect(routed.stderr).toMatch(/^hint: ask the operator of node-b to accept this node/m);
+    }
 
     expectSuccess(await b.cli(['trust', 'approve', 'node-a']));
     const approved = await curlAs(a, b, RESOURCES);

@@ -372,15 +372,16 @@ function isTimeout(error: unknown): boolean {
 }
 
 /**
- * The error a route without any usable candidate stands for: not found (exit 4) when every node
- * that could be asked answered that it does not offer the resource or capability; unavailable
- * (exit 5) when some node that might offer it could not be asked.
+ * The error a route without any usable candidate stands for: a trust refusal (exit 3) when every
+ * node that could be asked refuses this node; not found (exit 4) when every node that could be
+ * asked answered that it does not offer the resource or capability; unavailable (exit 5) when
+ * some node that might offer it could not be asked.
  */
 export function noRouteError(
   result: RouteResult,
   /** `route` has just printed every candidate: its hint does not send the operator there. */
   command: 'route' | 'invoke' = 'invoke',
-): NotFoundError | UnavailableError {
+): NotFoundError | UnavailableError | TrustError {
   const what =
     result.capability === null ? result.resource : `${result.resource}/${result.capability}`;
   const trusted = result.candidates.filter((candidate) => candidate.skipped?.code !== 'untrusted');
@@ -389,6 +390,29 @@ export function noRouteError(
       candidate.skipped?.code === 'no-resource' || candidate.skipped?.code === 'no-capability',
   );
   const peersAsked = answered.some((candidate) => !candidate.local);
+  // Every node that could serve it refuses this node (pending its approval, revoked it, another
+  // pin): a trust problem to fix on their side or in this node's trust (exit 3), as `--node`
+  // gets for the same refusal, not a node out of reach (exit 5).
+  const refusing = trusted.filter((candidate) => candidate.skipped?.code === 'refused');
+  const mightServe = trusted.filter(
+    (candidate) =>
+      !(
+        candidate.local &&
+        (candidate.skipped?.code === 'no-resource' || candidate.skipped?.code === 'no-capability')
+      ),
+  );
+  if (refusing.length > 0 && refusing.length === mightServe.length) {
+    return new TrustError(
+      'REFUSED_BY_PEERS',
+      `no route to ${what}: ${refusing.map((candidate) => `${candidate.nodeId} ${candidate.skipped?.reason.replace(/^it /, '')}`).join('; ')}`,
+      {
+        hint:
+          refusing.length === 1
+            ? `ask the operator of ${refusing[0]?.nodeId} to accept this node (\`sark-fed trust approve\` if it is pending there), or establish trust again: sark-fed trust establish ${refusing[0]?.nodeId}`
+            : 'ask their operators to accept this node (`sark-fed trust approve` where it is pending), or establish trust again',
+      },
+    );
+  }
   if (answered.length === trusted.length && peersAsked) {
     const capabilityMissing = answered.some(
       (candidate) => candidate.skipped?.code === 'no-capability',

@@ -794,6 +794,23 @@ describe.concurrent('revocation', { timeout: SLOW_TEST_MS }, () => {
     expect(stateRows(b.state)).toEqual(before.b);
   });
 
+  it('revoke whose notice cannot be sent says why: an anchor gone is not a pin mismatch', async (context) => {
+    const { a, b } = await freshPair();
+    await serve(context, b);
+    await establish(a, b);
+    // A no longer anchors org B: B's certificate no longer validates here at all.
+    expectSuccess(
+      await a.cli(['trust', 'anchor', 'remove', opensslFingerprint(cas.b.certPath), '--yes']),
+    );
+    const revoked = await a.cli(['--json', 'trust', 'revoke', 'node-b', '--yes']);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    expect(JSON.parse(revoked.stdout)).toMatchObject({ notified: false });
+    expect(revoked.stderr).toMatch(
+      /^warning: could not notify node-b: the certificate of https:\/\/127\.0\.0\.1:\d+ is refused: .*org-b\.example/m,
+    );
+    expect(revoked.stderr).not.toMatch(/not the pinned/);
+  });
+
   it('revoke without --yes in non-interactive mode: exit 2 naming --yes, nothing changed', async () => {
     const { a, b } = shared;
     const before = { a: stateRows(a.state), b: stateRows(b.state) };

@@ -54,7 +54,16 @@ export async function notifyRevocation(options: NotifyOptions): Promise<void> {
     options.privateKey,
     (chain) => {
       const result = authenticateChain(chain, material, options.now());
-      if (isChainFailure(result) || result.fingerprint !== peer.pinnedFingerprint) {
+      // Say which check failed: "not the pinned node" for an anchor gone or a CRL sent the
+      // operator looking for an impostor.
+      if (isChainFailure(result)) {
+        throw new TrustError(
+          result.code,
+          `the certificate of ${peer.endpoint} is refused: ${result.reason}`,
+          { hint: 'the notice was not sent' },
+        );
+      }
+      if (result.fingerprint !== peer.pinnedFingerprint) {
         throw new TrustError('PIN_MISMATCH', `${peer.endpoint} is not the pinned ${peer.nodeId}`, {
           hint: 'the notice was not sent',
         });

@@ -136,7 +136,7 @@ _sark_fed_command() {
       arguments='<fingerprint>'
       ;;
     'sark-fed trust crl')
-      commands='import'
+      commands='import list'
       options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
       value_options='--state'
       ;;
@@ -144,6 +144,10 @@ _sark_fed_command() {
       options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
       value_options='--state'
       arguments='<crl>'
+      ;;
+    'sark-fed trust crl list')
+      options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--state'
       ;;
     'sark-fed route')
       options='--capability --refresh --timeout -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
@@ -251,6 +255,7 @@ _sark_fed_subcommand() {
     'sark-fed trust anchor list') next='sark-fed trust anchor list' ;;
     'sark-fed trust anchor remove') next='sark-fed trust anchor remove' ;;
     'sark-fed trust crl import') next='sark-fed trust crl import' ;;
+    'sark-fed trust crl list') next='sark-fed trust crl list' ;;
     'sark-fed circuit list') next='sark-fed circuit list' ;;
     'sark-fed circuit reset') next='sark-fed circuit reset' ;;
     'sark-fed audit query') next='sark-fed audit query' ;;

@@ -78,6 +78,8 @@ function __sark_fed_subcommand
             echo 'sark-fed trust anchor remove'
         case 'sark-fed trust crl import'
             echo 'sark-fed trust crl import'
+        case 'sark-fed trust crl list'
+            echo 'sark-fed trust crl list'
         case 'sark-fed circuit list'
             echo 'sark-fed circuit list'
         case 'sark-fed circuit reset'
@@ -153,6 +155,8 @@ function __sark_fed_takes_value
         case 'sark-fed trust crl --state'
             return 0
         case 'sark-fed trust crl import --state'
+            return 0
+        case 'sark-fed trust crl list --state'
             return 0
         case 'sark-fed route --capability' 'sark-fed route --timeout' 'sark-fed route --state'
             return 0
@@ -391,6 +395,7 @@ complete -c sark-fed -n '__sark_fed_argument "sark-fed trust anchor remove" 0' -
 
 # sark-fed trust crl
 complete -c sark-fed -n '__sark_fed_using "sark-fed trust crl"' -a 'import' -d 'import a CRL signed by a trust anchor; revoked certificates are refused at once'
+complete -c sark-fed -n '__sark_fed_using "sark-fed trust crl"' -a 'list' -d 'the CRLs held, one per CA, and when each needs a fresh one'
 
 # sark-fed trust crl import
 complete -c sark-fed -n '__sark_fed_argument "sark-fed trust crl import" 0' -F -d 'CRL file, PEM or DER'

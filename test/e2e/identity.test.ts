@@ -54,6 +54,7 @@ interface IdentityReport {
 
 const REPORT_KEYS = [
   'counts',
+  'crlDueFirst',
   'daemon',
   'endpoint',
   'expired',
@@ -233,6 +234,7 @@ describe.concurrent('init and status', () => {
       },
       keyProblem: null,
       daemon: { state: 'stopped', pid: null, host: null, since: null, unclean: false },
+      crlDueFirst: null,
     });
   });
 

@@ -2,9 +2,8 @@ import { Option, type Command } from 'commander';
 import { action } from '../action.js';
 import { withExamples } from '../help-text.js';
 import type { CliIo } from '../output/output.js';
-import type { DaemonStatus } from '../../core/state/daemon-claim.js';
 import type { TrustCounts } from '../../core/state/trust-repository.js';
-import { renderStatus } from './status.js';
+import { readStatusExtras, renderStatus, type StatusExtras } from './status.js';
 
 interface InitOptions {
   nodeId: string;
@@ -67,7 +66,6 @@ export function registerInit(program: Command, io: CliIo): void {
         });
 
         const { countTrust } = await import('../../core/state/trust-repository.js');
-        const { daemonStatus } = await import('../../core/state/daemon-claim.js');
         const { prepareOwnAnchor, recordAnchor } = await import('../../core/trust/anchor-store.js');
         const ownAnchor =
           options.ca === undefined
@@ -75,7 +73,7 @@ export function registerInit(program: Command, io: CliIo): void {
             : prepareOwnAnchor(prepared, options.ca, context.now());
         const store = openState(context.statePath, { create: true });
         let counts: TrustCounts;
-        let daemon: DaemonStatus;
+        let extras: StatusExtras;
         let changed: boolean;
         let identity = prepared;
         let keptEndpoint: string | null = null;
@@ -111,7 +109,7 @@ export function registerInit(program: Command, io: CliIo): void {
             if (ownAnchor) recordAnchor(db, ownAnchor);
           });
           counts = store.read(countTrust);
-          daemon = store.read((db) => daemonStatus(db, context.statePath));
+          extras = await readStatusExtras(store, context);
         } finally {
           store.close();
         }
@@ -119,13 +117,14 @@ export function registerInit(program: Command, io: CliIo): void {
         if (keptEndpoint !== null) {
           context.output.info(`kept the endpoint recorded before, ${keptEndpoint} (--endpoint)`);
         }
+        const { daemon } = extras;
         if (changed && daemon.state === 'running') {
           // serve read the identity and key when it started, and answers with them until then.
           context.output.warn(
             `sark-fed serve (pid ${daemon.pid}) still answers with the identity it started with: restart it`,
           );
         }
-        renderStatus(context, identity, counts, null, daemon);
+        renderStatus(context, identity, counts, null, extras);
       }),
     );
   withExamples(command, [

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import type { NodeIdentity } from '../../core/identity/node-identity.js';
+import type { StateStore } from '../../core/state/database.js';
 import type { DaemonStatus } from '../../core/state/daemon-claim.js';
+import type { RevocationListReport } from '../../core/trust/crl-report.js';
 import type { TrustCounts } from '../../core/state/trust-repository.js';
 import { NotFoundError, isSarkError, messageOf } from '../../core/errors.js';
 import { count } from '../../core/plural.js';
@@ -28,8 +30,10 @@ export interface IdentityReport {
 
 interface StatusReport extends IdentityReport {
   counts: TrustCounts;
-  /** Whether `sark-fed serve` runs on this state file (status only; init leaves it out). */
+  /** Whether `sark-fed serve` runs on this state file. */
   daemon?: DaemonStatus;
+  /** The CRL held that is due first: once passed, its CA's certificates are refused. */
+  crlDueFirst?: RevocationListReport | null;
   /**
    * Why the node key cannot be used as it is now (gone, readable by others, not the key of the
    * certificate...), or null: `init` checked it, but the file may have changed since.
@@ -46,15 +50,14 @@ export function registerStatus(program: Command, io: CliIo): void {
         const { openState } = await import('../../core/state/database.js');
         const { loadIdentity } = await import('../../core/state/identity-repository.js');
         const { countTrust } = await import('../../core/state/trust-repository.js');
-        const { daemonStatus } = await import('../../core/state/daemon-claim.js');
         const store = openState(context.statePath, { create: false });
         let identity: NodeIdentity | undefined;
         let counts: TrustCounts;
-        let daemon: DaemonStatus;
+        let extras: StatusExtras;
         try {
           identity = store.read(loadIdentity);
           counts = store.read(countTrust);
-          daemon = store.read((db) => daemonStatus(db, context.statePath));
+          extras = await readStatusExtras(store, context);
         } finally {
           store.close();
         }
@@ -63,7 +66,17 @@ export function registerStatus(program: Command, io: CliIo): void {
             hint: 'run `sark-fed init` first',
           });
         }
-        renderStatus(context, identity, counts, await keyProblemOf(identity), daemon);
+        const { crlDueFirst } = extras;
+        if (crlDueFirst?.expired) {
+          context.output.warn(
+            `the CRL of ${crlDueFirst.issuer} passed its next update (${crlDueFirst.nextUpdate}): every certificate of that CA is refused until a fresh one is imported (sark-fed trust crl import)`,
+          );
+        } else if (crlDueFirst && (crlDueFirst.nextUpdateInDays ?? 0) < 7) {
+          context.output.warn(
+            `the CRL of ${crlDueFirst.issuer} is due in ${count(crlDueFirst.nextUpdateInDays ?? 0, 'day')} (${crlDueFirst.nextUpdate}): import a fresh one before, or every certificate of that CA is refused`,
+          );
+        }
+        renderStatus(context, identity, counts, await keyProblemOf(identity), extras);
       }),
     );
   withExamples(command, [
@@ -73,6 +86,25 @@ export function registerStatus(program: Command, io: CliIo): void {
       'sark-fed status --json | jq .expiresInDays',
     ],
   ]);
+}
+
+export type StatusExtras = Required<Pick<StatusReport, 'daemon' | 'crlDueFirst'>>;
+
+/** What status (and init) report beside the identity: the daemon, and the CRL due first. */
+export async function readStatusExtras(
+  store: StateStore,
+  context: Pick<CommandContext, 'statePath' | 'now'>,
+): Promise<StatusExtras> {
+  const { daemonStatus } = await import('../../core/state/daemon-claim.js');
+  const { listRevocationLists } = await import('../../core/state/trust-repository.js');
+  const { revocationListReport } = await import('../../core/trust/crl-report.js');
+  return store.read((db) => {
+    const due = listRevocationLists(db)
+      .map((list) => revocationListReport(list, context.now()))
+      .filter((report) => report.nextUpdate !== null)
+      .sort((a, b) => Date.parse(a.nextUpdate ?? '') - Date.parse(b.nextUpdate ?? ''));
+    return { daemon: daemonStatus(db, context.statePath), crlDueFirst: due[0] ?? null };
+  });
 }
 
 export function identityReport(
@@ -102,13 +134,14 @@ export function renderStatus(
   identity: NodeIdentity,
   counts: TrustCounts,
   keyProblem: StatusReport['keyProblem'] = null,
-  daemon?: DaemonStatus,
+  more: Partial<StatusExtras> = {},
 ): void {
+  const { daemon } = more;
   const report: StatusReport = {
     ...identityReport(identity, context.statePath, context.now()),
     counts,
     keyProblem,
-    ...(daemon ? { daemon } : {}),
+    ...more,
   };
   if (keyProblem) {
     context.output.warn(
@@ -120,7 +153,7 @@ export function renderStatus(
     return;
   }
   renderIdentity(context, identity, [
-    ['Anchors', `${counts.anchors} (${count(counts.revocationLists, 'CRL')})`],
+    ['Anchors', anchorsCell(counts, more.crlDueFirst ?? null)],
     [
       'Peers',
       `${counts.peers.trusted} trusted, ${counts.peers.pending} pending, ` +
@@ -128,6 +161,17 @@ export function renderStatus(
     ],
     ...(daemon ? [['Daemon', daemonCell(daemon)] as const] : []),
   ]);
+}
+
+function anchorsCell(counts: TrustCounts, due: RevocationListReport | null): Cell {
+  const text = `${counts.anchors} (${count(counts.revocationLists, 'CRL')}`;
+  if (due === null) return `${text})`;
+  if (due.expired) return { text: `${text}, one past its next update)`, style: 'red' };
+  const days = due.nextUpdateInDays ?? 0;
+  return {
+    text: `${text}, the next due in ${count(days, 'day')})`,
+    style: days < 7 ? 'yellow' : 'green',
+  };
 }
 
 function daemonCell(daemon: DaemonStatus): Cell {

@@ -7,7 +7,7 @@ import { action } from '../action.js';
 import { withExamples } from '../help-text.js';
 import { durationOption } from '../options.js';
 import { levelCell, shortOnTty, withNode, withStore } from './shared.js';
-import type { CliIo } from '../output/output.js';
+import type { Cell, CliIo } from '../output/output.js';
 import { count } from '../../core/plural.js';
 
 interface EstablishOptions {
@@ -462,8 +462,9 @@ function registerAnchorCommands(trust: Command, io: CliIo): void {
         context.output.success(
           `imported the CRL of ${list.issuer}: ${count(list.revokedCount, 'revoked certificate')}`,
         );
-        const { der: _der, ...report } = list;
-        if (context.output.json) context.output.writeJson(report);
+        const { revocationListReport } = await import('../../core/trust/crl-report.js');
+        if (context.output.json)
+          context.output.writeJson(revocationListReport(list, context.now()));
       }),
     );
   withExamples(crlImport, [
@@ -472,6 +473,62 @@ function registerAnchorCommands(trust: Command, io: CliIo): void {
       'sark-fed trust crl import ./org-b-crl.pem',
     ],
   ]);
+
+  const crlList = crl
+    .command('list')
+    .description('the CRLs held, one per CA, and when each needs a fresh one')
+    .action(
+      action<object>(io, async (context) => {
+        const { listRevocationLists } = await import('../../core/state/trust-repository.js');
+        const { revocationListReport } = await import('../../core/trust/crl-report.js');
+        const lists = await withStore(context, (store) =>
+          store.read((db) => listRevocationLists(db)),
+        );
+        const reports = lists.map((list) => revocationListReport(list, context.now()));
+        if (context.output.json) {
+          context.output.writeJson(reports);
+          return;
+        }
+        if (reports.length === 0) {
+          context.output.info('no CRLs held; import one with `sark-fed trust crl import`');
+        }
+        context.output.table(
+          ['issuer', 'revoked', 'next update', 'imported'],
+          reports.map((report) => [
+            report.issuer,
+            String(report.revokedCount),
+            nextUpdateCell(report),
+            report.importedAt,
+          ]),
+        );
+      }),
+    );
+  withExamples(crlList, [
+    ['The CRLs held, and when each is due', 'sark-fed trust crl list'],
+    [
+      'Days until the first one is due, for a monitoring script',
+      "sark-fed trust crl list --json | jq 'map(.nextUpdateInDays) | min'",
+    ],
+  ]);
+}
+
+/** A CRL's next update as the terminal shows it: red once passed, yellow within a week. */
+function nextUpdateCell(report: {
+  nextUpdate: string | null;
+  nextUpdateInDays: number | null;
+  expired: boolean;
+}): Cell {
+  if (report.nextUpdate === null) return '-';
+  if (report.expired) {
+    return {
+      text: `${report.nextUpdate} (passed: its CA's certificates are refused)`,
+      style: 'red',
+    };
+  }
+  return {
+    text: `${report.nextUpdate} (in ${count(report.nextUpdateInDays ?? 0, 'day')})`,
+    style: (report.nextUpdateInDays ?? 0) < 7 ? 'yellow' : 'green',
+  };
 }
 
 async function requirePeer(store: StateStore, nodeId: string): Promise<Peer> {

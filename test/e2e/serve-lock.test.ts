@@ -1,9 +1,15 @@
 import Database from 'better-sqlite3';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { makeNode, nodeCopy, startServe, stateRows, type TestNode } from '../helpers/federation.js';
+import {
+  echoServing,
+  makeNode,
+  nodeCopy,
+  startServe,
+  stateRows,
+  type TestNode,
+} from '../helpers/federation.js';
 import { createCa } from '../helpers/pki.js';
 
 /**
@@ -14,35 +20,14 @@ import { createCa } from '../helpers/pki.js';
 
 let dir: string;
 let node: TestNode;
-let resources: string;
-let policy: string;
+/** serve's --resources and --policy: echo, allowed to node-a. */
+let serving: string[];
 
 beforeAll(async () => {
   dir = tempDir('sark-fed-serve-lock-');
   const ca = await createCa(join(dir, 'ca'), ['--trust-domain', 'org-a.example']);
   node = await makeNode(dir, ca.dir, 'node-a', 'org-a.example');
-  resources = join(dir, 'resources.json');
-  writeFileSync(
-    resources,
-    JSON.stringify({
-      resources: [{ id: 'echo', capabilities: [{ id: 'echo', backend: { type: 'echo' } }] }],
-    }),
-  );
-  policy = join(dir, 'policy.json');
-  writeFileSync(
-    policy,
-    JSON.stringify({
-      rules: [
-        {
-          effect: 'allow',
-          nodes: ['node-a'],
-          principals: ['*'],
-          resources: ['*'],
-          capabilities: ['*'],
-        },
-      ],
-    }),
-  );
+  serving = echoServing(dir, ['node-a']);
 }, 60_000);
 
 function daemonClaims(): Array<{ key: string; value: string }> {
@@ -55,14 +40,7 @@ const localCatalog = () => stateRows(node.state).local_catalog;
 
 describe('one daemon per state file', () => {
   it('refuses a second serve while the first runs, and leaves the first one serving', async () => {
-    const first = await startServe(node, [
-      '--listen',
-      '127.0.0.1:0',
-      '--resources',
-      resources,
-      '--policy',
-      policy,
-    ]);
+    const first = await startServe(node, ['--listen', '127.0.0.1:0', ...serving]);
     try {
       const pid = first.process.pid as number;
       expect(daemonClaims()).toEqual([

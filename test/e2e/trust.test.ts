@@ -18,6 +18,7 @@ import {
 import {
   addAnchor,
   curl,
+  echoServing,
   freePort,
   initNode,
   nodeCopy,
@@ -829,33 +830,7 @@ describe.concurrent('pins and live state', { timeout: SLOW_TEST_MS }, () => {
   it('a peer that swaps its certificate is refused (pin mismatch) until trust is re-established with its new fingerprint', async (context) => {
     const { a, b } = await freshPair();
     // B serves echo to A, so that calls before and after the renewal leave receipts on both sides.
-    const config = tempDir('sark-fed-renewal-');
-    const serving = [
-      '--resources',
-      join(config, 'resources.json'),
-      '--policy',
-      join(config, 'policy.json'),
-    ];
-    writeFileSync(
-      join(config, 'resources.json'),
-      JSON.stringify({
-        resources: [{ id: 'echo', capabilities: [{ id: 'echo', backend: { type: 'echo' } }] }],
-      }),
-    );
-    writeFileSync(
-      join(config, 'policy.json'),
-      JSON.stringify({
-        rules: [
-          {
-            effect: 'allow',
-            nodes: ['node-a'],
-            principals: ['*'],
-            resources: ['*'],
-            capabilities: ['*'],
-          },
-        ],
-      }),
-    );
+    const serving = echoServing(tempDir('sark-fed-renewal-'), ['node-a']);
     const daemonB = await serve(context, b, serving);
     await serve(context, a);
     await establish(a, b);

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, expect } from 'vitest';
@@ -335,4 +335,34 @@ export function curl(url: string, options: CurlOptions): Promise<CurlResult> {
     child.stdin.on('error', () => {});
     child.stdin.end(options.body ?? '');
   });
+}
+
+/**
+ * `serve` options for a node serving the built-in echo (resource and capability `echo`) to the
+ * given nodes: the resources and policy files are written into `dir`.
+ */
+export function echoServing(dir: string, allowNodes: readonly string[]): string[] {
+  const resources = join(dir, 'resources.json');
+  const policy = join(dir, 'policy.json');
+  writeFileSync(
+    resources,
+    JSON.stringify({
+      resources: [{ id: 'echo', capabilities: [{ id: 'echo', backend: { type: 'echo' } }] }],
+    }),
+  );
+  writeFileSync(
+    policy,
+    JSON.stringify({
+      rules: [
+        {
+          effect: 'allow',
+          nodes: allowNodes,
+          principals: ['*'],
+          resources: ['*'],
+          capabilities: ['*'],
+        },
+      ],
+    }),
+  );
+  return ['--resources', resources, '--policy', policy];
 }

@@ -3,14 +3,7 @@ import type { StoredRevocationList } from '../state/trust-repository.js';
 const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** A CRL held here as `trust crl import`, `trust crl list` and `status` describe it (json-output.md). */
-export interface RevocationListReport {
-  issuer: string;
-  authorityKeyId: string;
-  crlNumber: string | null;
-  thisUpdate: string;
-  nextUpdate: string | null;
-  revokedCount: number;
-  importedAt: string;
+export interface RevocationListReport extends Omit<StoredRevocationList, 'der'> {
   /** Whole days until its next update, rounded down; negative once passed; null without one. */
   nextUpdateInDays: number | null;
   /** Past its next update: every certificate of its CA is refused until a fresh one is imported. */

@@ -5,9 +5,11 @@
 #   echo 'source <(sark-fed completion bash)' >> ~/.bashrc
 
 # _sark_fed_command PATH: sets commands (subcommands and aliases), options, value_options (the
-# options that take a value) and arguments of a command path such as "sark-fed pki".
+# options that take a value) and arguments of a command path such as "sark-fed pki";
+# path_argument to the position of an argument that names a command path, path_topics to
+# the other words it takes.
 _sark_fed_command() {
-  commands='' options='' value_options='' arguments=''
+  commands='' options='' value_options='' arguments='' path_argument='' path_topics=''
   case $1 in
     'sark-fed')
       commands='init status pki discover nodes trust route invoke circuit audit serve completion demo help'
@@ -208,6 +210,7 @@ _sark_fed_command() {
       options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
       value_options='--state'
       arguments='[command...]'
+      path_argument=0 path_topics='exit-codes'
       ;;
   esac
 }
@@ -270,6 +273,7 @@ _sark_fed_values() {
     'sark-fed discover --method') values='mdns dns-sd consul manual' ;;
     'sark-fed audit query --outcome') values='success denied error timeout' ;;
     'sark-fed audit export --format') values='jsonl csv' ;;
+    'sark-fed serve --announce') values='mdns consul' ;;
     'sark-fed completion <shell>') values='bash zsh fish' ;;
     *) return 1 ;;
   esac
@@ -286,10 +290,21 @@ _sark_fed_value() {
   fi
 }
 
+# _sark_fed_path TARGET FIRST: completes the subcommands of the command path TARGET, and the
+# topics when FIRST is 1 (nothing once a word named no command).
+_sark_fed_path() {
+  [[ -n $1 ]] || return 0
+  local values
+  values=$(_sark_fed_command "$1" && printf '%s' "$commands")
+  (($2)) && values+=" $path_topics"
+  mapfile -t COMPREPLY < <(compgen -W "$values" -- "$cur")
+}
+
 _sark_fed() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
   local path='sark-fed' next word i skip=0 dashdash=0 index=0 option='' prefix=''
-  local commands options value_options arguments argument
+  local commands options value_options arguments argument path_argument path_topics
+  local target='sark-fed'
   local -a list
   COMPREPLY=()
 
@@ -314,6 +329,10 @@ _sark_fed() {
       path=$next
       _sark_fed_command "$path"
     else
+      # An argument naming a command path: follow it from the top of the program.
+      if [[ -n $path_argument && -n $target ]] && ((index >= path_argument)); then
+        _sark_fed_subcommand "$target" "$word" && target=$next || target=''
+      fi
       index=$((index + 1))
     fi
   done
@@ -346,7 +365,9 @@ _sark_fed() {
     elif ((${#list[@]} > 0)) && [[ ${list[${#list[@]}-1]} == *...? ]]; then
       argument=${list[${#list[@]}-1]}
     fi
-    if [[ -n $argument ]]; then
+    if [[ -n $argument && -n $path_argument ]] && ((index >= path_argument)); then
+      _sark_fed_path "$target" $((index == path_argument))
+    elif [[ -n $argument ]]; then
       _sark_fed_value "$path $argument"
     elif ((!dashdash)); then
       mapfile -t COMPREPLY < <(compgen -W "$options" -- "$cur")

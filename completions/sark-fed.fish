@@ -93,6 +93,78 @@ function __sark_fed_subcommand
     end
 end
 
+# __sark_fed_subcommands 'PATH': prints the subcommands of PATH, each with its description.
+function __sark_fed_subcommands
+    switch $argv[1]
+        case 'sark-fed'
+            printf '%s\t%s\n' 'init' 'record this node\'s identity (node ID, trust domain, certificate, key) in the state file'
+            printf '%s\t%s\n' 'status' 'show this node\'s identity and certificate expiry'
+            printf '%s\t%s\n' 'pki' 'a development PKI: CAs, node certificates, CRLs (X509-SVID profile)'
+            printf '%s\t%s\n' 'discover' 'find nodes by mDNS, DNS-SD, Consul and manual lists, concurrently'
+            printf '%s\t%s\n' 'nodes' 'nodes this node knows of: discovered, added by hand, or peers'
+            printf '%s\t%s\n' 'trust' 'mutual-TLS trust between nodes: anchors, CRLs, peers'
+            printf '%s\t%s\n' 'route' 'which node an invoke of a resource would go to, the fallbacks, and why others are skipped'
+            printf '%s\t%s\n' 'invoke' 'call a capability of a resource on the best node that offers it, over mutual TLS, and verify the signed receipt'
+            printf '%s\t%s\n' 'circuit' 'circuit breakers of the nodes this node calls (shared by every process)'
+            printf '%s\t%s\n' 'audit' 'the tamper-evident audit trail: query, trace a call, verify, export'
+            printf '%s\t%s\n' 'serve' 'run the node daemon that answers peers over mutual TLS (JSON logs on stderr)'
+            printf '%s\t%s\n' 'completion' 'print a shell completion script (bash, zsh or fish) to stdout'
+            printf '%s\t%s\n' 'demo' 'set up a two-organization federation on loopback in a temporary folder, with the real CLI, showing every command'
+            printf '%s\t%s\n' 'help' 'show help for a command, or a topic: exit-codes'
+        case 'sark-fed pki'
+            printf '%s\t%s\n' 'ca' 'certificate authorities'
+            printf '%s\t%s\n' 'issue' 'issue a node certificate (cert.pem, key.pem mode 0600, and a copy of ca.pem)'
+            printf '%s\t%s\n' 'inspect' 'show subject, issuer, SANs, SPIFFE ID, validity, KU, EKU and SHA-256 fingerprint'
+            printf '%s\t%s\n' 'crl' 'certificate revocation lists'
+        case 'sark-fed pki ca'
+            printf '%s\t%s\n' 'create' 'create a self-signed development CA (ca.pem, and ca.key mode 0600)'
+        case 'sark-fed pki crl'
+            printf '%s\t%s\n' 'create' 'write the CA\'s CRL: every certificate it has revoked, with those given by --revoke'
+        case 'sark-fed nodes'
+            printf '%s\t%s\n' 'list' 'every known node with how it was found, its trust level and last health'
+            printf '%s\t%s\n' 'show' 'one node: trust, every sighting, last health check'
+            printf '%s\t%s\n' 'add' 'record a node by hand (a manual sighting; it stays until `nodes remove`)'
+            printf '%s\t%s\n' 'remove' 'forget a node\'s sightings and health; a trust decision is kept'
+            printf '%s\t%s\n' 'health' 'ask nodes\' health endpoints concurrently and record status and latency'
+        case 'sark-fed trust'
+            printf '%s\t%s\n' 'establish' 'prove identities to a peer in both directions, then pin its certificate'
+            printf '%s\t%s\n' 'list' 'peers and their trust level'
+            printf '%s\t%s\n' 'show' 'one peer in detail'
+            printf '%s\t%s\n' 'approve' 'trust a peer that is pending approval'
+            printf '%s\t%s\n' 'revoke' 'stop trusting a peer at once, and tell it so'
+            printf '%s\t%s\n' 'anchor' 'trust anchors: CA certificates, each bound to one trust domain'
+            printf '%s\t%s\n' 'crl' 'certificate revocation lists of the anchors'
+        case 'sark-fed trust anchor'
+            printf '%s\t%s\n' 'add' 'import a CA certificate as the anchor of a trust domain'
+            printf '%s\t%s\n' 'list' 'the trust anchors, by trust domain'
+            printf '%s\t%s\n' 'remove' 'remove a trust anchor'
+        case 'sark-fed trust crl'
+            printf '%s\t%s\n' 'import' 'import a CRL signed by a trust anchor; revoked certificates are refused at once'
+        case 'sark-fed circuit'
+            printf '%s\t%s\n' 'list' 'the circuit of every trusted peer and of any node that failed: state, failures, retry time'
+            printf '%s\t%s\n' 'reset' 'close a circuit now (the node is known to be back)'
+        case 'sark-fed audit'
+            printf '%s\t%s\n' 'query' 'audit events matching every filter given, newest first'
+            printf '%s\t%s\n' 'trace' 'the timeline of one call across nodes, with each receipt verified'
+            printf '%s\t%s\n' 'verify' 'check the whole hash chain and every stored receipt (exit 1 on any break)'
+            printf '%s\t%s\n' 'export' 'every event, oldest first, on stdout (streamed: any size of trail)'
+    end
+end
+
+# __sark_fed_command_path N TOPIC...: the candidates of an argument at position N that names a
+# command path: the subcommands of the path its words name so far, and the topics first.
+function __sark_fed_command_path
+    set -l state (__sark_fed_state)
+    set -l words $state[(math 3 + $argv[1])..-1]
+    set -l target 'sark-fed'
+    for word in $words
+        set target (__sark_fed_subcommand "$target $word")
+        test -n "$target"; or return 0
+    end
+    __sark_fed_subcommands $target
+    not set -q words[1]; and set -q argv[2]; and printf '%s\n' $argv[2..-1]
+end
+
 # __sark_fed_takes_value 'PATH OPTION': succeeds when the option takes a value there.
 function __sark_fed_takes_value
     switch $argv[1]
@@ -187,10 +259,11 @@ function __sark_fed_takes_value
 end
 
 # Prints the command path of the command line (subcommand names before the cursor, option
-# values skipped), then how many arguments follow it.
+# values skipped), then how many arguments follow it, then those arguments.
 function __sark_fed_state
     set -l path 'sark-fed'
     set -l arguments 0
+    set -l given
     set -l skip 0
     set -l dashdash 0
     set -l words (commandline -opc)
@@ -200,6 +273,7 @@ function __sark_fed_state
             set skip 0
         else if test $dashdash = 1
             set arguments (math $arguments + 1)
+            set -a given $word
         else if test "$word" = '--'
             set dashdash 1
         else if string match -q -- '-*=*' $word
@@ -212,11 +286,13 @@ function __sark_fed_state
                 set path $next
             else
                 set arguments (math $arguments + 1)
+                set -a given $word
             end
         end
     end
     echo $path
     echo $arguments
+    set -q given[1]; and printf '%s\n' $given
 end
 
 # Succeeds when the command line is at the command PATH.
@@ -455,7 +531,7 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l max-body -r -F -d
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l rate-limit-per-hour -r -F -d 'invocations a calling node earns an hour (per-node token bucket)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l rate-limit-burst -r -F -d 'invocations a calling node may make at once'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l max-concurrent-per-node -r -F -d 'invocations one calling node may have in progress at once'
-complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l announce -r -F -d 'make this node findable: a comma-separated list of mdns, consul'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l announce -x -a 'mdns consul' -d 'make this node findable: a comma-separated list of mdns, consul'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l metrics -r -F -d 'serve Prometheus metrics over plain HTTP at http://host:port/metrics (keep it private; docs/metrics.md)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l interface -r -F -d 'IPv4 address or interface name to announce on over mDNS'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l consul-url -r -F -d 'Consul agent to register with for --announce consul (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500; token from CONSUL_HTTP_TOKEN)'
@@ -467,4 +543,4 @@ complete -c sark-fed -n '__sark_fed_argument "sark-fed completion" 0' -a 'bash z
 complete -c sark-fed -n '__sark_fed_using "sark-fed demo"' -l keep -d 'keep the temporary folder (certificates, state files) at the end'
 
 # sark-fed help
-complete -c sark-fed -n '__sark_fed_argument "sark-fed help" 0+' -F -d 'a command path such as "pki issue", or "exit-codes"'
+complete -c sark-fed -n '__sark_fed_argument "sark-fed help" 0+' -a '(__sark_fed_command_path 0 "exit-codes")' -d 'a command path such as "pki issue", or "exit-codes"'

@@ -449,6 +449,23 @@ function logServedCatalog(
       hint: 'add an allow rule to the policy file and restart serve (docs/resources.md#the-policy-file)',
     });
   }
+  // A misspelt ID in a rule fails silently otherwise: the allow rule admits no one, the deny
+  // rule refuses no one, and the file is valid.
+  const unmatched = policy?.unmatchedPatterns(catalog.resources) ?? [];
+  if (unmatched.length > 0) {
+    const guesses = unmatched
+      .filter((entry) => entry.didYouMean !== null)
+      .map((entry) => `${JSON.stringify(entry.didYouMean)} for ${JSON.stringify(entry.pattern)}`);
+    logger.warn('the policy names resources or capabilities this node does not serve', {
+      policy: policy?.source ?? null,
+      unknown: unmatched.map((entry) => ({
+        at: entry.at,
+        id: entry.pattern,
+        did_you_mean: entry.didYouMean,
+      })),
+      hint: `${guesses.length > 0 ? `did you mean ${guesses.join(', ')}? ` : ''}rules never match through those IDs: correct the policy file (or serve them in the resources file) and restart serve (docs/resources.md#the-policy-file)`,
+    });
+  }
 }
 
 /**

@@ -1,4 +1,4 @@
-import { Command, Option } from 'commander';
+import { Command, Help, Option } from 'commander';
 import { withExamples } from './help-text.js';
 import type { CliIo } from './output/output.js';
 import { packageVersion } from './version.js';
@@ -38,28 +38,38 @@ export function buildProgram(io: CliIo, commands: readonly CommandDefinition[]):
       // cli.ts prints commander's errors itself, as one line with a hint and the right exit code.
       outputError: () => {},
     })
-    .exitOverride();
+    .exitOverride()
+    // Set before the commands are added, which inherit it. A list of commands shows each one's
+    // arguments but not "[options]" (every command has some, and its own help lists them): with
+    // it, `invoke [options] <resource> <capability>` made the column so wide that commander gave
+    // up wrapping the descriptions, and the help overflowed an 80-column terminal.
+    .configureHelp({
+      subcommandTerm: (command) => DEFAULT_HELP.subcommandTerm(command).replace(' [options]', ''),
+    });
 
   for (const [, register] of commands) register(program, io);
 
   // `help` is our own command (it knows the exit-codes topic); groups need no implicit one.
   forEachCommand(program, (command) => command.helpCommand(false));
   forEachCommand(program, checkRequiredOptionsLast);
+  // The names of the README and the guide (./ca-a, ./node-a), which `init --help` uses too: the
+  // examples run as shown, one after the other, in an empty folder.
   withExamples(program, [
-    ['Create a development CA', 'sark-fed pki ca create --out ./ca --trust-domain org-a.example'],
+    ['Create a development CA', 'sark-fed pki ca create --out ./ca-a --trust-domain org-a.example'],
     [
       'Issue a node certificate from it',
-      'sark-fed pki issue --ca ./ca --node-id node-a --ip 127.0.0.1 --out ./node-a',
+      'sark-fed pki issue --ca ./ca-a --node-id node-a --ip 127.0.0.1 --out ./node-a',
     ],
     [
-      "Record this node's identity",
-      'sark-fed init --node-id node-a --trust-domain org-a.example --cert ./node-a/cert.pem --key ./node-a/key.pem',
+      "Record this node's identity, and trust its organization's CA",
+      'sark-fed init --node-id node-a --trust-domain org-a.example --cert ./node-a/cert.pem --key ./node-a/key.pem --ca ./ca-a/ca.pem',
     ],
     ['Show it, as JSON for scripts', 'sark-fed status --json'],
   ]);
   program.addHelpText(
     'after',
-    'Exit codes: 0 ok, 1 failed, 2 usage, 3 trust, 4 not found, 5 unavailable, 6 refused, 130 interrupted.\nRun `sark-fed help exit-codes` for details.\n',
+    'Exit codes: 0 ok, 1 failed, 2 usage, 3 trust, 4 not found, 5 unavailable,\n' +
+      '6 refused, 130 interrupted. Run `sark-fed help exit-codes` for details.\n',
   );
   return program;
 }
@@ -85,6 +95,9 @@ function checkRequiredOptionsLast(command: Command): void {
     }
   });
 }
+
+/** commander's own help, whose terms the program's help shortens. */
+const DEFAULT_HELP = new Help();
 
 export function forEachCommand(command: Command, visit: (command: Command) => void): void {
   visit(command);

@@ -24,6 +24,17 @@ export async function loadConfigFile<T>(
     });
   }
   const document = await parseDocument(path, text, what, code);
+  // zod would say "Invalid input: expected object, received null", and of no place in the file.
+  if (!isPlainObject(document)) {
+    const keys = (keysAt(schema, [], document) ?? []).map((key) => JSON.stringify(key));
+    throw new UsageError(
+      code,
+      `invalid ${what} file ${path}: ${document === null || document === undefined ? 'it is empty' : `expected a mapping of keys, found ${typeName(document)}`}`,
+      {
+        hint: `a ${what} file is a mapping with the key${keys.length > 1 ? 's' : ''} ${keys.join(', ')}; see ${docsFor(what)}`,
+      },
+    );
+  }
   const parsed = schema.safeParse(document);
   if (!parsed.success) {
     const { where, message, hint } = describeIssues(parsed.error.issues, schema, document, what);
@@ -148,7 +159,54 @@ function describeIssues(
   ) {
     return { where, message: `missing (expected ${issue.expected})`, hint: seeDocs };
   }
+  // zod's own words ("Invalid option: expected one of "allow"|"deny"") would not say what the
+  // file holds there, nor which value was likely meant.
+  if (issue.code === 'invalid_value') {
+    const found = valueAt(document, issue.path);
+    const values = issue.values.filter((value): value is string => typeof value === 'string');
+    const suggestion = typeof found === 'string' ? closest(found, values) : undefined;
+    return {
+      where,
+      message: `expected ${alternatives(issue.values.map((value) => JSON.stringify(value)))}, found ${typeName(found)}${
+        suggestion === undefined ? '' : ` (did you mean ${JSON.stringify(suggestion)}?)`
+      }`,
+      hint: seeDocs,
+    };
+  }
+  if (issue.code === 'invalid_type') {
+    const found = valueAt(document, issue.path);
+    return {
+      where,
+      message: `expected ${TYPE_NAMES[issue.expected] ?? issue.expected}, found ${typeName(found)}`,
+      hint: seeDocs,
+    };
+  }
   return { where, message: issue.message, hint: seeDocs };
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  array: 'a list',
+  object: 'a mapping of keys',
+  string: 'a string',
+  number: 'a number',
+  int: 'a whole number',
+  boolean: 'true or false',
+};
+
+/** A value of the file as the operator wrote it: `"permit"`, `a list`, `a number (3)`. */
+function typeName(value: unknown): string {
+  if (value === null || value === undefined) return 'nothing';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'object') return 'a mapping of keys';
+  return `${typeof value === 'boolean' ? 'a boolean' : `a ${typeof value}`} (${String(value)})`;
+}
+
+/** `"a"`, `"a" or "b"`, `"a", "b" or "c"`. */
+function alternatives(items: readonly string[]): string {
+  return items.length <= 1
+    ? (items[0] ?? 'nothing')
+    : `${items.slice(0, -1).join(', ')} or ${items.at(-1) as string}`;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -226,10 +284,10 @@ function shapeOf(schema: ZodType): Record<string, ZodType> | undefined {
 }
 
 /**
- * The known key a misspelt one most likely meant: within one edit (two for longer keys), case
- * aside, counting a swap of neighbours as one edit.
+ * The known key (or ID) a misspelt one most likely meant: within one edit (two for longer
+ * keys), case aside, counting a swap of neighbours as one edit.
  */
-function closest(key: string, candidates: readonly string[]): string | undefined {
+export function closest(key: string, candidates: readonly string[]): string | undefined {
   const allowed = key.length >= 6 ? 2 : 1;
   let best: { key: string; distance: number } | undefined;
   for (const candidate of candidates) {

@@ -11,7 +11,11 @@ import { CORRELATION_HEADER, TLS_CIPHERS, TLS_MIN_VERSION } from '../core/protoc
 import { openState, type StateStore } from '../core/state/database.js';
 import { UUID_PATTERN } from '../core/routing/identifiers.js';
 import { loadIdentity } from '../core/state/identity-repository.js';
-import { authenticateChain, isChainFailure } from '../core/trust/authenticate.js';
+import {
+  authenticateChain,
+  isChainFailure,
+  type ChainFailure,
+} from '../core/trust/authenticate.js';
 import type { ClaimedIdentity } from '../core/trust/peer-identity.js';
 import { authorizePeer } from '../core/trust/peer-trust.js';
 import { ChallengeStore } from './challenges.js';
@@ -78,7 +82,7 @@ const DEFAULT_TIMEOUTS = {
 
 interface SocketAuthentication {
   generation: number;
-  result: ClaimedIdentity | { code: string; reason: string };
+  result: ClaimedIdentity | ChainFailure;
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
@@ -339,6 +343,8 @@ async function handleRequest(
   const path = (request.url ?? '/').split('?')[0] as string;
   let peer: ClaimedIdentity | undefined;
   let status = 500;
+  /** The code of an error answer, for the log line. */
+  let errorCode: string | undefined;
   response.setHeader(CORRELATION_HEADER, correlationId);
   try {
     // With TLS 1.3 a request can arrive on a socket that is already being torn down.
@@ -357,6 +363,7 @@ async function handleRequest(
       context,
     );
     status = result.status;
+    if (status >= 400) errorCode = errorCodeOf(result.body);
     if (!response.headersSent) {
       const payload = JSON.stringify(result.body);
       // An invoke body over the cap is answered without being read: close rather than drain it.
@@ -381,20 +388,37 @@ async function handleRequest(
       });
     }
     status = httpError.status;
+    errorCode = httpError.code;
     // A client that sent more than the cap is not read to the end: close rather than drain it.
     // (request.socket may already be detached here, so let the response close the connection.)
     if (httpError.status === 413) response.shouldKeepAlive = false;
     sendError(response, httpError, correlationId);
   } finally {
-    context.logger.info('request', {
+    const fields: Record<string, unknown> = {
       correlation_id: correlationId,
       method: request.method,
       path,
       status,
       peer: peer?.spiffeId ?? null,
       duration_ms: Number((process.hrtime.bigint() - started) / 1_000n) / 1000,
-    });
+    };
+    // Only an error answer says why (and, refused before authentication, whom the certificate
+    // named): a successful request, the daemon's hot path, costs nothing more.
+    if (status >= 400) {
+      fields.code = errorCode ?? null;
+      if (!peer) {
+        const presented = authentications.get(socket)?.result.spiffeId;
+        if (presented !== undefined) fields.presented_spiffe_id = presented;
+      }
+    }
+    context.logger.info('request', fields);
   }
+}
+
+/** The code of a handler's error answer: `{ "error": { "code" } }`, as every route words it. */
+function errorCodeOf(body: unknown): string | undefined {
+  const code = (body as { error?: { code?: unknown } } | null)?.error?.code;
+  return typeof code === 'string' ? code : undefined;
 }
 
 /** Validates the client's chain once per connection and trust-state generation. */
@@ -473,6 +497,23 @@ function logServedCatalog(
     logger.warn('the policy has no allow rule: every invocation will be denied', {
       policy: policy.source ?? null,
       hint: 'add an allow rule to the policy file and restart serve (docs/resources.md#the-policy-file)',
+    });
+  }
+  // A misspelt ID in a rule fails silently otherwise: the allow rule admits no one, the deny
+  // rule refuses no one, and the file is valid.
+  const unmatched = policy?.unmatchedPatterns(catalog.resources) ?? [];
+  if (unmatched.length > 0) {
+    const guesses = unmatched
+      .filter((entry) => entry.didYouMean !== null)
+      .map((entry) => `${JSON.stringify(entry.didYouMean)} for ${JSON.stringify(entry.pattern)}`);
+    logger.warn('the policy names resources or capabilities this node does not serve', {
+      policy: policy?.source ?? null,
+      unknown: unmatched.map((entry) => ({
+        at: entry.at,
+        id: entry.pattern,
+        did_you_mean: entry.didYouMean,
+      })),
+      hint: `${guesses.length > 0 ? `did you mean ${guesses.join(', ')}? ` : ''}rules never match through those IDs: correct the policy file (or serve them in the resources file) and restart serve (docs/resources.md#the-policy-file)`,
     });
   }
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { loadConfigFile } from './config-file.js';
+import { closest, formatPath, loadConfigFile } from './config-file.js';
 
 /**
  * Who may use what on this node (`serve --policy`, DESIGN §5). Deny by default: a call is allowed
@@ -54,6 +54,18 @@ export interface Call extends CallingNode {
   capability: string;
 }
 
+/** A resource or capability pattern of the policy that nothing served here matches. */
+export interface UnmatchedPattern {
+  /** Where it is in the file: `rules[0].resources[1]`. */
+  at: string;
+  pattern: string;
+  /** The served ID it was likely meant to be, when one is that close (never for a glob). */
+  didYouMean: string | null;
+}
+
+/** What a node serves, as far as the policy's patterns are concerned. */
+export type ServedIds = ReadonlyArray<{ id: string; capabilities: ReadonlyArray<{ id: string }> }>;
+
 export type Decision =
   | { allowed: true; rule: number }
   | { allowed: false; rule: number | null; reason: 'deny-rule' | 'no-allow-rule' };
@@ -61,6 +73,8 @@ export type Decision =
 interface CompiledRule {
   index: number;
   effect: 'allow' | 'deny';
+  /** The patterns as written, in the order of their matchers below. */
+  written: { resources: readonly string[]; capabilities: readonly string[] };
   nodes: NodeMatcher[];
   principals: Matcher[];
   resources: Matcher[];
@@ -84,6 +98,7 @@ export class Policy {
     this.rules = file.rules.map((rule, index) => ({
       index,
       effect: rule.effect,
+      written: { resources: rule.resources, capabilities: rule.capabilities },
       nodes: rule.nodes.map(nodeMatcher),
       principals: rule.principals.map(globMatcher),
       resources: rule.resources.map(globMatcher),
@@ -128,6 +143,46 @@ export class Policy {
       if (rule.effect === 'allow') allowed = true;
     }
     return allowed;
+  }
+
+  /**
+   * The resource and capability patterns that match nothing this node serves: likely typos, and
+   * in any case a rule that names only those never matches a call (an allow rule admits no one,
+   * a deny rule refuses no one). A capability pattern is checked against the capabilities of the
+   * resources its rule matches, and not at all when those are none (reported already).
+   */
+  unmatchedPatterns(served: ServedIds): UnmatchedPattern[] {
+    const unmatched: UnmatchedPattern[] = [];
+    const check = (
+      rule: CompiledRule,
+      field: 'resources' | 'capabilities',
+      ids: readonly string[],
+    ): void => {
+      rule.written[field].forEach((pattern, index) => {
+        if (ids.some(rule[field][index] as Matcher)) return;
+        unmatched.push({
+          at: formatPath(['rules', rule.index, field, index]),
+          pattern,
+          didYouMean: pattern.includes('*') ? null : (closest(pattern, ids) ?? null),
+        });
+      });
+    };
+    for (const rule of this.rules) {
+      check(
+        rule,
+        'resources',
+        served.map((resource) => resource.id),
+      );
+      const resources = served.filter((resource) =>
+        rule.resources.some((match) => match(resource.id)),
+      );
+      if (resources.length === 0) continue;
+      const capabilities = new Set(
+        resources.flatMap((resource) => resource.capabilities.map((capability) => capability.id)),
+      );
+      check(rule, 'capabilities', [...capabilities]);
+    }
+    return unmatched;
   }
 
   /** The per-node rate limit of the policy file for this node, if any entry names it. */

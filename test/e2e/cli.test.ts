@@ -1,8 +1,19 @@
-import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
+import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { ALL_COMMANDS } from '../../src/cli/commands/all.js';
+import type { CliIo } from '../../src/cli/output/output.js';
+import { buildProgram, forEachCommand } from '../../src/cli/program.js';
 import {
   CLI_PATH,
   PROJECT_ROOT,
@@ -19,6 +30,65 @@ const VERSION = (
 ).version;
 
 const EXIT_CODES = [0, 1, 2, 3, 4, 5, 6, 130];
+
+const silentIo: CliIo = {
+  stdin: process.stdin,
+  stdout: { write: () => true },
+  stderr: { write: () => true },
+  env: {},
+};
+
+/** Lines of help text wider than an 80-column terminal. */
+function longLines(text: string): string[] {
+  return text.split('\n').filter((line) => line.length > 80);
+}
+
+/** The `$` lines of a help page's examples, continuation lines joined as a shell reads them. */
+function exampleCommands(help: string): string[] {
+  const commands: string[] = [];
+  let current: string | undefined;
+  for (const line of help.split('\n')) {
+    if (current !== undefined) current += `\n${line}`;
+    else if (line.startsWith('  $ ')) current = line.slice('  $ '.length);
+    else continue;
+    if (!current.endsWith('\\')) {
+      commands.push(current);
+      current = undefined;
+    }
+  }
+  return commands;
+}
+
+function installed(program: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${program}`], { stdio: 'ignore' }).status === 0;
+}
+
+let shimDir: string | undefined;
+
+/**
+ * Runs a command line as an operator pastes it into a shell, with `sark-fed` on the PATH (a
+ * shim running this build) and nothing else of the machine's environment but PATH.
+ */
+function shell(
+  commandLine: string,
+  options: { cwd: string; env: Record<string, string> },
+): SpawnSyncReturns<string> {
+  if (shimDir === undefined) {
+    shimDir = tempDir('sark-fed-shim-');
+    const shim = join(shimDir, 'sark-fed');
+    writeFileSync(shim, `#!/bin/sh\nexec "${process.execPath}" "${CLI_PATH}" "$@"\n`);
+    chmodSync(shim, 0o755);
+  }
+  const env = cleanEnv(options.env);
+  env.PATH = `${shimDir}:${env.PATH ?? ''}`;
+  return spawnSync('sh', ['-c', commandLine], {
+    cwd: options.cwd,
+    env,
+    encoding: 'utf8',
+    timeout: 20_000,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
 
 /** The commands that run from the CLI with every command (they read the whole tree). */
 const WHOLE_TREE_COMMANDS = ['help', 'completion'];
@@ -97,6 +167,83 @@ describe.concurrent('version and help', () => {
     }
     expect(result.stdout).toContain('Examples:');
     expect(result.stdout).toContain('sark-fed help exit-codes');
+  });
+
+  it('--help fits an 80-column terminal: in a pipe (commander writes for 80 columns there) and in a pty of 80 columns', async () => {
+    const piped = await runCli(['--help']);
+    expectSuccess(piped);
+    expect(longLines(piped.stdout)).toEqual([]);
+    // Every command is listed with its arguments, without "[options]" (its own help has them).
+    expect(piped.stdout).toMatch(/^  invoke <resource> <capability> {2}call a capability/m);
+    if (!installed('script')) return;
+    // util-linux script(1) gives the CLI a terminal; stty sets its size before the CLI reads it.
+    const terminal = spawnSync(
+      'script',
+      [
+        '-qec',
+        `stty cols 80 rows 24; exec "${process.execPath}" "${CLI_PATH}" --help`,
+        '/dev/null',
+      ],
+      {
+        cwd: PROJECT_ROOT,
+        env: cleanEnv(),
+        encoding: 'utf8',
+        timeout: 20_000,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    expect(terminal.status, terminal.stderr).toBe(0);
+    const text = terminal.stdout.replace(/\r\n/g, '\n');
+    expect(text).toMatch(/^Usage: sark-fed/);
+    expect(longLines(text)).toEqual([]);
+  });
+
+  it("every command's help fits 80 columns in a pipe, examples included", async () => {
+    const paths: string[][] = [];
+    forEachCommand(buildProgram(silentIo, ALL_COMMANDS), (command) => {
+      const path: string[] = [];
+      for (let node: Command | null = command; node?.parent; node = node.parent)
+        path.unshift(node.name());
+      if (path.length > 0) paths.push(path);
+    });
+    const results = await Promise.all(paths.map((path) => runCli([...path, '--help'])));
+    results.forEach((result, index) => {
+      expectSuccess(result);
+      expect(longLines(result.stdout), (paths[index] as string[]).join(' ')).toEqual([]);
+    });
+  });
+
+  it('the examples of --help run as shown, one after the other, in an empty folder; init --help names the files they made', async () => {
+    const cwd = tempDir('sark-fed-examples-');
+    const env = { SARK_FED_HOME: tempDir('sark-fed-examples-home-') };
+    const help = await runCli(['--help']);
+    const commands = exampleCommands(help.stdout);
+    expect(commands.length).toBeGreaterThanOrEqual(4);
+    for (const command of commands) {
+      const result = shell(command, { cwd, env });
+      expect(result.status, `${command}\n${result.stderr}`).toBe(0);
+    }
+    // The identity recorded above is the one of the files init --help names.
+    const initHelp = await runCli(['init', '--help']);
+    const files = exampleCommands(initHelp.stdout).flatMap((command) =>
+      [...command.matchAll(/--(?:cert|key|ca|chain) (\S+)/g)].map((match) => match[1] as string),
+    );
+    expect(files).toEqual(expect.arrayContaining(['./node-a/cert.pem', './ca-a/ca.pem']));
+    for (const path of files) expect(existsSync(join(cwd, path)), path).toBe(true);
+  });
+
+  it('the install lines of completion --help for a home folder work on a fresh account', async () => {
+    const help = await runCli(['completion', '--help']);
+    const lines = exampleCommands(help.stdout).filter((command) => command.includes('~/'));
+    expect(lines).toHaveLength(2);
+    for (const line of lines) {
+      const home = tempDir('sark-fed-fresh-home-');
+      const result = shell(line, { cwd: home, env: { HOME: home } });
+      expect(result.status, `${line}\n${result.stderr}`).toBe(0);
+      const target = /> (~\/\S+)$/.exec(line)?.[1] as string;
+      const script = readFileSync(join(home, target.slice(2)), 'utf8');
+      expect(script).toMatch(/^# (bash|fish) completion for sark-fed/);
+    }
   });
 
   it('help exit-codes prints the eight codes as tab-separated rows in a pipe', async () => {

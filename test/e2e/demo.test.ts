@@ -285,54 +285,185 @@ describe('sark-fed demo', () => {
   );
 
   it(
-    'Ctrl-C once the daemons run: stops them, removes the folder, exits 130',
+    'Ctrl-C at the terminal once the daemons run: they shut down cleanly (exit 0), the folder is removed, exit 130',
     async () => {
       const { tmp, home, env } = isolation();
-      const child = spawn(process.execPath, [CLI_PATH, 'demo'], {
-        cwd: PROJECT_ROOT,
-        env: cleanEnv(env),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
-      const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-      const bothUp = new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`the daemons did not come up:\n${stdout}\n${stderr}`)),
-          DEMO_MS / 2,
-        );
-        child.stdout.setEncoding('utf8').on('data', (text: string) => {
-          stdout += text;
-          if (daemonPids(stdout).length === 2) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-        void exited.then(() => reject(new Error(`the demo ended early:\n${stdout}\n${stderr}`)));
-      });
+      const demo = startDemo(['demo'], env);
       try {
-        await bothUp;
-      } catch (error) {
-        child.kill('SIGKILL');
-        throw error;
-      }
-      const pids = daemonPids(stdout);
-      child.kill('SIGINT');
-      const killer = setTimeout(() => child.kill('SIGKILL'), DEMO_MS / 2);
-      const code = await exited;
-      clearTimeout(killer);
+        await demo.daemonsUp;
+        const pids = daemonPids(demo.stdout());
+        // A terminal's Ctrl-C goes to its whole foreground process group, the demo's children
+        // included: the demo runs in a group of its own here, and the test signals all of it.
+        process.kill(-demo.pid, 'SIGINT');
+        const code = await demo.exit();
 
-      expect(code, `${stdout}\n${stderr}`).toBe(130);
-      expect(stderr).toBe('error: interrupted; the daemons were stopped and the folder removed\n');
-      for (const pid of pids) expect(alive(pid), `daemon ${pid} still runs`).toBe(false);
-      expect(stdout).toMatch(/^✓ removed \//m);
-      expect(listDir(tmp)).toEqual([]);
+        expect(code, demo.output()).toBe(130);
+        expect(demo.stderr()).toBe(
+          'error: interrupted; the daemons were stopped and the folder removed\n',
+        );
+        // Each daemon got one signal, the demo's SIGTERM, and shut down as it does on one.
+        for (const pid of pids) {
+          expect(demo.stdout()).toMatch(
+            new RegExp(`^✓ stopped node-[ab]'s daemon \\(pid ${pid}, exit 0\\)$`, 'm'),
+          );
+          expect(alive(pid), `daemon ${pid} still runs`).toBe(false);
+        }
+        expect(demo.stdout()).toMatch(/^✓ removed \//m);
+        expect(listDir(tmp)).toEqual([]);
+        expectUntouched(home);
+      } finally {
+        demo.killAll();
+      }
+    },
+    DEMO_MS,
+  );
+
+  it.each([['SIGTERM'], ['SIGHUP']] as const)(
+    '%s to the demo alone, with --keep: no daemon survives, the folder is kept, and it says where the run stopped rather than how to run it again',
+    async (signal) => {
+      const { tmp, home, env } = isolation();
+      const demo = startDemo(['demo', '--keep'], env);
+      try {
+        await demo.daemonsUp;
+        const pids = daemonPids(demo.stdout());
+        process.kill(demo.pid, signal);
+        const code = await demo.exit();
+
+        expect(code, demo.output()).toBe(130);
+        expect(demo.stderr()).toBe('error: interrupted; the daemons were stopped\n');
+        for (const pid of pids) {
+          expect(demo.stdout()).toMatch(
+            new RegExp(`^✓ stopped node-[ab]'s daemon \\(pid ${pid}, exit 0\\)$`, 'm'),
+          );
+          expect(alive(pid), `daemon ${pid} still runs`).toBe(false);
+        }
+        const [folder] = listDir(tmp);
+        expect(folder).toBeDefined();
+        const path = join(tmp, folder as string);
+        expect(listDir(path)).toEqual(['ca-a', 'ca-b', 'node-a', 'node-b']);
+        const stdout = demo.stdout();
+        expect(stdout).toContain(
+          `\nkept ${path} (ca-a, ca-b, node-a, node-b), as the run left it\n`,
+        );
+        // Both daemons had listened: the last step done is that, or one after it.
+        expect(stdout).toMatch(
+          /^# the run stopped before it finished; the last step done was stage [5-9]\/9 \(.+\): sark-fed --state \.\/node-[ab]\/state\.db \S+/m,
+        );
+        expect(stdout).toMatch(
+          /^# the folder holds only what was set up until then: run `sark-fed demo --keep` again/m,
+        );
+        expect(stdout).not.toContain('to run the daemons again');
+        expect(stdout).not.toContain('kill %1 %2');
+        expectUntouched(home);
+      } finally {
+        demo.killAll();
+      }
+    },
+    DEMO_MS,
+  );
+
+  it(
+    'a failing step with --keep keeps the folder and names the last step done, without the commands to run it again',
+    async () => {
+      const { tmp, home, env } = isolation();
+      const preload = join(tempDir('sark-fed-demo-preload-'), 'fail-establish.cjs');
+      writeFileSync(
+        preload,
+        "if (process.argv.includes('establish')) { process.stderr.write('error: refused for the test\\n'); process.exit(3); }\n",
+      );
+      const result = await runCli(['demo', '--keep'], {
+        env: { ...env, NODE_OPTIONS: `--require ${preload}` },
+        timeoutMs: DEMO_MS,
+      });
+      expect(result.code, result.stderr).toBe(3);
+      expect(result.stdout).toMatch(/^✓ stopped node-a's daemon \(pid \d+, exit 0\)$/m);
+      expect(result.stdout).toMatch(
+        /^# the run stopped before it finished; the last step done was stage 7\/9 \(Mutual trust, confirmed by fingerprint\): sark-fed --state \.\/node-b\/state\.db status --json$/m,
+      );
+      expect(result.stdout).not.toContain('to run the daemons again');
+      const [folder] = listDir(tmp);
+      expect(result.stdout).toContain(`kept ${join(tmp, folder as string)} (`);
+      for (const pid of daemonPids(result.stdout)) expect(alive(pid)).toBe(false);
       expectUntouched(home);
     },
     DEMO_MS,
   );
 });
+
+interface RunningDemo {
+  pid: number;
+  stdout(): string;
+  stderr(): string;
+  output(): string;
+  /** Resolves once the transcript shows both daemons' PIDs; rejects if the demo ends first. */
+  daemonsUp: Promise<void>;
+  /** The demo's exit code (bounded: SIGKILL to its group after DEMO_MS / 2). */
+  exit(): Promise<number | null>;
+  /** SIGKILL to whatever of the demo and its daemons still runs: a failed test leaves nothing. */
+  killAll(): void;
+}
+
+/** `sark-fed demo` in a process group of its own, as a terminal's foreground job is. */
+function startDemo(args: string[], env: Record<string, string>): RunningDemo {
+  const child = spawn(process.execPath, [CLI_PATH, ...args], {
+    cwd: PROJECT_ROOT,
+    env: cleanEnv(env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  const pid = child.pid as number;
+  let stdout = '';
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  const daemonsUp = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`the daemons did not come up:\n${stdout}\n${stderr}`)),
+      DEMO_MS / 2,
+    );
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
+      stdout += text;
+      if (daemonPids(stdout).length === 2) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`the demo ended early:\n${stdout}\n${stderr}`));
+    });
+  });
+  const signalGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      // The group is gone already.
+    }
+  };
+  return {
+    pid,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    output: () => `${stdout}\n${stderr}`,
+    daemonsUp,
+    async exit() {
+      const killer = setTimeout(() => signalGroup('SIGKILL'), DEMO_MS / 2);
+      const code = await exited;
+      clearTimeout(killer);
+      return code;
+    },
+    killAll() {
+      signalGroup('SIGKILL');
+      for (const daemon of daemonPids(stdout)) {
+        try {
+          process.kill(daemon, 'SIGKILL');
+        } catch {
+          // Stopped already, as it should be.
+        }
+      }
+    },
+  };
+}
 
 interface DemoSummary {
   ok: boolean;

@@ -46,6 +46,7 @@ let b: TestNode;
 let c: TestNode;
 let caADir: string;
 let caBCert: string;
+let caBDir: string;
 const daemons = new Map<string, RunningServe>();
 const serveArgs = new Map<string, string[]>();
 
@@ -167,6 +168,7 @@ beforeAll(async () => {
   ]);
   caADir = caA.dir;
   caBCert = caB.certPath;
+  caBDir = caB.dir;
   [a, b, c] = await Promise.all([
     makeNode(dir, caA.dir, 'node-a', TD_A),
     makeNode(dir, caB.dir, 'node-b', TD_B),
@@ -502,6 +504,77 @@ describe('invoke and route against real daemons', () => {
       error: { code: 'UNKNOWN_CAPABILITY', exitCode: 4 },
     });
   });
+
+  it(
+    'a resource a peer began to serve within the catalog cache: exit 4 says the catalog was cached and how to ask again, then route --refresh finds it',
+    async (context) => {
+      // A pair of its own: node-y restarts with another resources file, which the other tests'
+      // routes must not see.
+      const [x, y] = await Promise.all([
+        makeNode(dir, caADir, 'node-x', TD_A),
+        makeNode(dir, caBDir, 'node-y', TD_B),
+      ]);
+      await Promise.all([addAnchor(x, caBCert), addAnchor(y, join(caADir, 'ca.pem'))]);
+      const policy = file(
+        'policy-y.json',
+        JSON.stringify({
+          rules: [
+            {
+              effect: 'allow',
+              nodes: ['node-x'],
+              principals: ['*'],
+              resources: ['*'],
+              capabilities: ['*'],
+            },
+          ],
+        }),
+      );
+      const served = (ids: string[]) =>
+        file(
+          `resources-y-${ids.join('-')}.json`,
+          JSON.stringify({
+            resources: ids.map((id) => ({ id, capabilities: [{ id, backend: { type: 'echo' } }] })),
+          }),
+        );
+      let daemon = await startServe(y, ['--resources', served(['echo']), '--policy', policy]);
+      context.onTestFinished(async () => {
+        await daemon.stop();
+      });
+      const established = await x.cli([
+        'trust',
+        'establish',
+        y.endpoint,
+        '--fingerprint',
+        opensslFingerprint(y.certPath),
+      ]);
+      expect(established.code, established.stderr).toBe(0);
+      // node-x learns node-y's catalog: echo only, cached for 60 s.
+      const learnt = await x.cli(['route', 'echo']);
+      expect(learnt.code, learnt.stderr).toBe(0);
+
+      await daemon.stop();
+      daemon = await startServe(y, ['--resources', served(['echo', 'fresh']), '--policy', policy]);
+
+      const stale = await x.cli(['invoke', 'fresh', 'fresh', '--json']);
+      expect(stale.code, stale.stderr).toBe(4);
+      const { error } = JSON.parse(stale.stderr) as { error: { code: string; hint: string } };
+      expect(error.code).toBe('UNKNOWN_RESOURCE');
+      expect(error.hint).toMatch(
+        /^node-y's catalog came from the cache \(kept 60 s\): `sark-fed route fresh --refresh` asks again; else check the resource ID, or ask its owners to allow this node in their policy/,
+      );
+      // route says the same, and its --refresh asks node-y again.
+      const routeStale = await x.cli(['route', 'fresh']);
+      expect(routeStale.code).toBe(4);
+      expect(routeStale.stderr).toMatch(/^hint: node-y's catalog came from the cache/m);
+      const refreshed = await x.cli(['route', 'fresh', '--refresh']);
+      expect(refreshed.code, refreshed.stderr).toBe(0);
+      expect(refreshed.stdout).toMatch(/^node-y\tchosen\t/m);
+      const invoked = await x.cli(['invoke', 'fresh', 'fresh', '--args', '"now"']);
+      expect(invoked.code, invoked.stderr).toBe(0);
+      expect(invoked.stdout).toBe('"now"\n');
+    },
+    SLOW_TEST_MS,
+  );
 
   it('a peer that revoked this node refuses its invoke (exit 3), and records nothing of it', async () => {
     // node-d (org A) and node-c trust each other; node-c then revokes node-d while node-d's

@@ -404,6 +404,34 @@ describe.concurrent('serve: bad files', () => {
       /^the keys of rules\[0\] are effect, description, nodes, principals, resources, capabilities; see docs\/resources\.md#the-policy-file$/,
     ],
     [
+      '--resources',
+      'empty.yaml',
+      '',
+      /invalid resources file .*empty\.yaml: it is empty$/,
+      /^a resources file is a mapping with the key "resources"; see docs\/resources\.md#the-resources-file$/,
+    ],
+    [
+      '--policy',
+      'list-policy.yaml',
+      '- effect: allow\n',
+      /invalid policy file .*list-policy\.yaml: expected a mapping of keys, found a list$/,
+      /^a policy file is a mapping with the keys "rules", "rate_limits"; see docs\/resources\.md#the-policy-file$/,
+    ],
+    [
+      '--policy',
+      'bad-effect.yaml',
+      'rules:\n  - { effect: alow, nodes: ["*"], principals: ["*"], resources: ["*"], capabilities: ["*"] }\n',
+      /invalid policy file .*bad-effect\.yaml: rules\[0\]\.effect: expected "allow" or "deny", found "alow" \(did you mean "allow"\?\)$/,
+      SEE_POLICY,
+    ],
+    [
+      '--policy',
+      'not-a-list.yaml',
+      'rules:\n  - { effect: allow, nodes: node-a, principals: ["*"], resources: ["*"], capabilities: ["*"] }\n',
+      /invalid policy file .*not-a-list\.yaml: rules\[0\]\.nodes: expected a list, found "node-a"$/,
+      SEE_POLICY,
+    ],
+    [
       '--policy',
       'missing.yaml',
       null,
@@ -464,6 +492,47 @@ describe('serve: the warning when nothing may be invoked', () => {
       const warning = await daemon.waitForLog((entry) => entry.level === 'warn');
       expect(warning).toMatchObject({ msg, hint: expect.stringMatching(hint) });
       if (policyPath !== undefined) expect(warning.policy).toBe(policyPath);
+      expect(daemon.logs.filter((entry) => entry.level === 'warn')).toHaveLength(1);
+    } finally {
+      await daemon.stop();
+    }
+  });
+
+  it('names the resources and capabilities a policy names but the node does not serve, with a "did you mean"; globs that match something are fine', async () => {
+    const policyPath = file(
+      'policy-typos.yaml',
+      [
+        'rules:',
+        '  - { effect: allow, nodes: [node-a], principals: ["*"], resources: [ehco, "ech*"], capabilities: ["*"] }',
+        '  - { effect: allow, nodes: [node-a], principals: ["*"], resources: [echo], capabilities: [ecoh, "*"] }',
+        '  - { effect: deny, nodes: ["*"], principals: ["*"], resources: ["inv-*"], capabilities: ["*"] }',
+        '',
+      ].join('\n'),
+    );
+    const daemon = await startServe(stranger, [
+      '--listen',
+      '127.0.0.1:0',
+      '--resources',
+      file('resources-typos.json', RESOURCES_JSON),
+      '--policy',
+      policyPath,
+    ]);
+    try {
+      const warning = await daemon.waitForLog((entry) => entry.level === 'warn');
+      expect(warning).toMatchObject({
+        msg: 'the policy names resources or capabilities this node does not serve',
+        policy: policyPath,
+        unknown: [
+          { at: 'rules[0].resources[0]', id: 'ehco', did_you_mean: 'echo' },
+          { at: 'rules[1].capabilities[0]', id: 'ecoh', did_you_mean: 'echo' },
+          { at: 'rules[2].resources[0]', id: 'inv-*', did_you_mean: null },
+        ],
+        hint: expect.stringMatching(
+          /^did you mean "echo" for "ehco", "echo" for "ecoh"\? rules never match through those IDs: .*docs\/resources\.md#the-policy-file\)$/,
+        ),
+      });
+      // It warns once, and serves all the same.
+      await daemon.waitForLog((entry) => entry.msg === 'serving resources');
       expect(daemon.logs.filter((entry) => entry.level === 'warn')).toHaveLength(1);
     } finally {
       await daemon.stop();

@@ -578,6 +578,48 @@ describe.concurrent('standard clients (curl) and the daemon', () => {
     expect(stateRows(b.state)).toEqual(before);
   });
 
+  it('logs a refused request with its error code, and the SPIFFE ID the refused certificate named; a successful one without either', async () => {
+    const { a, b, stranger, daemonB } = shared;
+    const sent = async (client: NodeFixture | undefined, path: string, status: number) => {
+      const id = randomUUID();
+      const answer = await curlAs(client, b, path, { headers: { 'x-sark-correlation-id': id } });
+      expect(answer.status, answer.text).toBe(status);
+      return daemonB.waitForLog((entry) => entry.msg === 'request' && entry.correlation_id === id);
+    };
+    // Refused at authentication: no peer, but whom the certificate claimed to be.
+    expect(await sent(certs.c, INFO, 403)).toMatchObject({
+      status: 403,
+      peer: null,
+      code: 'UNKNOWN_TRUST_DOMAIN',
+      presented_spiffe_id: spiffe(TD_C, 'node-c'),
+    });
+    expect(await sent(certs.rogueA, INFO, 403)).toMatchObject({
+      peer: null,
+      code: 'UNKNOWN_ISSUER',
+      presented_spiffe_id: spiffe(TD_A, 'node-a'),
+    });
+    const anonymous = await sent(undefined, INFO, 401);
+    expect(anonymous).toMatchObject({ peer: null, code: 'NO_CLIENT_CERTIFICATE' });
+    expect(anonymous).not.toHaveProperty('presented_spiffe_id');
+    // Authenticated, then refused: the peer is known, the code says why.
+    const untrusted = await sent(stranger, RESOURCES, 403);
+    expect(untrusted).toMatchObject({ peer: spiffe(TD_A, 'node-s'), code: 'NOT_TRUSTED' });
+    expect(untrusted).not.toHaveProperty('presented_spiffe_id');
+    // Answered: the line it always was.
+    const answered = await sent(a, INFO, 200);
+    expect(Object.keys(answered).sort()).toEqual([
+      'correlation_id',
+      'duration_ms',
+      'level',
+      'method',
+      'msg',
+      'path',
+      'peer',
+      'status',
+      'time',
+    ]);
+  });
+
   it('refuses a client without a certificate: 401 NO_CLIENT_CERTIFICATE', async () => {
     const { b } = shared;
     const before = stateRows(b.state);

@@ -195,6 +195,22 @@ describe('bash', () => {
     expect(sarkFed('sark-fed pki inspect ').sort()).toEqual(['certs', 'node.pem']);
   });
 
+  it('completes help with the command names and its topic, then the subcommands of the path so far, never file names', () => {
+    const topLevel = sarkFed('sark-fed help ');
+    expect(topLevel).toEqual(expect.arrayContaining(['init', 'pki', 'invoke', 'exit-codes']));
+    expect(topLevel).not.toContain('node.pem');
+    expect(sarkFed('sark-fed help e')).toEqual(['exit-codes']);
+    expect(sarkFed('sark-fed help pki ')).toEqual(['ca', 'issue', 'inspect', 'crl']);
+    expect(sarkFed('sark-fed help --json pki ca ')).toEqual(['create']);
+    expect(sarkFed('sark-fed help exit-codes ')).toEqual([]);
+    expect(sarkFed('sark-fed help nope ')).toEqual([]);
+  });
+
+  it('completes the methods of serve --announce, a list its own parser checks', () => {
+    expect(sarkFed('sark-fed serve --announce ')).toEqual(['mdns', 'consul']);
+    expect(sarkFed('sark-fed serve --announce=c')).toEqual(['--announce=consul']);
+  });
+
   it('completes a program it has never seen', () => {
     // commander's implicit help command is a command like the others.
     expect(complete(toyProgram(), ['gizmo', ''])).toEqual(['widget', 'w', 'help']);
@@ -234,6 +250,36 @@ describe.skipIf(!installed('zsh'))('zsh', () => {
     expect(sourced.stdout).toBe(
       'compdef _sark-fed sark-fed\n_sark-fed: function\n_sark-fed_pki_issue: function\n',
     );
+  });
+
+  it('completes help with command paths and topics, and serve --announce with its methods', () => {
+    const path = scriptFile(buildProgram(io, ALL_COMMANDS), 'zsh');
+    expect(readFileSync(path, 'utf8')).toContain(":methods:(mdns consul)' \\\n");
+    /** The candidates for help's argument, `words` being the words from `help` to the cursor. */
+    const candidates = (...words: string[]) => {
+      // _describe stubbed: it prints the "name:description" items it was given.
+      const result = spawnSync(
+        'zsh',
+        [
+          '-f',
+          '-c',
+          'compdef() { : }; source $1; shift; _describe() { print -rl -- "${(@P)${@[-1]}}" }; words=("$@"); CURRENT=$#; _sark-fed_command_path 0 exit-codes',
+          'zsh',
+          path,
+          ...words,
+        ],
+        { encoding: 'utf8' },
+      );
+      expect(result.stderr).toBe('');
+      return result.stdout
+        .split('\n')
+        .filter((line) => line !== '')
+        .map((line) => line.split(':')[0]);
+    };
+    expect(candidates('help', '')).toEqual(expect.arrayContaining(['init', 'pki', 'exit-codes']));
+    expect(candidates('help', 'pki', '')).toEqual(['ca', 'issue', 'inspect', 'crl']);
+    expect(candidates('help', 'pki', 'ca', '')).toEqual(['create']);
+    expect(candidates('help', 'exit-codes', '')).toEqual([]);
   });
 });
 
@@ -280,6 +326,16 @@ describe.skipIf(!installed('fish'))('fish', () => {
     expect(sarkFed('sark-fed completion ').sort()).toEqual(['bash', 'fish', 'zsh']);
     const script = readFileSync(join(COMPLETIONS, FILES.fish), 'utf8');
     expect(script).toContain("-a 'ca' -d 'certificate authorities'");
+  });
+
+  it('completes help with command paths and topics, and serve --announce with its methods', () => {
+    const topLevel = sarkFed('sark-fed help ');
+    expect(topLevel).toEqual(expect.arrayContaining(['init', 'pki', 'invoke', 'exit-codes']));
+    expect(topLevel).not.toContain('node.pem');
+    expect(sarkFed('sark-fed help pki ').sort()).toEqual(['ca', 'crl', 'inspect', 'issue']);
+    expect(sarkFed('sark-fed help --json pki ca ')).toEqual(['create']);
+    expect(sarkFed('sark-fed help exit-codes ')).toEqual([]);
+    expect(sarkFed('sark-fed serve --announce ').sort()).toEqual(['consul', 'mdns']);
   });
 
   it('completes a program it has never seen', () => {

@@ -3,14 +3,20 @@ import { withExamples, type Example } from '../help-text.js';
 import type { Shell } from '../completion/generate.js';
 import type { CliIo } from '../output/output.js';
 
-/** How to install each shell's script: shown by `completion --help` and atop the scripts. */
+/**
+ * How to install each shell's script: shown by `completion --help` and atop the scripts. The
+ * folders in a home directory need not exist yet (on a fresh account they do not), so those
+ * lines make them; the system folders come with the shell or bash-completion, which read them.
+ */
 export function installExamples(name: string): Record<Shell, Example[]> {
+  const bashUser = '~/.local/share/bash-completion/completions';
+  const fishUser = '~/.config/fish/completions';
   return {
     bash: [
       ['bash, for all users', `${name} completion bash > /etc/bash_completion.d/${name}`],
       [
         'bash, for yourself',
-        `${name} completion bash > ~/.local/share/bash-completion/completions/${name}`,
+        `mkdir -p ${bashUser} && ${name} completion bash > ${bashUser}/${name}`,
       ],
     ],
     zsh: [
@@ -19,7 +25,7 @@ export function installExamples(name: string): Record<Shell, Example[]> {
         `${name} completion zsh > "\${fpath[1]}/_${name}"`,
       ],
     ],
-    fish: [['fish', `${name} completion fish > ~/.config/fish/completions/${name}.fish`]],
+    fish: [['fish', `mkdir -p ${fishUser} && ${name} completion fish > ${fishUser}/${name}.fish`]],
   };
 }
 

@@ -25,11 +25,12 @@ export function registerDemo(program: Command, io: CliIo): void {
     'after',
     [
       '',
-      'Two CAs (org-a.example, org-b.example), a node each, both daemons on 127.0.0.1 (never',
-      'multicast), trust by fingerprint, a route, an invoke, and its audit trace on both nodes.',
-      'Nothing touches your own state file. The daemons are stopped at the end, and on Ctrl-C',
-      '(exit 130); the folder is removed unless --keep. A failing step ends the demo with its',
-      'exit code. With --json: a summary on stdout, the transcript on stderr.',
+      'Two CAs (org-a.example, org-b.example), a node each, both daemons on 127.0.0.1',
+      '(never multicast), trust by fingerprint, a route, an invoke, and its audit trace',
+      'on both nodes. Nothing touches your own state file. The daemons are stopped at',
+      'the end, and on Ctrl-C (exit 130); the folder is removed unless --keep. A',
+      'failing step ends the demo with its exit code. With --json: a summary on stdout,',
+      'the transcript on stderr.',
     ].join('\n'),
   );
   withExamples(command, [

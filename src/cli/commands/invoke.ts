@@ -56,11 +56,12 @@ export function registerInvoke(program: Command, io: CliIo): void {
     'after',
     [
       '',
-      'Retries: exponential backoff with full jitter (100 ms base, 2 s cap) within --timeout,',
-      'only when the call cannot have run (not sent, refused before running) or the capability',
-      'is idempotent; then the next node of the route. The correlation ID goes to stderr, the',
-      'result to stdout. Exit codes: 3 untrusted peer or bad receipt, 4 unknown resource,',
-      '5 no route, circuit open or timeout, 6 denied or rate limited, 1 any other failure.',
+      'Retries: exponential backoff with full jitter (100 ms base, 2 s cap) within',
+      '--timeout, only when the call cannot have run (not sent, refused before running)',
+      'or the capability is idempotent; then the next node of the route. The',
+      'correlation ID goes to stderr, the result to stdout. Exit codes: 3 untrusted',
+      'peer or bad receipt, 4 unknown resource, 5 no route, circuit open or timeout, 6',
+      'denied or rate limited, 1 any other failure.',
     ].join('\n'),
   );
   withExamples(invoke, [

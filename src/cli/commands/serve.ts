@@ -1,6 +1,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { NotFoundError, OperationError, UsageError } from '../../core/errors.js';
 import { action } from '../action.js';
+import { completeWith } from '../completion/values.js';
 import { withExamples } from '../help-text.js';
 import { hostPort, integerIn, listenAddress } from '../options.js';
 import type { CliIo } from '../output/output.js';
@@ -79,10 +80,13 @@ export function registerServe(program: Command, io: CliIo): void {
         .default(DEFAULT_MAX_CONCURRENT_PER_NODE),
     )
     .addOption(
-      new Option(
-        '--announce <methods>',
-        `make this node findable: a comma-separated list of ${ANNOUNCE_KINDS.join(', ')}`,
-      ).argParser(announceKinds),
+      completeWith(
+        new Option(
+          '--announce <methods>',
+          `make this node findable: a comma-separated list of ${ANNOUNCE_KINDS.join(', ')}`,
+        ).argParser(announceKinds),
+        { kind: 'words', words: ANNOUNCE_KINDS },
+      ),
     )
     .addOption(
       new Option(

@@ -1,5 +1,6 @@
 import type { Argument, Command, Option } from 'commander';
 import { installExamples } from '../commands/completion.js';
+import { completionValues } from './values.js';
 
 /**
  * Shell completion scripts generated from the commander command tree: every visible command,
@@ -45,6 +46,8 @@ interface ArgumentSpec {
   required: boolean;
   variadic: boolean;
   choices: readonly string[] | undefined;
+  /** A path of the program's commands (`help pki issue`); at first, also these topics. */
+  commandPath: { topics: readonly string[] } | undefined;
 }
 
 interface CommandSpec {
@@ -85,26 +88,29 @@ function describeCommand(
 }
 
 function describeOption(option: Option): OptionSpec {
+  const values = completionValues(option);
   return {
     flags: [option.short, option.long].filter((flag): flag is string => flag !== undefined),
     description: firstLine(option.description),
     takesValue: option.required || option.optional,
     optionalValue: option.optional,
     valueName: /[<[]([^>\]]*)[>\]]/.exec(option.flags)?.[1]?.replace(/\.\.\.$/, '') ?? 'value',
-    choices: option.argChoices,
+    choices: option.argChoices ?? (values?.kind === 'words' ? values.words : undefined),
   };
 }
 
 function describeArgument(argument: Argument): ArgumentSpec {
   const name = argument.name();
   const inner = `${name}${argument.variadic ? '...' : ''}`;
+  const values = completionValues(argument);
   return {
     usage: argument.required ? `<${inner}>` : `[${inner}]`,
     name,
     description: firstLine(argument.description),
     required: argument.required,
     variadic: argument.variadic,
-    choices: argument.argChoices,
+    choices: argument.argChoices ?? (values?.kind === 'words' ? values.words : undefined),
+    commandPath: values?.kind === 'command-path' ? { topics: values.topics } : undefined,
   };
 }
 
@@ -152,9 +158,11 @@ function bashScript(root: CommandSpec): string {
     ...header(root, 'bash', `echo 'source <(${root.name} completion bash)' >> ~/.bashrc`),
     '',
     `# ${fn}_command PATH: sets commands (subcommands and aliases), options, value_options (the`,
-    `# options that take a value) and arguments of a command path such as "${root.name} pki".`,
+    `# options that take a value) and arguments of a command path such as "${root.name} pki";`,
+    '# path_argument to the position of an argument that names a command path, path_topics to',
+    '# the other words it takes.',
     `${fn}_command() {`,
-    `  commands='' options='' value_options='' arguments=''`,
+    `  commands='' options='' value_options='' arguments='' path_argument='' path_topics=''`,
     '  case $1 in',
   ];
   for (const command of commands) {
@@ -166,8 +174,13 @@ function bashScript(root: CommandSpec): string {
       lines.push(`      options=${bq(options.flatMap((option) => option.flags).join(' '))}`);
     const valueFlags = options.filter((option) => option.takesValue).flatMap((o) => o.flags);
     if (valueFlags.length > 0) lines.push(`      value_options=${bq(valueFlags.join(' '))}`);
-    if (command.subcommands.length === 0 && command.arguments.length > 0)
+    if (command.subcommands.length === 0 && command.arguments.length > 0) {
       lines.push(`      arguments=${bq(command.arguments.map((a) => a.usage).join(' '))}`);
+      const pathIndex = command.arguments.findIndex((argument) => argument.commandPath);
+      const topics = command.arguments[pathIndex]?.commandPath?.topics ?? [];
+      if (pathIndex >= 0)
+        lines.push(`      path_argument=${pathIndex} path_topics=${bq(topics.join(' '))}`);
+    }
     lines.push('      ;;');
   }
   lines.push('  esac', '}', '');
@@ -217,10 +230,21 @@ function bashScript(root: CommandSpec): string {
     '  fi',
     '}',
     '',
+    `# ${fn}_path TARGET FIRST: completes the subcommands of the command path TARGET, and the`,
+    '# topics when FIRST is 1 (nothing once a word named no command).',
+    `${fn}_path() {`,
+    '  [[ -n $1 ]] || return 0',
+    '  local values',
+    `  values=$(${fn}_command "$1" && printf '%s' "$commands")`,
+    '  (($2)) && values+=" $path_topics"',
+    '  mapfile -t COMPREPLY < <(compgen -W "$values" -- "$cur")',
+    '}',
+    '',
     `${fn}() {`,
     '  local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}',
     `  local path=${bq(root.name)} next word i skip=0 dashdash=0 index=0 option='' prefix=''`,
-    '  local commands options value_options arguments argument',
+    `  local commands options value_options arguments argument path_argument path_topics`,
+    `  local target=${bq(root.name)}`,
     '  local -a list',
     '  COMPREPLY=()',
     '',
@@ -245,6 +269,10 @@ function bashScript(root: CommandSpec): string {
     '      path=$next',
     `      ${fn}_command "$path"`,
     '    else',
+    '      # An argument naming a command path: follow it from the top of the program.',
+    '      if [[ -n $path_argument && -n $target ]] && ((index >= path_argument)); then',
+    `        ${fn}_subcommand "$target" "$word" && target=$next || target=''`,
+    '      fi',
     '      index=$((index + 1))',
     '    fi',
     '  done',
@@ -277,7 +305,9 @@ function bashScript(root: CommandSpec): string {
     '    elif ((${#list[@]} > 0)) && [[ ${list[${#list[@]}-1]} == *...? ]]; then',
     '      argument=${list[${#list[@]}-1]}',
     '    fi',
-    '    if [[ -n $argument ]]; then',
+    '    if [[ -n $argument && -n $path_argument ]] && ((index >= path_argument)); then',
+    `      ${fn}_path "$target" $((index == path_argument))`,
+    '    elif [[ -n $argument ]]; then',
     `      ${fn}_value "$path $argument"`,
     '    elif ((!dashdash)); then',
     '      mapfile -t COMPREPLY < <(compgen -W "$options" -- "$cur")',
@@ -333,13 +363,65 @@ function zshOptionSpecs(option: OptionSpec): string[] {
   });
 }
 
-function zshArgumentSpecs(command: CommandSpec): string[] {
+function zshArgumentSpecs(command: CommandSpec, root: CommandSpec): string[] {
   return command.arguments.map((argument, index) => {
     const message = zshField(argument.description || argument.name);
-    const action = zshAction(argument.choices);
+    const action = argument.commandPath
+      ? [zshPathFunction(root), String(index), ...argument.commandPath.topics.map(zq)].join(' ')
+      : zshAction(argument.choices);
     if (argument.variadic) return zq(`*:${message}:${action}`);
     return zq(`${index + 1}:${argument.required ? '' : ':'}${message}:${action}`);
   });
+}
+
+function zshPathFunction(root: CommandSpec): string {
+  return `${zshFunctionName(root)}_command_path`;
+}
+
+/**
+ * The function completing an argument that names a command path (`help pki issue`): the
+ * subcommands of the path its words name so far, and its topics for the first word.
+ */
+function zshPathLines(root: CommandSpec): string[] {
+  const commands = allCommands(root);
+  const key = (command: CommandSpec) => command.path.join(' ');
+  const lines = [
+    '',
+    `# ${zshPathFunction(root)} N TOPIC...: completes an argument at position N (from 0) that names`,
+    '# a command path: the subcommands of the path its words name so far, and the topics first.',
+    `${zshPathFunction(root)}() {`,
+    `  local position=$1 target=${zq(root.name)} word`,
+    '  shift',
+    '  local -a given names',
+    '  # $words holds the words of the command whose argument this is, the command first.',
+    '  for word in ${words[2,CURRENT-1]}; do',
+    '    [[ $word == -* ]] || given+=($word)',
+    '  done',
+    '  given=(${given[position+1,-1]})',
+    '  for word in $given; do',
+    '    case "$target $word" in',
+  ];
+  for (const command of commands) {
+    for (const sub of command.subcommands) {
+      const patterns = [sub.name, ...sub.aliases].map((name) => zq(`${key(command)} ${name}`));
+      lines.push(`      (${patterns.join('|')}) target=${zq(key(sub))} ;;`);
+    }
+  }
+  lines.push('      (*) return 1 ;;', '    esac', '  done', '  case $target in');
+  for (const command of commands) {
+    if (command.subcommands.length === 0) continue;
+    const names = command.subcommands.flatMap((sub) =>
+      [sub.name, ...sub.aliases].map((name) => zq(`${zshField(name)}:${sub.description}`)),
+    );
+    lines.push(`    (${zq(key(command))}) names=(${names.join(' ')}) ;;`);
+  }
+  lines.push(
+    '  esac',
+    '  (( ${#given} == 0 )) && names+=("$@")',
+    "  _describe -t commands 'command' names",
+    '}',
+  );
+  return lines;
 }
 
 function zshFunctionName(command: CommandSpec): string {
@@ -360,7 +442,7 @@ function zshScript(root: CommandSpec): string {
     const specs = allOptions(command).flatMap(zshOptionSpecs);
     lines.push('', `# ${command.path.join(' ')}`, `${zshFunctionName(command)}() {`);
     if (command.subcommands.length === 0) {
-      specs.push(...zshArgumentSpecs(command));
+      specs.push(...zshArgumentSpecs(command, root));
       lines.push(
         specs.length > 0
           ? `  _arguments -s -S \\\n${specs.map((spec) => `    ${spec}`).join(' \\\n')}`
@@ -394,6 +476,9 @@ function zshScript(root: CommandSpec): string {
       lines.push(`        (${patterns}) ${zshFunctionName(sub)} ;;`);
     }
     lines.push('      esac', '      ;;', '  esac', '}');
+  }
+  if (allCommands(root).some((command) => command.arguments.some((a) => a.commandPath))) {
+    lines.push(...zshPathLines(root));
   }
   lines.push(
     '',
@@ -455,6 +540,41 @@ function fishScript(root: CommandSpec): string {
   }
   lines.push('    end', 'end', '');
 
+  if (commands.some((command) => command.arguments.some((argument) => argument.commandPath))) {
+    lines.push(
+      `# ${fn}_subcommands 'PATH': prints the subcommands of PATH, each with its description.`,
+      `function ${fn}_subcommands`,
+      '    switch $argv[1]',
+    );
+    for (const command of commands) {
+      if (command.subcommands.length === 0) continue;
+      lines.push(`        case ${fq(key(command))}`);
+      for (const sub of command.subcommands) {
+        for (const name of [sub.name, ...sub.aliases])
+          lines.push(`            printf '%s\\t%s\\n' ${fq(name)} ${fq(sub.description)}`);
+      }
+    }
+    lines.push(
+      '    end',
+      'end',
+      '',
+      `# ${fn}_command_path N TOPIC...: the candidates of an argument at position N that names a`,
+      '# command path: the subcommands of the path its words name so far, and the topics first.',
+      `function ${fn}_command_path`,
+      `    set -l state (${fn}_state)`,
+      '    set -l words $state[(math 3 + $argv[1])..-1]',
+      `    set -l target ${fq(root.name)}`,
+      '    for word in $words',
+      `        set target (${fn}_subcommand "$target $word")`,
+      '        test -n "$target"; or return 0',
+      '    end',
+      `    ${fn}_subcommands $target`,
+      "    not set -q words[1]; and set -q argv[2]; and printf '%s\\n' $argv[2..-1]",
+      'end',
+      '',
+    );
+  }
+
   lines.push(
     `# ${fn}_takes_value 'PATH OPTION': succeeds when the option takes a value there.`,
     `function ${fn}_takes_value`,
@@ -474,10 +594,11 @@ function fishScript(root: CommandSpec): string {
 
   lines.push(
     '# Prints the command path of the command line (subcommand names before the cursor, option',
-    '# values skipped), then how many arguments follow it.',
+    '# values skipped), then how many arguments follow it, then those arguments.',
     `function ${fn}_state`,
     `    set -l path ${fq(root.name)}`,
     '    set -l arguments 0',
+    '    set -l given',
     '    set -l skip 0',
     '    set -l dashdash 0',
     '    set -l words (commandline -opc)',
@@ -487,6 +608,7 @@ function fishScript(root: CommandSpec): string {
     '            set skip 0',
     '        else if test $dashdash = 1',
     '            set arguments (math $arguments + 1)',
+    '            set -a given $word',
     '        else if test "$word" = \'--\'',
     '            set dashdash 1',
     "        else if string match -q -- '-*=*' $word",
@@ -499,11 +621,13 @@ function fishScript(root: CommandSpec): string {
     '                set path $next',
     '            else',
     '                set arguments (math $arguments + 1)',
+    '                set -a given $word',
     '            end',
     '        end',
     '    end',
     '    echo $path',
     '    echo $arguments',
+    "    set -q given[1]; and printf '%s\\n' $given",
     'end',
     '',
     '# Succeeds when the command line is at the command PATH.',
@@ -552,7 +676,11 @@ function fishScript(root: CommandSpec): string {
       command.arguments.forEach((argument, index) => {
         const position = argument.variadic ? `${index}+` : `${index}`;
         const at = `-n ${fq(`${fn}_argument ${fdq(key(command))} ${position}`)}`;
-        const what = argument.choices ? `-a ${fq(argument.choices.join(' '))}` : '-F';
+        const what = argument.commandPath
+          ? `-a ${fq(`(${[`${fn}_command_path`, String(index), ...argument.commandPath.topics.map(fdq)].join(' ')})`)}`
+          : argument.choices
+            ? `-a ${fq(argument.choices.join(' '))}`
+            : '-F';
         const description = argument.description ? ` -d ${fq(argument.description)}` : '';
         block.push(`${complete} ${at} ${what}${description}`);
       });

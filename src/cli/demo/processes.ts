@@ -191,6 +191,11 @@ export function startDaemon(
     cwd: settings.cwd,
     env: settings.env,
     stdio: ['ignore', 'ignore', 'pipe'],
+    // In a process group of its own: a Ctrl-C at the terminal reaches the whole foreground group,
+    // and `serve` takes a second signal (the demo's SIGTERM that follows) as "stop at once",
+    // skipping its clean shutdown. Only the demo signals its daemons, and it always does: on its
+    // way out, on its own SIGINT, SIGTERM or SIGHUP, and (SIGKILL) on any exit (scenario.ts).
+    detached: true,
   });
   let log = '';
   let partial = '';

@@ -1,4 +1,4 @@
-import { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -219,7 +219,9 @@ export async function runDemo(context: CommandContext, options: DemoOptions): Pr
     transcript,
   );
 
-  // Ctrl-C reaches the whole foreground process group; a second one stops waiting for anybody.
+  // Ctrl-C reaches the whole foreground process group: the step running, and the demo, which
+  // then stops the daemons (in groups of their own: processes.ts) with one SIGTERM each, so they
+  // shut down cleanly. A second signal stops waiting for anybody.
   const onSignal = () => {
     if (!abort.signal.aborted) abort.abort();
     else for (const daemon of run.daemons.values()) daemon.kill();
@@ -235,6 +237,7 @@ export async function runDemo(context: CommandContext, options: DemoOptions): Pr
   process.on('exit', onExit);
 
   let failure: unknown;
+  let completed = false;
   try {
     transcript.note(
       'sark-fed demo: two organizations, a CA and a node each, federated over mutual TLS on\n' +
@@ -242,6 +245,7 @@ export async function runDemo(context: CommandContext, options: DemoOptions): Pr
     );
     transcript.command(`cd ${shellQuote(dir)}`);
     await scenario(run);
+    completed = true;
     transcript.success(
       'the demo worked: mutual trust between two organizations, one invocation, audited on both sides',
     );
@@ -249,7 +253,8 @@ export async function runDemo(context: CommandContext, options: DemoOptions): Pr
     failure = error;
   }
   try {
-    await cleanUp(run, options.keep);
+    // A signal that came after the last step still ends the run as interrupted (below).
+    await cleanUp(run, options.keep, completed && !abort.signal.aborted);
   } finally {
     for (const signal of signals) process.off(signal, onSignal);
     process.off('exit', onExit);
@@ -435,8 +440,12 @@ function endpointOf(daemon: Daemon): string {
   return `https://${host}:${daemon.port}`;
 }
 
-/** Stops every daemon (SIGTERM, then SIGKILL after a bounded wait) and removes the folder. */
-async function cleanUp(run: DemoRun, keep: boolean): Promise<void> {
+/**
+ * Stops every daemon (SIGTERM, then SIGKILL after a bounded wait) and removes the folder, or
+ * with --keep says what is kept: the commands to run the federation again only after a complete
+ * run, since before trust was established they would only meet "no route".
+ */
+async function cleanUp(run: DemoRun, keep: boolean, completed: boolean): Promise<void> {
   const { transcript } = run;
   const daemons = [...run.daemons.values()];
   const stopped = await Promise.all(
@@ -458,8 +467,11 @@ async function cleanUp(run: DemoRun, keep: boolean): Promise<void> {
     }
     return;
   }
+  if (!completed) {
+    keptUnfinished(run);
+    return;
+  }
   transcript.note(`kept ${run.dir}`);
-  if (daemons.length < NODES.length) return;
   transcript.comment('to run the daemons again on the same ports, call node-b, and stop them:');
   transcript.command(`cd ${shellQuote(run.dir)}`);
   for (const node of NODES) {
@@ -472,6 +484,34 @@ async function cleanUp(run: DemoRun, keep: boolean): Promise<void> {
     commandLine(['--state', NODE_A.state, 'invoke', 'echo', 'echo', '--args', INVOKE_ARGS]),
   );
   transcript.command('kill %1 %2');
+  transcript.comment(`and to remove it: rm -rf ${shellQuote(run.dir)}`);
+}
+
+/** What --keep kept of a run that failed or was interrupted, and how far it had come. */
+function keptUnfinished(run: DemoRun): void {
+  const { transcript } = run;
+  let contents: string[] = [];
+  try {
+    contents = readdirSync(run.dir).sort();
+  } catch {
+    // Described by its path alone, then.
+  }
+  transcript.note(
+    `kept ${run.dir}${contents.length > 0 ? ` (${contents.join(', ')})` : ''}, as the run left it`,
+  );
+  // A daemon counts once it listened; any other step once it exited 0.
+  const done = run.steps.filter((step) =>
+    step.background ? step.pid !== null : step.exitCode === 0,
+  );
+  const last = done.at(-1);
+  transcript.comment(
+    last === undefined
+      ? 'the run stopped before its first step finished'
+      : `the run stopped before it finished; the last step done was stage ${last.stage}/${STAGES.length} (${last.title}): ${last.command}`,
+  );
+  transcript.comment(
+    'the folder holds only what was set up until then: run `sark-fed demo --keep` again for a complete federation',
+  );
   transcript.comment(`and to remove it: rm -rf ${shellQuote(run.dir)}`);
 }
 

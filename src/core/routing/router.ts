@@ -10,7 +10,7 @@ import { incrementCounter } from '../state/metric-counters.js';
 import { listPeers, type TrustLevel } from '../state/trust-repository.js';
 import { listKnownNodes } from '../discovery/node-view.js';
 import { daemonGone } from '../state/daemon-claim.js';
-import { cachedListing, localResource, saveListing } from './catalogs.js';
+import { CATALOG_TTL_MS, cachedListing, localResource, saveListing } from './catalogs.js';
 import { findCircuit, type CircuitBreakers, type CircuitState } from './circuit-breaker.js';
 import { NotSentError, isPeerTimeout, type PeerTransport } from './peer-transport.js';
 import type { Deadline } from './retry.js';
@@ -417,14 +417,29 @@ export function noRouteError(
     const capabilityMissing = answered.some(
       (candidate) => candidate.skipped?.code === 'no-capability',
     );
+    // A peer that restarted with new resources, or whose policy now lets this node in, is not
+    // asked again until its cached catalog expires: say so, with the way to ask it now (`route`
+    // has --refresh; `invoke` uses the catalogs that refreshed).
+    const cached = answered.filter(
+      (candidate) => !candidate.local && candidate.catalog === 'cache',
+    );
+    const refresh = `sark-fed route ${result.resource} --refresh`;
+    const fromCache =
+      cached.length === 0
+        ? ''
+        : `${cached.length === 1 ? `${(cached[0] as RouteCandidate).nodeId}'s catalog` : 'the catalogs of ' + cached.map((candidate) => candidate.nodeId).join(', ')} came from the cache (kept ${CATALOG_TTL_MS / 1000} s): \`${refresh}\` asks again; `;
     return capabilityMissing
       ? new NotFoundError(
           'UNKNOWN_CAPABILITY',
           `no node offers capability ${result.capability} of ${result.resource} to this node`,
-          { hint: `see what is offered with \`sark-fed route ${result.resource} --refresh\`` },
+          {
+            hint: fromCache
+              ? `${fromCache}else check the capability ID`
+              : `see what is offered with \`${refresh}\``,
+          },
         )
       : new NotFoundError('UNKNOWN_RESOURCE', `no node offers ${result.resource} to this node`, {
-          hint: 'check the resource ID, or ask its owners to allow this node in their policy',
+          hint: `${fromCache}${fromCache ? 'else check' : 'check'} the resource ID, or ask its owners to allow this node in their policy`,
         });
   }
   // Nodes never trusted (every node discovery ever saw) would drown the message; one whose trust

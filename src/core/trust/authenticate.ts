@@ -7,6 +7,8 @@ export const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 export interface ChainFailure {
   code: string;
   reason: string;
+  /** The SPIFFE ID the refused certificate claims, when it names one (for the daemon's log). */
+  spiffeId?: string;
 }
 
 export interface TrustMaterial {
@@ -36,6 +38,7 @@ export function authenticateChain(
     return {
       code: 'UNKNOWN_TRUST_DOMAIN',
       reason: `no trust anchor is configured for ${claimed.trustDomain}`,
+      spiffeId: claimed.spiffeId,
     };
   }
   const result = validateChain({
@@ -48,7 +51,8 @@ export function authenticateChain(
     profile: 'x509-svid',
     trustDomain: claimed.trustDomain,
   });
-  if (!result.valid) return { code: result.code, reason: result.reason };
+  if (!result.valid)
+    return { code: result.code, reason: result.reason, spiffeId: claimed.spiffeId };
   // The identity comes from node:crypto's reading of the SAN; the validator read the same
   // certificate with its own DER parser. Should the two ever disagree, trust neither.
   if (result.spiffeId !== claimed.spiffeId) {

@@ -163,6 +163,49 @@ describe('Policy.mayList', () => {
   });
 });
 
+describe('Policy.unmatchedPatterns', () => {
+  const served = [
+    { id: 'echo', capabilities: [{ id: 'echo' }] },
+    { id: 'inventory', capabilities: [{ id: 'lookup' }, { id: 'list' }] },
+  ];
+
+  it('names resource patterns that match no served resource, guessing the ID meant', () => {
+    const policy = new Policy({
+      rules: [rule('allow', { resources: ['ehco', 'inventroy', 'inv*', 'inventory-*', 'zzz'] })],
+    });
+    expect(policy.unmatchedPatterns(served)).toEqual([
+      { at: 'rules[0].resources[0]', pattern: 'ehco', didYouMean: 'echo' },
+      { at: 'rules[0].resources[1]', pattern: 'inventroy', didYouMean: 'inventory' },
+      // A glob that matches nothing is named, but never "corrected".
+      { at: 'rules[0].resources[3]', pattern: 'inventory-*', didYouMean: null },
+      { at: 'rules[0].resources[4]', pattern: 'zzz', didYouMean: null },
+    ]);
+  });
+
+  it('checks capability patterns against the resources their rule matches, and only when it matches some', () => {
+    const policy = new Policy({
+      rules: [
+        // lookup is a capability of inventory, not of echo.
+        rule('allow', { resources: ['echo'], capabilities: ['lookup', 'ech'] }),
+        rule('deny', { resources: ['*'], capabilities: ['list', 'lst*', '*'] }),
+        rule('allow', { resources: ['nothing'], capabilities: ['anything'] }),
+      ],
+    });
+    expect(policy.unmatchedPatterns(served)).toEqual([
+      { at: 'rules[0].capabilities[0]', pattern: 'lookup', didYouMean: null },
+      { at: 'rules[0].capabilities[1]', pattern: 'ech', didYouMean: 'echo' },
+      { at: 'rules[1].capabilities[1]', pattern: 'lst*', didYouMean: null },
+      { at: 'rules[2].resources[0]', pattern: 'nothing', didYouMean: null },
+    ]);
+  });
+
+  it('is empty for a policy of globs and served IDs', () => {
+    expect(new Policy({ rules: [rule('allow'), rule('deny')] }).unmatchedPatterns(served)).toEqual(
+      [],
+    );
+  });
+});
+
 describe('Policy.rateLimitFor', () => {
   it('gives the first matching entry, or nothing', () => {
     const policy = new Policy({

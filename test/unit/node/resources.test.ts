@@ -177,8 +177,13 @@ describe('loadResourcesFile', () => {
       'resources:\n  - { id: r, capabilities: [{ id: c, backend: { type: echo } }] }\n  - { id: r, capabilities: [{ id: c, backend: { type: echo } }] }\n',
       /resources\[1\]\.id: resource r is declared twice/,
     ],
-    ['an empty file', '', /expected object/],
-    ['a list instead of a document', '- a\n- b\n', /expected object/],
+    ['an empty file', '', /resources file \S+: it is empty$/],
+    ['a file of comments only', '# nothing yet\n', /resources file \S+: it is empty$/],
+    [
+      'a list instead of a document',
+      '- a\n- b\n',
+      /resources file \S+: expected a mapping of keys, found a list$/,
+    ],
     [
       'a misspelt key whose real key is then missing',
       'resources:\n  - id: r\n    capabilites: [{ id: c, backend: { type: echo } }]\n',

@@ -100,6 +100,38 @@ describe('noRouteError', () => {
     expect(error).toMatchObject({ kind: 'not-found', code: 'UNKNOWN_CAPABILITY' });
   });
 
+  it('says when the peers that lack it answered from the catalog cache, and how to ask them again', () => {
+    const cached = noRouteError(
+      route([
+        candidate('node-a', { local: true, catalog: 'local', skipped: skip('no-resource') }),
+        candidate('node-b', { catalog: 'cache', skipped: skip('no-resource') }),
+        candidate('node-c', { catalog: 'fetched', skipped: skip('no-resource') }),
+      ]),
+    );
+    expect(cached).toMatchObject({ kind: 'not-found', code: 'UNKNOWN_RESOURCE' });
+    expect(cached.hint).toBe(
+      "node-b's catalog came from the cache (kept 60 s): `sark-fed route echo --refresh` asks again; else check the resource ID, or ask its owners to allow this node in their policy",
+    );
+    const fetched = noRouteError(
+      route([candidate('node-b', { catalog: 'fetched', skipped: skip('no-resource') })]),
+    );
+    expect(fetched.hint).toBe(
+      'check the resource ID, or ask its owners to allow this node in their policy',
+    );
+    const capability = noRouteError(
+      route(
+        [
+          candidate('node-b', { catalog: 'cache', skipped: skip('no-capability') }),
+          candidate('node-c', { catalog: 'cache', skipped: skip('no-resource') }),
+        ],
+        'missing',
+      ),
+    );
+    expect(capability.hint).toBe(
+      'the catalogs of node-b, node-c came from the cache (kept 60 s): `sark-fed route echo --refresh` asks again; else check the capability ID',
+    );
+  });
+
   it('is "unavailable" (exit 5) when a node that might offer it could not be asked', () => {
     const error = noRouteError(
       route([

@@ -13,7 +13,12 @@ const MAX_BACKEND_TIMEOUT_MS = 600_000;
 
 const identifier = z
   .string()
-  .regex(/^[A-Za-z0-9._-]{1,128}$/, 'expected 1 to 128 characters of A-Z a-z 0-9 . _ -');
+  .regex(/^[A-Za-z0-9._-]{1,128}$/, 'expected 1 to 128 characters of A-Z a-z 0-9 . _ -')
+  // The audit trail and the receipt name a request whose body could not be read with "-" for
+  // its resource and capability (invoke.ts, UNREAD): a served "-" would be mistaken for it.
+  .refine((id) => id !== '-', {
+    message: '"-" is reserved: the audit trail names with it the resource of an unread request',
+  });
 
 const duration = z.union([z.string(), z.number()]).transform((value, context) => {
   const milliseconds = parseDuration(value);

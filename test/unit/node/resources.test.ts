@@ -168,6 +168,16 @@ describe('loadResourcesFile', () => {
       /resources\[0\]\.id/,
     ],
     [
+      'the ID "-", which names an unread request in the audit trail',
+      'resources:\n  - id: "-"\n    capabilities: [{ id: c, backend: { type: echo } }]\n',
+      /resources\[0\]\.id: "-" is reserved: the audit trail names with it the resource of an unread request$/,
+    ],
+    [
+      'a capability "-"',
+      'resources:\n  - id: r\n    capabilities: [{ id: "-", backend: { type: echo } }]\n',
+      /resources\[0\]\.capabilities\[0\]\.id: "-" is reserved/,
+    ],
+    [
       'a resource without capabilities',
       'resources:\n  - id: r\n    capabilities: []\n',
       /resources\[0\]\.capabilities: a resource needs at least one capability/,

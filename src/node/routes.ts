@@ -120,7 +120,9 @@ const ROUTES: ReadonlyArray<{
   },
   {
     method: 'GET',
-    pattern: new RegExp(`^${escape(PATHS.resources)}/([A-Za-z0-9._-]{1,128})$`),
+    // Any one path segment: an ID no resource can have is an unknown resource too (404
+    // UNKNOWN_RESOURCE), not a missing endpoint (404 NOT_FOUND).
+    pattern: new RegExp(`^${escape(PATHS.resources)}/([^/]{1,256})$`),
     access: 'trusted',
     handler: resource,
     names: ['id'],

@@ -1006,6 +1006,8 @@ describe('resources catalog', () => {
       [creds.a, 'nothing'],
       [creds.a, 'secret'],
       [creds.b, 'inventory'],
+      // No resource can have this ID: unknown too, not a missing endpoint.
+      [creds.a, 'bad%20id'],
     ] as const) {
       const answer = await send(who, main.daemon.port, `${PATHS.resources}/${id}`);
       expect(answer.status).toBe(404);

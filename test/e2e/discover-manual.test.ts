@@ -124,7 +124,8 @@ describe('discover --method manual', () => {
       (rows.node_sightings as Array<{ node_id: string; source: string }>).map(
         (row) => `${row.node_id}/${row.source}`,
       ),
-    ).toEqual(['node-b/manual', 'node-c/manual']);
+      // A file's entries: sightings of their own kind, never `nodes add`'s (manual).
+    ).toEqual(['node-b/file', 'node-c/file']);
     const listed = await local.cli(['--json', 'nodes', 'list']);
     expectSuccess(listed);
     expect((JSON.parse(listed.stdout) as Array<{ nodeId: string }>).map((n) => n.nodeId)).toEqual([
@@ -156,6 +157,59 @@ describe('discover --method manual', () => {
     const result = await local.cli(['--json', 'discover', '--method', 'manual', '--no-save']);
     expectSuccess(result);
     expect(parseRows(result.stdout).map((row) => row.nodeId)).toContain('node-e');
+  });
+
+  it('FEDERATION_NODES never replaces what `nodes add` recorded: both are kept, by hand wins', async () => {
+    expectSuccess(
+      await local.cli([
+        'nodes',
+        'add',
+        'node-f',
+        '--endpoint',
+        'https://127.0.0.1:9447',
+        '--fingerprint',
+        FP_B,
+      ]),
+    );
+    const result = await local.cli(['--json', 'discover', '--method', 'manual'], {
+      FEDERATION_NODES: 'node-f=https://127.0.0.1:9448',
+    });
+    expectSuccess(result);
+    const row = parseRows(result.stdout).find((item) => item.nodeId === 'node-f');
+    expect(row).toMatchObject({
+      endpoint: 'https://127.0.0.1:9447',
+      fingerprint: FP_B,
+      via: ['manual'],
+      sightings: [
+        expect.objectContaining({ source: 'manual', endpoint: 'https://127.0.0.1:9447' }),
+        expect.objectContaining({ source: 'file', endpoint: 'https://127.0.0.1:9448' }),
+      ],
+    });
+    const saved = (
+      stateRows(local.state).node_sightings as Array<{
+        node_id: string;
+        source: string;
+        endpoint: string;
+        fingerprint: string | null;
+        expires_at: string | null;
+      }>
+    )
+      .filter((item) => item.node_id === 'node-f')
+      .sort((a, b) => a.source.localeCompare(b.source));
+    expect(saved).toEqual([
+      expect.objectContaining({
+        source: 'file',
+        endpoint: 'https://127.0.0.1:9448',
+        fingerprint: null,
+        expires_at: null,
+      }),
+      expect.objectContaining({
+        source: 'manual',
+        endpoint: 'https://127.0.0.1:9447',
+        fingerprint: FP_B,
+        expires_at: null,
+      }),
+    ]);
   });
 
   it('refuses a file that is not JSON with exit 2, before scanning, writing nothing', async () => {

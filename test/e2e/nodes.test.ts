@@ -1,4 +1,4 @@
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -574,6 +574,194 @@ describe.concurrent('nodes remove', () => {
     expect((await listJson(node)).map((item) => item.nodeId)).toEqual(['node-c']);
     expectRefusal(await node.cli(['nodes', 'show', 'node-b']), 4);
     expectRefusal(await node.cli(['nodes', 'remove', 'node-b']), 4);
+  });
+});
+
+/** A nodes file (discover --file) in a folder of its own, listing these entries. */
+function nodesFile(entries: object[]): string {
+  const path = join(tempDir('sark-fed-nodes-file-'), 'nodes.json');
+  writeFileSync(path, JSON.stringify({ nodes: entries }));
+  return path;
+}
+
+/** `discover --method manual --file <file>`, saving what it found; only files, never the network. */
+async function scanFile(node: TestNode, file: string): Promise<void> {
+  expectSuccess(await node.cli(['discover', '--method', 'manual', '--file', file]));
+}
+
+describe.concurrent('nodes add and nodes files: sightings of their own', () => {
+  it('a nodes file does not replace what `nodes add` recorded: its endpoint and fingerprint win, trust establish uses them, the file is shown beside', async () => {
+    const node = await freshNode();
+    await addAnchor(node, cas.b.certPath);
+    const { b } = fed;
+    const right = opensslFingerprint(b.certPath);
+    const wrong = 'cd'.repeat(32);
+    const fromFile = 'ef'.repeat(32);
+    // Nothing listens there: a trust establish sent to the file's endpoint could not be refused
+    // for its fingerprint.
+    const nowhere = `https://127.0.0.1:${await freePort()}`;
+    expectSuccess(
+      await node.cli(['nodes', 'add', 'node-b', '--endpoint', b.endpoint, '--fingerprint', wrong]),
+    );
+    const file = nodesFile([{ node_id: 'node-b', endpoint: nowhere, fingerprint: fromFile }]);
+
+    // The scan shows both, the hand-made entry first; VIA names the method, manual.
+    const scanned = parseJson<
+      Array<{ endpoint: string; fingerprint: string; via: string[]; sightings: object[] }>
+    >(await node.cli(['--json', 'discover', '--method', 'manual', '--file', file]));
+    expect(scanned).toEqual([
+      expect.objectContaining({
+        nodeId: 'node-b',
+        endpoint: b.endpoint,
+        fingerprint: wrong,
+        via: ['manual'],
+        sightings: [
+          expect.objectContaining({ source: 'manual', endpoint: b.endpoint, fingerprint: wrong }),
+          expect.objectContaining({ source: 'file', endpoint: nowhere, fingerprint: fromFile }),
+        ],
+      }),
+    ]);
+
+    const shown = parseJson<NodeReport>(await node.cli(['nodes', 'show', 'node-b', '--json']));
+    expect(shown).toMatchObject({
+      nodeId: 'node-b',
+      endpoint: b.endpoint,
+      fingerprint: wrong,
+      via: ['manual'],
+      stale: false,
+    });
+    expect(shown.sightings).toEqual([
+      {
+        source: 'manual',
+        endpoint: b.endpoint,
+        trustDomain: null,
+        fingerprint: wrong,
+        seenAt: expect.stringMatching(ISO) as string,
+        expiresAt: null,
+      },
+      {
+        source: 'file',
+        endpoint: nowhere,
+        trustDomain: null,
+        fingerprint: fromFile,
+        seenAt: expect.stringMatching(ISO) as string,
+        expiresAt: null,
+      },
+    ]);
+    const fields = new Map(
+      rows(await node.cli(['nodes', 'show', 'node-b'])).map(([label, value]) => [label, value]),
+    );
+    expect(fields.get('Endpoint')).toBe(b.endpoint);
+    expect(fields.get('Seen via manual')).toMatch(
+      /^https:\/\/127\.0\.0\.1:\d+ at .*, added by hand$/,
+    );
+    expect(fields.get('Seen via file')).toBe(
+      `${nowhere} at ${shown.sightings[1]?.seenAt}, from a nodes file`,
+    );
+    const [listed] = rows(await node.cli(['nodes', 'list']));
+    expect(listed?.slice(0, 5)).toEqual(['node-b', '-', b.endpoint, wrong, 'manual']);
+
+    // trust establish goes where `nodes add` said, expecting the fingerprint it was given.
+    const before = stateRows(node.state);
+    expectRefusal(await node.cli(['trust', 'establish', 'node-b']), 3, {
+      message: new RegExp(`^node-b presented fingerprint ${right}, not the expected ${wrong}$`),
+    });
+    expect(stateRows(node.state)).toEqual(before);
+  });
+
+  it('a nodes file alone: a file sighting, which never expires, a later scan reports again, and whose fingerprint trust establish expects', async () => {
+    const node = await freshNode();
+    await addAnchor(node, cas.b.certPath);
+    const { b } = fed;
+    const right = opensslFingerprint(b.certPath);
+    const wrong = 'cd'.repeat(32);
+    await scanFile(
+      node,
+      nodesFile([{ node_id: 'node-b', endpoint: b.endpoint, fingerprint: wrong }]),
+    );
+    const shown = parseJson<NodeReport>(await node.cli(['nodes', 'show', 'node-b', '--json']));
+    expect(shown).toMatchObject({
+      endpoint: b.endpoint,
+      fingerprint: wrong,
+      via: ['manual'],
+      stale: false,
+    });
+    expect(shown.sightings).toEqual([
+      expect.objectContaining({ source: 'file', endpoint: b.endpoint, expiresAt: null }),
+    ]);
+    // A scan without the file still lists it, from the state file, as the manual method's.
+    const again = parseJson<Array<{ nodeId: string; via: string[]; sightings: object[] }>>(
+      await node.cli(['--json', 'discover', '--method', 'manual', '--no-save']),
+    );
+    expect(again).toEqual([
+      expect.objectContaining({
+        nodeId: 'node-b',
+        via: ['manual'],
+        sightings: [expect.objectContaining({ source: 'file', endpoint: b.endpoint })],
+      }),
+    ]);
+    // An operator wrote the file: its fingerprint is expected, as one given to `nodes add` is.
+    expectRefusal(await node.cli(['trust', 'establish', 'node-b']), 3, {
+      message: new RegExp(`presented fingerprint ${right}, not the expected ${wrong}$`),
+    });
+  });
+
+  it('a trust domain from a file fills in what `nodes add` left out, at the endpoint typed by hand, scan after scan', async () => {
+    const node = await freshNode();
+    expectSuccess(
+      await node.cli(['nodes', 'add', 'node-p', '--endpoint', 'https://10.0.0.5:8443']),
+    );
+    const file = nodesFile([
+      { node_id: 'node-p', endpoint: 'https://10.0.0.50:8443', trust_domain: 'org-p.example' },
+    ]);
+    const peerOf = () =>
+      (stateRows(node.state).peers as Array<Record<string, unknown>>).find(
+        (row) => row.node_id === 'node-p',
+      );
+    for (const expected of ['https://10.0.0.5:8443', 'https://10.0.0.5:8443']) {
+      await scanFile(node, file);
+      // Seen with a trust domain: an untrusted peer, recorded where the operator said it is.
+      expect(peerOf()).toMatchObject({
+        trust_domain: 'org-p.example',
+        trust_level: 'untrusted',
+        endpoint: expected,
+      });
+      const shown = parseJson<NodeReport>(await node.cli(['nodes', 'show', 'node-p', '--json']));
+      expect(shown).toMatchObject({ trustDomain: 'org-p.example', endpoint: expected });
+    }
+    // The operator moves it by hand: that holds against the file too.
+    expectSuccess(
+      await node.cli(['nodes', 'add', 'node-p', '--endpoint', 'https://10.0.0.6:8443']),
+    );
+    await scanFile(node, file);
+    expect(peerOf()).toMatchObject({ endpoint: 'https://10.0.0.6:8443' });
+    const shown = parseJson<NodeReport>(await node.cli(['nodes', 'show', 'node-p', '--json']));
+    expect(shown.endpoint).toBe('https://10.0.0.6:8443');
+    expect(shown.sightings.map((item) => [item.source, item.endpoint])).toEqual([
+      ['manual', 'https://10.0.0.6:8443'],
+      ['file', 'https://10.0.0.50:8443'],
+    ]);
+  });
+
+  it('`nodes add` after a file keeps both entries; `nodes remove` forgets both', async () => {
+    const node = await freshNode();
+    const file = nodesFile([{ node_id: 'node-r', endpoint: 'https://10.0.0.7:8443' }]);
+    await scanFile(node, file);
+    expectSuccess(
+      await node.cli(['nodes', 'add', 'node-r', '--endpoint', 'https://10.0.0.8:8443']),
+    );
+    await scanFile(node, file);
+    const sightings = () =>
+      (stateRows(node.state).node_sightings as Array<{ source: string; endpoint: string }>)
+        .map((row) => `${row.source} ${row.endpoint}`)
+        .sort();
+    expect(sightings()).toEqual(['file https://10.0.0.7:8443', 'manual https://10.0.0.8:8443']);
+    const [listed] = await listJson(node);
+    expect(listed).toMatchObject({ endpoint: 'https://10.0.0.8:8443', via: ['manual'] });
+
+    expectSuccess(await node.cli(['nodes', 'remove', 'node-r']));
+    expect(sightings()).toEqual([]);
+    expectRefusal(await node.cli(['nodes', 'show', 'node-r']), 4);
   });
 });
 

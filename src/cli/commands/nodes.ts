@@ -92,12 +92,16 @@ export function registerNodes(program: Command, io: CliIo): void {
           ['Health', healthCell(node.health)],
           ['Latency', node.health?.latencyMs == null ? '-' : `${node.health.latencyMs} ms`],
           ['Checked', node.health?.checkedAt ?? '-'],
+          // One line per sighting, by its source: `manual` (recorded with `nodes add`) and
+          // `file` (a nodes file or FEDERATION_NODES) are both the manual method's.
           ...node.sightings.map(
             (sighting) =>
               [
                 `Seen via ${sighting.source}`,
                 `${sighting.endpoint} at ${sighting.seenAt}` +
-                  (sighting.expiresAt ? `, cached until ${sighting.expiresAt}` : ''),
+                  (sighting.expiresAt ? `, cached until ${sighting.expiresAt}` : '') +
+                  (sighting.source === 'manual' ? ', added by hand' : '') +
+                  (sighting.source === 'file' ? ', from a nodes file' : ''),
               ] as const,
           ),
         ]);

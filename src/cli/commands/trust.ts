@@ -51,8 +51,8 @@ export function registerTrust(program: Command, io: CliIo): void {
             store,
             target as string,
           );
-          // What the operator wrote down with `nodes add --fingerprint` is as good as the flag;
-          // a fingerprint merely advertised by mDNS, DNS-SD or Consul never is.
+          // What the operator wrote down (`nodes add --fingerprint`, a nodes file) is as good as
+          // the flag; a fingerprint merely advertised by mDNS, DNS-SD or Consul never is.
           const expectedFingerprint = givenFingerprint ?? manualFingerprint;
           // A revoked peer is not called at all unless the operator restores trust on purpose.
           if (
@@ -549,7 +549,10 @@ async function resolveTarget(
   endpoint: string;
   expectedNodeId: string | undefined;
   known: Peer | undefined;
-  /** The fingerprint given to `nodes add --fingerprint`, used when --fingerprint is absent. */
+  /**
+   * The fingerprint given to `nodes add --fingerprint` (else a nodes file's entry), used when
+   * --fingerprint is absent.
+   */
   manualFingerprint?: string | undefined;
 }> {
   const { normalizeEndpoint } = await import('../../core/identity/node-identity.js');
@@ -565,16 +568,19 @@ async function resolveTarget(
   const peer = store.read((db) => findPeer(db, target));
   if (peer?.endpoint) return { endpoint: peer.endpoint, expectedNodeId: peer.nodeId, known: peer };
   // A node only discovered or added by hand (no trust domain yet, so no peer row): its freshest
-  // sighting's endpoint, and the fingerprint the operator gave to `nodes add`, if any.
+  // sighting's endpoint (the one recorded by hand wins over a nodes file's), and the fingerprint
+  // the operator wrote down, if any: given to `nodes add`, else in a nodes file. One merely
+  // advertised by mDNS, DNS-SD or Consul never counts.
   const { findKnownNode } = await import('../../core/discovery/node-view.js');
   const sighted = store.read((db) => findKnownNode(db, target, context.now()));
   if (sighted?.endpoint) {
-    const manual = sighted.sightings.find((item) => item.source === 'manual');
+    const writtenDown = (source: 'manual' | 'file') =>
+      sighted.sightings.find((item) => item.source === source)?.fingerprint ?? undefined;
     return {
       endpoint: sighted.endpoint,
       expectedNodeId: target,
       known: peer,
-      manualFingerprint: manual?.fingerprint ?? undefined,
+      manualFingerprint: writtenDown('manual') ?? writtenDown('file'),
     };
   }
   if (peer) {

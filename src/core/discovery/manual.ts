@@ -9,8 +9,9 @@ import type { MethodRunner } from './scanner.js';
 import { FINGERPRINT_PATTERN, isNodeId, isTrustDomain, type DiscoveredNode } from './types.js';
 
 /**
- * Manual entries never expire by TTL: they stay until `nodes remove`. In a scan they carry this
- * nominal TTL so the merged record's cache time is not pinned by them.
+ * Manual entries (`nodes add`, and a nodes file's) never expire by TTL: they stay until
+ * `nodes remove`. In a scan they carry this nominal TTL so the merged record's cache time is not
+ * pinned by them.
  */
 const MANUAL_TTL_SECONDS = 24 * 60 * 60;
 const MAX_FILE_BYTES = 4 * 1024 * 1024;
@@ -171,7 +172,9 @@ function entriesToSource(list: readonly unknown[], origin: string): ManualSource
       endpoint,
       trustDomain: entry.trust_domain ?? null,
       fingerprint: entry.fingerprint ?? null,
-      source: 'manual',
+      // A file's entry is a sighting of its own kind: it never replaces what the operator
+      // recorded by hand with `nodes add` (a `manual` sighting), nor is replaced by it.
+      source: 'file',
       ttlSeconds: MANUAL_TTL_SECONDS,
     });
   });
@@ -179,8 +182,10 @@ function entriesToSource(list: readonly unknown[], origin: string): ManualSource
 }
 
 /**
- * The manual method of a scan: the nodes of `--file`, of FEDERATION_NODES, and those recorded
- * with `nodes add` (manual sightings in the state file). Each rejected entry is a skip.
+ * The manual method of a scan: the nodes recorded with `nodes add` (`manual` sightings in the
+ * state file), the entries earlier scans saved from nodes files (`file` sightings), and the
+ * nodes of `--file` and of FEDERATION_NODES (reported as `file` sightings). Each rejected entry
+ * is a skip.
  */
 export function manualRunner(options: {
   file?: string | undefined;
@@ -192,18 +197,19 @@ export function manualRunner(options: {
     async run(context, found) {
       const recorded = options.store?.read((db) => listSightings(db)) ?? [];
       for (const sighting of recorded) {
-        if (sighting.source !== 'manual') continue;
+        if (sighting.source !== 'manual' && sighting.source !== 'file') continue;
         found({
           nodeId: sighting.nodeId,
           endpoint: sighting.endpoint,
           trustDomain: sighting.trustDomain,
           fingerprint: sighting.fingerprint,
-          source: 'manual',
+          source: sighting.source,
           ttlSeconds: MANUAL_TTL_SECONDS,
         });
       }
       // The file and FEDERATION_NODES come after what the state file holds, so that an edited
-      // file wins over the entry an earlier scan saved from it.
+      // file wins over the entry an earlier scan saved from it (both are `file` sightings; a
+      // `manual` one, recorded by hand, is another kind, which a file never replaces).
       const sources: ManualSource[] = [];
       if (options.file !== undefined) sources.push(readNodesFile(options.file));
       if (options.federationNodes) sources.push(parseFederationNodes(options.federationNodes));

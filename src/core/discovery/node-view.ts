@@ -6,22 +6,27 @@ import {
   type Sighting,
 } from '../state/discovery-repository.js';
 import { listPeers, type Peer, type TrustLevel } from '../state/trust-repository.js';
-import { DISCOVERY_METHODS, type DiscoveryMethod } from './types.js';
+import { byPrecedence, methodsOf, type DiscoveryMethod } from './types.js';
 
 /** A node as `nodes list` shows it: trust decision, sightings and last health check together. */
 export interface KnownNode {
   nodeId: string;
   trustDomain: string | null;
-  /** The recorded endpoint of a peer, else the freshest sighting's. */
+  /**
+   * The recorded endpoint of a peer, else the freshest sighting's; a nodes file's entry counts
+   * only when the node was not recorded by hand (`nodes add`), which wins over it.
+   */
   endpoint: string | null;
   /** The pinned fingerprint of a trusted peer, else the one its sightings advertise. */
   fingerprint: string | null;
+  /** The methods with a sighting of it (a `file` sighting is the manual method's). */
   via: DiscoveryMethod[];
   trust: TrustLevel;
   health: NodeHealth | null;
   lastSeenAt: string | null;
-  /** True when every sighting's TTL has run out (manual ones never do). */
+  /** True when every sighting's TTL has run out (manual and file ones never do). */
   stale: boolean;
+  /** In order of precedence (SIGHTING_SOURCES). */
   sightings: Sighting[];
 }
 
@@ -55,21 +60,27 @@ function knownNode(
   health: NodeHealth | undefined,
   now: Date,
 ): KnownNode {
-  const ordered = [...sightings].sort(
-    (a, b) => DISCOVERY_METHODS.indexOf(a.source) - DISCOVERY_METHODS.indexOf(b.source),
-  );
-  const freshest = [...sightings].sort((a, b) => b.seenAt.localeCompare(a.seenAt))[0];
+  // Field by field, the first in order of precedence that has a value: the live methods, then
+  // what was recorded by hand, then a nodes file.
+  const ordered = byPrecedence(sightings);
+  const byHand = sightings.some((item) => item.source === 'manual');
+  // The endpoint is the freshest sighting's, not counting a file's when the operator recorded
+  // the node by hand: what was typed with `nodes add` stays until `nodes remove`.
+  const freshest = (list: readonly Sighting[]) =>
+    [...list].sort((a, b) => b.seenAt.localeCompare(a.seenAt))[0];
+  const latest = freshest(sightings);
+  const located = byHand ? freshest(sightings.filter((item) => item.source !== 'file')) : latest;
   const stamp = now.toISOString();
   return {
     nodeId,
     trustDomain: peer?.trustDomain ?? ordered.find((item) => item.trustDomain)?.trustDomain ?? null,
-    endpoint: peer?.endpoint ?? freshest?.endpoint ?? null,
+    endpoint: peer?.endpoint ?? located?.endpoint ?? null,
     fingerprint:
       peer?.pinnedFingerprint ?? ordered.find((item) => item.fingerprint)?.fingerprint ?? null,
-    via: ordered.map((item) => item.source),
+    via: methodsOf(ordered.map((item) => item.source)),
     trust: peer?.trustLevel ?? 'untrusted',
     health: health ?? null,
-    lastSeenAt: freshest?.seenAt ?? null,
+    lastSeenAt: latest?.seenAt ?? null,
     stale:
       sightings.length > 0 &&
       sightings.every((item) => item.expiresAt !== null && item.expiresAt <= stamp),

@@ -1,7 +1,10 @@
 import { messageOf, SarkError, UnavailableError } from '../errors.js';
 import { deadlineReason } from './method-support.js';
 import {
+  byPrecedence,
   DISCOVERY_METHODS,
+  methodOf,
+  methodsOf,
   type DiscoveredNode,
   type DiscoveryMethod,
   type MethodContext,
@@ -91,7 +94,7 @@ export async function scan(options: ScanOptions): Promise<ScanResult> {
         endpoint: sighting.endpoint,
         trustDomain: sighting.trustDomain,
         fingerprint: sighting.fingerprint,
-        via: [sighting.source],
+        via: [methodOf(sighting.source)],
         ttlSeconds: sighting.ttlSeconds,
         sightings: [sighting],
       };
@@ -136,7 +139,7 @@ export async function scan(options: ScanOptions): Promise<ScanResult> {
         };
         try {
           await runner.run(context, (node) => {
-            if (!controller.signal.aborted || node.source === 'manual') found(node);
+            if (!controller.signal.aborted || methodOf(node.source) === 'manual') found(node);
           });
           if (!finished) succeeded.push(runner.method);
         } catch (error) {
@@ -178,15 +181,15 @@ export async function scan(options: ScanOptions): Promise<ScanResult> {
 }
 
 /**
- * The merged view prefers, field by field, the first method in DISCOVERY_METHODS order that has
- * a value: what the operator wrote by hand would be last otherwise, so manual is consulted for
- * the endpoint only when no live method saw the node.
+ * The merged view prefers, field by field, the first sighting in SIGHTING_SOURCES order that has
+ * a value: the live methods first, then what the operator recorded by hand (`nodes add`), then a
+ * nodes file's entry. What was written down would be out of date sooner than what a node
+ * announces where it runs, so manual is consulted for the endpoint only when no live method saw
+ * the node; and what was typed with `nodes add` wins over a file.
  */
 function mergeInto(node: ScannedNode): void {
-  const ordered = [...node.sightings].sort(
-    (a, b) => DISCOVERY_METHODS.indexOf(a.source) - DISCOVERY_METHODS.indexOf(b.source),
-  );
-  node.via = ordered.map((sighting) => sighting.source);
+  const ordered = byPrecedence(node.sightings);
+  node.via = methodsOf(ordered.map((sighting) => sighting.source));
   node.endpoint = (ordered[0] as DiscoveredNode).endpoint;
   node.trustDomain = ordered.find((item) => item.trustDomain !== null)?.trustDomain ?? null;
   node.fingerprint = ordered.find((item) => item.fingerprint !== null)?.fingerprint ?? null;

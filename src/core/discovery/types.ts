@@ -4,6 +4,34 @@ import { NODE_ID_PATTERN, TRUST_DOMAIN_PATTERN } from '../identity/spiffe.js';
 export const DISCOVERY_METHODS = ['mdns', 'dns-sd', 'consul', 'manual'] as const;
 export type DiscoveryMethod = (typeof DISCOVERY_METHODS)[number];
 
+/**
+ * Where a sighting came from: one per method, except that the manual method has two kinds, kept
+ * apart in the state file (one row per node and source): `manual`, recorded by hand with
+ * `nodes add`, and `file`, an entry of a nodes file (`--file`) or of FEDERATION_NODES. Listed in
+ * order of precedence: for a node seen by several, each field comes from the first that has a
+ * value, so what the operator recorded by hand wins over a file's entry.
+ */
+export const SIGHTING_SOURCES = ['mdns', 'dns-sd', 'consul', 'manual', 'file'] as const;
+export type SightingSource = (typeof SIGHTING_SOURCES)[number];
+
+/** The discovery method that reports sightings of this source (`file` is the manual method's). */
+export function methodOf(source: SightingSource): DiscoveryMethod {
+  return source === 'file' ? 'manual' : source;
+}
+
+/** The methods of these sightings, once each, in DISCOVERY_METHODS order (VIA). */
+export function methodsOf(sources: readonly SightingSource[]): DiscoveryMethod[] {
+  const methods = new Set(sources.map(methodOf));
+  return DISCOVERY_METHODS.filter((method) => methods.has(method));
+}
+
+/** Sorts sightings by precedence (SIGHTING_SOURCES order), stable within one source. */
+export function byPrecedence<T extends { source: SightingSource }>(sightings: readonly T[]): T[] {
+  return [...sightings].sort(
+    (a, b) => SIGHTING_SOURCES.indexOf(a.source) - SIGHTING_SOURCES.indexOf(b.source),
+  );
+}
+
 /** DNS-SD service type of sark-fed nodes; the instance name is the node ID. */
 export const SERVICE_TYPE = '_sark._tcp';
 export const MDNS_DOMAIN = 'local';
@@ -19,7 +47,8 @@ export interface DiscoveredNode {
   trustDomain: string | null;
   /** The SHA-256 fingerprint the node advertises (lowercase hex); never a trust decision. */
   fingerprint: string | null;
-  source: DiscoveryMethod;
+  /** The method that saw it; for the manual method, `manual` (nodes add) or `file`. */
+  source: SightingSource;
   /** How long this sighting may be reused without asking again (the record's TTL). */
   ttlSeconds: number;
 }

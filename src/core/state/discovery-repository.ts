@@ -1,19 +1,20 @@
-import type { DiscoveredNode, DiscoveryMethod } from '../discovery/types.js';
+import type { DiscoveredNode, SightingSource } from '../discovery/types.js';
 import { nodeSpiffeId } from '../identity/spiffe.js';
 import type { SqliteDatabase } from './database.js';
 import { findPeer, savePeer } from './trust-repository.js';
 
 export type HealthStatus = 'online' | 'degraded' | 'offline';
 
-/** One method's last sighting of a node, as stored. */
+/** One source's last sighting of a node, as stored. */
 export interface Sighting {
   nodeId: string;
-  source: DiscoveryMethod;
+  /** The method; for the manual method, `manual` (`nodes add`) or `file` (a nodes file). */
+  source: SightingSource;
   endpoint: string;
   trustDomain: string | null;
   fingerprint: string | null;
   seenAt: string;
-  /** Null for manual entries, which stay until removed. */
+  /** Null for `manual` and `file` entries, which stay until removed. */
   expiresAt: string | null;
 }
 
@@ -30,13 +31,20 @@ export interface RecordOutcome {
   /** Nodes seen for the first time, now recorded as untrusted peers. */
   added: string[];
   /** Sightings whose trust domain contradicts what this node already knows: not recorded. */
-  conflicts: Array<{ nodeId: string; known: string; seen: string; source: DiscoveryMethod }>;
+  conflicts: Array<{ nodeId: string; known: string; seen: string; source: SightingSource }>;
+}
+
+/** Sightings of these sources never expire by TTL: they stay until `nodes remove`. */
+export function isWrittenDown(source: SightingSource): boolean {
+  return source === 'manual' || source === 'file';
 }
 
 /**
  * Records sightings in one transaction (call inside StateStore.write): each is kept per source,
  * and a node seen with a trust domain for the first time becomes an untrusted peer. Discovery
- * never changes a trust decision, and never rebinds a known node to another trust domain.
+ * never changes a trust decision, and never rebinds a known node to another trust domain. A
+ * nodes file's entry never moves the endpoint of a node the operator recorded by hand: what was
+ * typed with `nodes add` (a `manual` sighting) wins over a file.
  */
 export function recordSightings(
   db: SqliteDatabase,
@@ -52,6 +60,9 @@ export function recordSightings(
        trust_domain = excluded.trust_domain, fingerprint = excluded.fingerprint,
        seen_at = excluded.seen_at, expires_at = excluded.expires_at`,
   );
+  const handMade = db
+    .prepare("SELECT endpoint FROM node_sightings WHERE node_id = ? AND source = 'manual'")
+    .pluck();
   const stamp = now.toISOString();
   for (const node of sightings) {
     const known = findPeer(db, node.nodeId);
@@ -71,17 +82,20 @@ export function recordSightings(
       trustDomain: node.trustDomain,
       fingerprint: node.fingerprint,
       seenAt: stamp,
-      expiresAt:
-        node.source === 'manual'
-          ? null
-          : new Date(now.getTime() + node.ttlSeconds * 1000).toISOString(),
+      expiresAt: isWrittenDown(node.source)
+        ? null
+        : new Date(now.getTime() + node.ttlSeconds * 1000).toISOString(),
     });
+    // Where the operator said by hand the node is, when a file says otherwise. (A `manual`
+    // sighting is only ever `nodes add`'s, or one a scan read back from this table.)
+    const byHand =
+      node.source === 'file' ? (handMade.get(node.nodeId) as string | undefined) : undefined;
     if (!known && node.trustDomain !== null) {
       savePeer(db, {
         nodeId: node.nodeId,
         trustDomain: node.trustDomain,
         spiffeId: nodeSpiffeId(node.trustDomain, node.nodeId),
-        endpoint: node.endpoint,
+        endpoint: byHand ?? node.endpoint,
         trustLevel: 'untrusted',
         pinnedFingerprint: null,
         certificatePem: null,
@@ -93,9 +107,15 @@ export function recordSightings(
         updatedAt: stamp,
       });
       if (!outcome.added.includes(node.nodeId)) outcome.added.push(node.nodeId);
-    } else if (known && known.trustLevel === 'untrusted' && known.endpoint !== node.endpoint) {
+    } else if (
+      known &&
+      known.trustLevel === 'untrusted' &&
+      known.endpoint !== node.endpoint &&
+      byHand === undefined
+    ) {
       // An untrusted node that moved: follow it. A trusted node's endpoint changes only through
-      // `trust establish` or `nodes add`, so a spoofed announcement cannot redirect its traffic.
+      // `trust establish` or `nodes add`, so a spoofed announcement cannot redirect its traffic;
+      // and a file does not move a node whose endpoint was recorded by hand.
       savePeer(db, { ...known, endpoint: node.endpoint, updatedAt: stamp });
     }
   }
@@ -111,10 +131,10 @@ export function listSightings(db: SqliteDatabase, nodeId?: string): Sighting[] {
   return rows.map(sightingFromRow);
 }
 
-/** Cached sightings of these methods that are still within their TTL (manual ones always are). */
+/** Cached sightings of these sources still within their TTL (manual and file ones always are). */
 export function freshSightings(
   db: SqliteDatabase,
-  sources: readonly DiscoveryMethod[],
+  sources: readonly SightingSource[],
   now: Date,
 ): Sighting[] {
   const stamp = now.toISOString();
@@ -129,7 +149,7 @@ export function freshSightings(
 export function deleteSightings(
   db: SqliteDatabase,
   nodeId: string,
-  source?: DiscoveryMethod,
+  source?: SightingSource,
 ): number {
   const result =
     source === undefined
@@ -167,7 +187,7 @@ export function listHealth(db: SqliteDatabase): NodeHealth[] {
 
 interface SightingRow {
   node_id: string;
-  source: DiscoveryMethod;
+  source: SightingSource;
   endpoint: string;
   trust_domain: string | null;
   fingerprint: string | null;

@@ -234,6 +234,32 @@ export const MIGRATIONS: readonly string[] = [
                 strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
     END;
   `,
+  // 8: a sighting kind of its own for nodes files. A scan that read a nodes file (--file,
+  // FEDERATION_NODES) saved its entries as 'manual' sightings, the kind `nodes add` records, and
+  // a node has one sighting per source: a file replaced what the operator typed with `nodes add`
+  // (endpoint, trust domain, fingerprint), and the other way round. File entries are now
+  // 'file' sightings. SQLite cannot alter a CHECK constraint, so the table is rebuilt
+  // (https://sqlite.org/lang_altertable.html#otheralter): nothing refers to it (no foreign key,
+  // index, trigger or view besides its primary key). Existing rows keep their source: which
+  // 'manual' rows came from a file is not recorded, so they all stay 'manual' (added by hand).
+  `
+  CREATE TABLE node_sightings_new (
+    node_id      TEXT NOT NULL,
+    source       TEXT NOT NULL CHECK (source IN ('mdns', 'dns-sd', 'consul', 'manual', 'file')),
+    endpoint     TEXT NOT NULL,
+    trust_domain TEXT,
+    fingerprint  TEXT,
+    seen_at      TEXT NOT NULL,
+    expires_at   TEXT,
+    PRIMARY KEY (node_id, source)
+  ) STRICT;
+  INSERT INTO node_sightings_new
+      (node_id, source, endpoint, trust_domain, fingerprint, seen_at, expires_at)
+    SELECT node_id, source, endpoint, trust_domain, fingerprint, seen_at, expires_at
+    FROM node_sightings;
+  DROP TABLE node_sightings;
+  ALTER TABLE node_sightings_new RENAME TO node_sightings;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -10,6 +10,8 @@ import {
 } from '../../../src/core/discovery/manual.js';
 import { scan } from '../../../src/core/discovery/scanner.js';
 import { UsageError, type SarkError } from '../../../src/core/errors.js';
+import { openState } from '../../../src/core/state/database.js';
+import { recordSightings } from '../../../src/core/state/discovery-repository.js';
 
 /**
  * Manual node lists (issue 4, item 4): our nodes file, the bare list, and FEDERATION_NODES of the
@@ -77,7 +79,7 @@ describe('readNodesFile', () => {
           endpoint: 'https://10.0.0.11:8443',
           trustDomain: 'org-a.example',
           fingerprint: FP,
-          source: 'manual',
+          source: 'file',
           ttlSeconds: expect.any(Number) as number,
         },
         {
@@ -86,7 +88,7 @@ describe('readNodesFile', () => {
           endpoint: 'https://node-b.org-b.example:8443',
           trustDomain: null,
           fingerprint: null,
-          source: 'manual',
+          source: 'file',
           ttlSeconds: expect.any(Number) as number,
         },
         {
@@ -94,7 +96,7 @@ describe('readNodesFile', () => {
           endpoint: 'https://[::1]:9443',
           trustDomain: null,
           fingerprint: null,
-          source: 'manual',
+          source: 'file',
           ttlSeconds: expect.any(Number) as number,
         },
       ],
@@ -278,8 +280,8 @@ describe('parseFederationNodes (FEDERATION_NODES)', () => {
     expect(source.origin).toBe('FEDERATION_NODES');
     expect(source.rejected).toEqual([]);
     expect(source.nodes).toEqual([
-      expect.objectContaining({ nodeId: 'node-a', endpoint: 'https://h:1', source: 'manual' }),
-      expect.objectContaining({ nodeId: 'node-b', endpoint: 'https://h:2', source: 'manual' }),
+      expect.objectContaining({ nodeId: 'node-a', endpoint: 'https://h:1', source: 'file' }),
+      expect.objectContaining({ nodeId: 'node-b', endpoint: 'https://h:2', source: 'file' }),
     ]);
   });
 
@@ -344,6 +346,89 @@ describe('manualRunner in a scan', () => {
       { method: 'manual', detail: expect.stringMatching(/^FEDERATION_NODES entry 2/) as string },
     ]);
     expect(result.succeeded).toEqual(['manual']);
+  });
+
+  it('reports `nodes add` entries as manual sightings and file entries as file ones; by hand wins', async () => {
+    const store = openState(join(dir, `state-${++fileCount}.db`), { create: true });
+    try {
+      const FP_FILE = 'cd'.repeat(32);
+      // Recorded by hand (nodes add), and saved from an earlier nodes file.
+      store.write((db) =>
+        recordSightings(
+          db,
+          [
+            {
+              nodeId: 'node-a',
+              endpoint: 'https://by-hand.example:1',
+              trustDomain: null,
+              fingerprint: FP,
+              source: 'manual',
+              ttlSeconds: 0,
+            },
+            {
+              nodeId: 'node-c',
+              endpoint: 'https://saved-from-a-file.example:3',
+              trustDomain: null,
+              fingerprint: null,
+              source: 'file',
+              ttlSeconds: 0,
+            },
+          ],
+          new Date(),
+        ),
+      );
+      const file = fileWith(
+        JSON.stringify([
+          {
+            node_id: 'node-a',
+            endpoint: 'https://from-the-file.example:1',
+            trust_domain: 'org-a.example',
+            fingerprint: FP_FILE,
+          },
+          { node_id: 'node-b', endpoint: 'https://from-the-file.example:2', fingerprint: FP_FILE },
+        ]),
+      );
+      const result = await scan({ runners: [manualRunner({ file, store })], timeoutMs: 5_000 });
+      expect(
+        result.nodes.map((node) => [
+          node.nodeId,
+          node.via,
+          node.endpoint,
+          node.trustDomain,
+          node.fingerprint,
+          node.sightings.map((item) => `${item.source} ${item.endpoint}`),
+        ]),
+      ).toEqual([
+        // The hand-made entry's endpoint and fingerprint; the file fills in the trust domain.
+        [
+          'node-a',
+          ['manual'],
+          'https://by-hand.example:1',
+          'org-a.example',
+          FP,
+          ['manual https://by-hand.example:1', 'file https://from-the-file.example:1'],
+        ],
+        [
+          'node-b',
+          ['manual'],
+          'https://from-the-file.example:2',
+          null,
+          FP_FILE,
+          ['file https://from-the-file.example:2'],
+        ],
+        // A file's entry saved by an earlier scan is reported again, as the file's.
+        [
+          'node-c',
+          ['manual'],
+          'https://saved-from-a-file.example:3',
+          null,
+          null,
+          ['file https://saved-from-a-file.example:3'],
+        ],
+      ]);
+    } finally {
+      store.close();
+    }
   });
 
   it('fails the manual method, not the scan, when the file is not a list of nodes', async () => {

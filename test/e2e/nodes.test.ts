@@ -669,6 +669,35 @@ describe.concurrent('nodes add and nodes files: sightings of their own', () => {
     expect(stateRows(node.state)).toEqual(before);
   });
 
+  it('nodes add --trust-domain --fingerprint: trust establish expects that fingerprint of the peer it recorded, never pinned yet', async () => {
+    const node = await freshNode();
+    await addAnchor(node, cas.b.certPath);
+    const { b } = fed;
+    const right = opensslFingerprint(b.certPath);
+    const wrong = 'cd'.repeat(32);
+    expectSuccess(
+      await node.cli([
+        'nodes',
+        'add',
+        'node-b',
+        '--endpoint',
+        b.endpoint,
+        '--trust-domain',
+        TD_B,
+        '--fingerprint',
+        wrong,
+      ]),
+    );
+    const before = stateRows(node.state);
+    expectRefusal(await node.cli(['trust', 'establish', 'node-b']), 3, {
+      message: new RegExp(`^node-b presented fingerprint ${right}, not the expected ${wrong}$`),
+    });
+    expect(stateRows(node.state)).toEqual(before);
+    // (Written down right, it establishes without --fingerprint: the test of `nodes add` without
+    // a trust domain, below, shows that part; establishing here would move node-b's record of
+    // node-a, which the tests beside this one read.)
+  });
+
   it('a nodes file alone: a file sighting, which never expires, a later scan reports again, and whose fingerprint trust establish expects', async () => {
     const node = await freshNode();
     await addAnchor(node, cas.b.certPath);

@@ -566,16 +566,28 @@ async function resolveTarget(
   }
   const { findPeer } = await import('../../core/state/trust-repository.js');
   const peer = store.read((db) => findPeer(db, target));
-  if (peer?.endpoint) return { endpoint: peer.endpoint, expectedNodeId: peer.nodeId, known: peer };
-  // A node only discovered or added by hand (no trust domain yet, so no peer row): its freshest
-  // sighting's endpoint (the one recorded by hand wins over a nodes file's), and the fingerprint
-  // the operator wrote down, if any: given to `nodes add`, else in a nodes file. One merely
-  // advertised by mDNS, DNS-SD or Consul never counts.
   const { findKnownNode } = await import('../../core/discovery/node-view.js');
   const sighted = store.read((db) => findKnownNode(db, target, context.now()));
+  // The fingerprint the operator wrote down, if any: given to `nodes add`, else in a nodes file.
+  // One merely advertised by mDNS, DNS-SD or Consul never counts.
+  const writtenDown = (source: 'manual' | 'file') =>
+    sighted?.sightings.find((item) => item.source === source)?.fingerprint ?? undefined;
+  if (peer?.endpoint) {
+    return {
+      endpoint: peer.endpoint,
+      expectedNodeId: peer.nodeId,
+      known: peer,
+      // A peer never pinned (`nodes add --trust-domain` makes one) is met for the first time:
+      // what was written down for it counts. A pinned one is held to its pin.
+      manualFingerprint:
+        peer.pinnedFingerprint === null
+          ? (writtenDown('manual') ?? writtenDown('file'))
+          : undefined,
+    };
+  }
+  // A node only discovered or added by hand (no trust domain yet, so no peer row): its freshest
+  // sighting's endpoint (the one recorded by hand wins over a nodes file's).
   if (sighted?.endpoint) {
-    const writtenDown = (source: 'manual' | 'file') =>
-      sighted.sightings.find((item) => item.source === source)?.fingerprint ?? undefined;
     return {
       endpoint: sighted.endpoint,
       expectedNodeId: target,

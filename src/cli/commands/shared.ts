@@ -38,7 +38,7 @@ export async function withNode<T>(
   use: (node: LocalNode) => Promise<T>,
 ): Promise<T> {
   const { loadIdentity } = await import('../../core/state/identity-repository.js');
-  const { loadNodeKey } = await import('../../core/identity/node-identity.js');
+  const { loadNodeKey } = await import('../../core/identity/keys.js');
   const { NotFoundError } = await import('../../core/errors.js');
   return withStore(context, async (store) => {
     const identity = store.read(loadIdentity);

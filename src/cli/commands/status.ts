@@ -225,7 +225,7 @@ function renderIdentity(
 
 /** The node key read as `serve` and every call read it, and checked against the certificate. */
 async function keyProblemOf(identity: NodeIdentity): Promise<StatusReport['keyProblem']> {
-  const { loadNodeKey } = await import('../../core/identity/node-identity.js');
+  const { loadNodeKey } = await import('../../core/identity/keys.js');
   try {
     loadNodeKey(identity);
     return null;

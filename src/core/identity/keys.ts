@@ -6,7 +6,9 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import { UsageError, errnoOf, messageOf } from '../errors.js';
+import { TrustError, UsageError, errnoOf, isSarkError, messageOf } from '../errors.js';
+import type { NodeIdentity } from './node-identity.js';
+import { pemBlocks } from './pem.js';
 
 export type KeyType = 'ec' | 'ed25519';
 export const KEY_TYPES: readonly KeyType[] = ['ec', 'ed25519'];
@@ -134,4 +136,37 @@ export async function importSigningKey(
     `unsupported key type ${privateKey.asymmetricKeyType ?? 'unknown'}`,
     { hint: 'sark-fed signs with ECDSA (P-256, P-384) or Ed25519 keys' },
   );
+}
+
+/**
+ * This node's private key, read again from the path `init` recorded and checked against the
+ * certificate it recorded: the files can change after `init` (a certificate issued again into the
+ * same folder, say). Without the check, a key that no longer matches fails later inside TLS, and
+ * the failure looks like the peer's (a broken connection counted against its circuit breaker).
+ */
+export function loadNodeKey(identity: Pick<NodeIdentity, 'keyPath' | 'certChainPem'>): KeyObject {
+  let key: KeyObject;
+  try {
+    key = readPrivateKeyFile(identity.keyPath);
+  } catch (error) {
+    // Its hint names --key, which the commands that load the recorded key do not take.
+    if (isSarkError(error) && error.code === 'KEY_UNREADABLE') {
+      throw new UsageError(error.code, error.message, {
+        cause: error,
+        hint: 'the key `sark-fed init` recorded is gone: restore it, or run `sark-fed init` again with --cert and --key',
+      });
+    }
+    throw error;
+  }
+  const leaf = pemBlocks(identity.certChainPem)[0]?.der;
+  if (leaf && !keyMatchesCertificate(key, leaf)) {
+    throw new TrustError(
+      'KEY_MISMATCH',
+      `${identity.keyPath} is no longer the key of this node's certificate`,
+      {
+        hint: 'the key file changed since `sark-fed init` (a certificate issued again?): run `sark-fed init` again with the new --cert and --key',
+      },
+    );
+  }
+  return key;
 }

@@ -1,10 +1,10 @@
-import { X509Certificate, type KeyObject } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { resolve } from 'node:path';
-import { isSarkError, TrustError, UsageError } from '../errors.js';
+import { TrustError, UsageError } from '../errors.js';
 import { summarizeCertificate, type CertificateSummary } from './certificate.js';
 import { readInputFile } from './files.js';
 import { keyMatchesCertificate, readPrivateKeyFile } from './keys.js';
-import { certificatesFromBytes, certificatesToPem, pemBlocks } from './pem.js';
+import { certificatesFromBytes, certificatesToPem } from './pem.js';
 import { leafProfileViolations } from './profile.js';
 import { assertNodeId, assertTrustDomain, nodeSpiffeId } from './spiffe.js';
 
@@ -21,39 +21,6 @@ export interface NodeIdentity {
   fingerprint: string;
   notBefore: string;
   notAfter: string;
-}
-
-/**
- * This node's private key, read again from the path `init` recorded and checked against the
- * certificate it recorded: the files can change after `init` (a certificate issued again into the
- * same folder, say). Without the check, a key that no longer matches fails later inside TLS, and
- * the failure looks like the peer's (a broken connection counted against its circuit breaker).
- */
-export function loadNodeKey(identity: NodeIdentity): KeyObject {
-  let key: KeyObject;
-  try {
-    key = readPrivateKeyFile(identity.keyPath);
-  } catch (error) {
-    // Its hint names --key, which the commands that load the recorded key do not take.
-    if (isSarkError(error) && error.code === 'KEY_UNREADABLE') {
-      throw new UsageError(error.code, error.message, {
-        cause: error,
-        hint: 'the key `sark-fed init` recorded is gone: restore it, or run `sark-fed init` again with --cert and --key',
-      });
-    }
-    throw error;
-  }
-  const leaf = pemBlocks(identity.certChainPem)[0]?.der;
-  if (leaf && !keyMatchesCertificate(key, leaf)) {
-    throw new TrustError(
-      'KEY_MISMATCH',
-      `${identity.keyPath} is no longer the key of this node's certificate`,
-      {
-        hint: 'the key file changed since `sark-fed init` (a certificate issued again?): run `sark-fed init` again with the new --cert and --key',
-      },
-    );
-  }
-  return key;
 }
 
 export interface IdentityInput {

@@ -104,6 +104,19 @@ function outputOf(transcript: string, commandLine: RegExp): string {
     .trimEnd();
 }
 
+/**
+ * A script loaded into every node process the demo starts (NODE_OPTIONS=--require): `trust
+ * establish` fails as a trust failure (exit 3).
+ */
+function failingEstablish(): string {
+  const preload = join(tempDir('sark-fed-demo-preload-'), 'fail-establish.cjs');
+  writeFileSync(
+    preload,
+    "if (process.argv.includes('establish')) { process.stderr.write('error: refused for the test\\n'); process.exit(3); }\n",
+  );
+  return preload;
+}
+
 describe('sark-fed demo', () => {
   it(
     'runs the two-organization federation with the real CLI, stage by stage, then stops its daemons and removes its folder',
@@ -245,12 +258,7 @@ describe('sark-fed demo', () => {
     'a failing step ends the demo with its exit code, names the stage, and still cleans up',
     async () => {
       const { tmp, home, env } = isolation();
-      // Loaded into every node process the demo starts: `trust establish` fails as a trust failure.
-      const preload = join(tempDir('sark-fed-demo-preload-'), 'fail-establish.cjs');
-      writeFileSync(
-        preload,
-        "if (process.argv.includes('establish')) { process.stderr.write('error: refused for the test\\n'); process.exit(3); }\n",
-      );
+      const preload = failingEstablish();
       const result = await runCli(['demo', '--json'], {
         env: { ...env, NODE_OPTIONS: `--require ${preload}` },
         timeoutMs: DEMO_MS,
@@ -366,11 +374,7 @@ describe('sark-fed demo', () => {
     'a failing step with --keep keeps the folder and names the last step done, without the commands to run it again',
     async () => {
       const { tmp, home, env } = isolation();
-      const preload = join(tempDir('sark-fed-demo-preload-'), 'fail-establish.cjs');
-      writeFileSync(
-        preload,
-        "if (process.argv.includes('establish')) { process.stderr.write('error: refused for the test\\n'); process.exit(3); }\n",
-      );
+      const preload = failingEstablish();
       const result = await runCli(['demo', '--keep'], {
         env: { ...env, NODE_OPTIONS: `--require ${preload}` },
         timeoutMs: DEMO_MS,

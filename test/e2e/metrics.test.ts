@@ -8,6 +8,7 @@ import { PATHS } from '../../src/core/protocol/constants.js';
 import { expectRefusal, expectSuccess, tempDir } from '../helpers/cli.js';
 import {
   addAnchor,
+  echoServing,
   freePort,
   makeNode,
   nodeCopy,
@@ -81,36 +82,7 @@ beforeAll(async () => {
     makeNode(dir, caB.dir, 'node-b', 'org-b.example'),
   ]);
   await Promise.all([addAnchor(a, caB.certPath), addAnchor(b, caA.certPath)]);
-  const resources = join(dir, 'resources.json');
-  const policy = join(dir, 'policy.json');
-  writeFileSync(
-    resources,
-    JSON.stringify({
-      resources: [{ id: 'echo', capabilities: [{ id: 'echo', backend: { type: 'echo' } }] }],
-    }),
-  );
-  writeFileSync(
-    policy,
-    JSON.stringify({
-      rules: [
-        {
-          effect: 'allow',
-          nodes: ['node-a'],
-          principals: ['*'],
-          resources: ['echo'],
-          capabilities: ['*'],
-        },
-      ],
-    }),
-  );
-  daemonB = await startServe(b, [
-    '--resources',
-    resources,
-    '--policy',
-    policy,
-    '--metrics',
-    '127.0.0.1:0',
-  ]);
+  daemonB = await startServe(b, [...echoServing(dir, ['node-a']), '--metrics', '127.0.0.1:0']);
   const line = await daemonB.waitForLog((entry) => entry.msg === 'metrics listening');
   metricsPort = Number(line.port);
   expectSuccess(

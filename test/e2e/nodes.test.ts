@@ -166,6 +166,24 @@ async function freshNode(): Promise<TestNode> {
   return { ...pristine, state, cli };
 }
 
+/**
+ * `trust establish node-b` with no --fingerprint is refused (exit 3) because node-b presented
+ * `presented`, not the `expected` fingerprint written down for it, and records nothing.
+ */
+async function expectEstablishRefused(
+  node: TestNode,
+  presented: string,
+  expected: string,
+): Promise<void> {
+  const before = stateRows(node.state);
+  expectRefusal(await node.cli(['trust', 'establish', 'node-b']), 3, {
+    message: new RegExp(
+      `^node-b presented fingerprint ${presented}, not the expected ${expected}$`,
+    ),
+  });
+  expect(stateRows(node.state)).toEqual(before);
+}
+
 function parseJson<T>(result: RunResult): T {
   expectSuccess(result);
   return JSON.parse(result.stdout) as T;
@@ -662,11 +680,7 @@ describe.concurrent('nodes add and nodes files: sightings of their own', () => {
     expect(listed?.slice(0, 5)).toEqual(['node-b', '-', b.endpoint, wrong, 'manual']);
 
     // trust establish goes where `nodes add` said, expecting the fingerprint it was given.
-    const before = stateRows(node.state);
-    expectRefusal(await node.cli(['trust', 'establish', 'node-b']), 3, {
-      message: new RegExp(`^node-b presented fingerprint ${right}, not the expected ${wrong}$`),
-    });
-    expect(stateRows(node.state)).toEqual(before);
+    await expectEstablishRefused(node, right, wrong);
   });
 
   it('nodes add --trust-domain --fingerprint: trust establish expects that fingerprint of the peer it recorded, never pinned yet', async () => {
@@ -688,11 +702,7 @@ describe.concurrent('nodes add and nodes files: sightings of their own', () => {
         wrong,
       ]),
     );
-    const before = stateRows(node.state);
-    expectRefusal(await node.cli(['trust', 'establish', 'node-b']), 3, {
-      message: new RegExp(`^node-b presented fingerprint ${right}, not the expected ${wrong}$`),
-    });
-    expect(stateRows(node.state)).toEqual(before);
+    await expectEstablishRefused(node, right, wrong);
     // (Written down right, it establishes without --fingerprint: the test of `nodes add` without
     // a trust domain, below, shows that part; establishing here would move node-b's record of
     // node-a, which the tests beside this one read.)

@@ -10,12 +10,15 @@ export const HELP_WIDTH = 80;
 
 /** Appends an EXAMPLES section (`$`-prefixed lines) to a command's help, as `step` and `gh` do. */
 export function withExamples(command: Command, examples: readonly Example[]): Command {
-  const lines = examples.flatMap(([description, commandLine]) => [
-    ...wrapWords(description.split(' '), '  # ', '  # ', ''),
-    ...wrapCommandLine(commandLine),
-    '',
-  ]);
-  return command.addHelpText('after', `\nExamples:\n${lines.join('\n').trimEnd()}\n`);
+  // Wrapped when the help is shown, not while the command tree is built on every start.
+  return command.addHelpText('after', () => {
+    const lines = examples.flatMap(([description, commandLine]) => [
+      ...wrapWords(description.split(' '), '  # ', '  # ', ''),
+      ...wrapCommandLine(commandLine),
+      '',
+    ]);
+    return `\nExamples:\n${lines.join('\n').trimEnd()}\n`;
+  });
 }
 
 /**

@@ -1,4 +1,12 @@
-import { chmodSync, cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -643,6 +651,15 @@ describe.concurrent('pki crl create', () => {
       hint: /backup/,
     });
     expect(fileDigest(recordPath)).toBe(damaged);
+    expect(fileDigest(crlPath)).toBe(before.crl);
+
+    // One that cannot be read at all (a folder in its place): exit 1, nothing written.
+    rmSync(recordPath);
+    mkdirSync(recordPath);
+    expectRefusal(await create(['--yes', '--revoke', nodeC.certPath]), 1, {
+      message: /^cannot read .*revoked\.json \(EISDIR\)$/,
+      hint: /permissions of the CA folder/,
+    });
     expect(fileDigest(crlPath)).toBe(before.crl);
   });
 

@@ -6,6 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { dirname, join } from 'node:path';
+import Database from 'better-sqlite3';
 import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import {
   CLI_PATH,
@@ -1019,6 +1020,23 @@ describe.concurrent('pins and live state', { timeout: SLOW_TEST_MS }, () => {
     expectRefusal(await a.cli(['trust', 'anchor', 'remove', '0'.repeat(16)]), 4, {
       message: `no trust anchor's fingerprint starts with ${'0'.repeat(16)}`,
     });
+    // Digits that start two anchors' fingerprints name neither: exit 2, nothing removed. (Two
+    // real CAs sharing 16 digits is a 2^-64 chance, so the second row is written here by hand:
+    // a copy of org B's anchor under a fingerprint that differs only in its last digit.)
+    const twin = `${anchorB.slice(0, -1)}${anchorB.endsWith('0') ? '1' : '0'}`;
+    const db = new Database(a.state);
+    db.prepare(
+      `INSERT INTO trust_anchors SELECT ?, trust_domain, subject, certificate_der, not_after, added_at
+       FROM trust_anchors WHERE fingerprint = ?`,
+    ).run(twin, anchorB);
+    db.close();
+    const twins = stateRows(a.state);
+    expectRefusal(await a.cli(['trust', 'anchor', 'remove', anchorB.slice(0, 16)]), 2, {
+      message: `${anchorB.slice(0, 16)} starts the fingerprints of 2 anchors`,
+      hint: /give more digits, or the whole fingerprint/,
+    });
+    expect(stateRows(a.state)).toEqual(twins);
+    expectSuccess(await a.cli(['trust', 'anchor', 'remove', twin]));
     expectSuccess(await a.cli(['trust', 'anchor', 'remove', anchorB.slice(0, 16).toUpperCase()]));
     expect(
       JSON.parse((await a.cli(['trust', 'anchor', 'list', '--json'])).stdout),

@@ -269,25 +269,86 @@ _sark_fed_subcommand() {
   esac
 }
 
-# _sark_fed_values 'PATH OPTION' or 'PATH <argument>': sets values to its choices (or fails).
+# _sark_fed_values 'PATH OPTION' or 'PATH <argument>': sets values to what it takes: its
+# choices, the words the program lists (such as node IDs), or nothing for free text (a URL,
+# a number); fails for a file name.
 _sark_fed_values() {
   case $1 in
+    'sark-fed init --node-id' | 'sark-fed init --trust-domain' | 'sark-fed init --endpoint') values='' ;;
     'sark-fed pki ca create --key-type') values='ec ed25519' ;;
+    'sark-fed pki ca create --trust-domain' | 'sark-fed pki ca create --days') values='' ;;
     'sark-fed pki issue --key-type') values='ec ed25519' ;;
+    'sark-fed pki issue --node-id' | 'sark-fed pki issue --trust-domain' | 'sark-fed pki issue --dns' | 'sark-fed pki issue --ip' | 'sark-fed pki issue --days') values='' ;;
     'sark-fed pki crl create --reason') values='unspecified key-compromise affiliation-changed superseded cessation-of-operation privilege-withdrawn' ;;
+    'sark-fed pki crl create --days') values='' ;;
     'sark-fed discover --method') values='mdns dns-sd consul manual' ;;
+    'sark-fed discover --timeout' | 'sark-fed discover --expect' | 'sark-fed discover --domain' | 'sark-fed discover --nameserver' | 'sark-fed discover --consul-url' | 'sark-fed discover --interface') values='' ;;
+    'sark-fed nodes show <node>') values=$(_sark_fed_listed '--state' 'nodes' 'list') ;;
+    'sark-fed nodes add --endpoint' | 'sark-fed nodes add --trust-domain' | 'sark-fed nodes add --fingerprint' | 'sark-fed nodes add <node>') values='' ;;
+    'sark-fed nodes remove <node>') values=$(_sark_fed_listed '--state' 'nodes' 'list') ;;
+    'sark-fed nodes health [node...]') values=$(_sark_fed_listed '--state' 'nodes' 'list') ;;
+    'sark-fed nodes health --timeout') values='' ;;
+    'sark-fed trust establish <node|endpoint>') values=$(_sark_fed_listed '--state' 'nodes' 'list') ;;
+    'sark-fed trust establish --fingerprint' | 'sark-fed trust establish --timeout') values='' ;;
+    'sark-fed trust show <node>') values=$(_sark_fed_listed '--state' 'nodes' 'list') ;;
+    'sark-fed trust approve <node>') values=$(_sark_fed_listed '--state' 'nodes' 'list') ;;
+    'sark-fed trust revoke <node>') values=$(_sark_fed_listed '--state' 'nodes' 'list') ;;
+    'sark-fed trust revoke --reason' | 'sark-fed trust revoke --timeout') values='' ;;
+    'sark-fed trust anchor add --trust-domain') values='' ;;
+    'sark-fed trust anchor remove <fingerprint>') values='' ;;
+    'sark-fed route --capability' | 'sark-fed route --timeout' | 'sark-fed route <resource>') values='' ;;
+    'sark-fed invoke --node') values=$(_sark_fed_listed '--state' 'nodes' 'list') ;;
+    'sark-fed invoke --principal' | 'sark-fed invoke --timeout' | 'sark-fed invoke --retries' | 'sark-fed invoke --correlation-id' | 'sark-fed invoke <resource>' | 'sark-fed invoke <capability>') values='' ;;
+    'sark-fed circuit reset <node>') values=$(_sark_fed_listed '--state' 'nodes' 'list') ;;
+    'sark-fed audit query --node') values=$(_sark_fed_listed '--state' 'nodes' 'list') ;;
     'sark-fed audit query --outcome') values='success denied error timeout' ;;
+    'sark-fed audit query --correlation-id' | 'sark-fed audit query --principal' | 'sark-fed audit query --resource' | 'sark-fed audit query --capability' | 'sark-fed audit query --since' | 'sark-fed audit query --until' | 'sark-fed audit query --limit' | 'sark-fed audit query --timeout') values='' ;;
+    'sark-fed audit trace --timeout' | 'sark-fed audit trace <correlation-id>') values='' ;;
     'sark-fed audit export --format') values='jsonl csv' ;;
+    'sark-fed audit export --since') values='' ;;
     'sark-fed serve --announce') values='mdns consul' ;;
+    'sark-fed serve --listen' | 'sark-fed serve --max-body' | 'sark-fed serve --rate-limit-per-hour' | 'sark-fed serve --rate-limit-burst' | 'sark-fed serve --max-concurrent-per-node' | 'sark-fed serve --metrics' | 'sark-fed serve --interface' | 'sark-fed serve --consul-url') values='' ;;
     'sark-fed completion <shell>') values='bash zsh fish' ;;
     *) return 1 ;;
   esac
 }
 
-# _sark_fed_value KEY: completes the choices of an option or argument, or else file names.
+# _sark_fed_listed 'OPTIONS' COMMAND...: the first field of each line the program prints for
+# COMMAND in a pipe, run with the options named in OPTIONS (such as --state) as they are on
+# the command line being completed; nothing when it fails (no state file yet).
+_sark_fed_listed() {
+  local copy=" $1 " word value i
+  local -a copied
+  shift
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    word=${COMP_WORDS[i]}
+    if [[ $word == --*=* && $copy == *" ${word%%=*} "* ]]; then
+      value=${word#*=} word=${word%%=*}
+    elif [[ $copy == *" $word "* ]]; then
+      # bash splits --state=x at the "=": "--state" "=" "x"
+      value=${COMP_WORDS[i+1]}
+      [[ $value == = ]] && value=${COMP_WORDS[i+2]}
+    else
+      continue
+    fi
+    [[ $value == "~/"* ]] && value=$HOME/${value:2}
+    copied+=("$word" "$value")
+  done
+  "${COMP_WORDS[0]}" "${copied[@]}" --no-color "$@" 2>/dev/null </dev/null | cut -f1
+}
+
+# _sark_fed_value KEY: completes what an option or argument takes, or else file names.
 _sark_fed_value() {
   local values
   if _sark_fed_values "$1"; then
+    # A comma-separated list (serve --announce mdns,consul): complete its last item with
+    # what the list does not hold yet.
+    if [[ $cur == *,* ]]; then
+      local item kept='' listed=",${cur%,*},"
+      prefix+=${cur%,*}, cur=${cur##*,}
+      for item in $values; do [[ $listed == *",$item,"* ]] || kept+=" $item"; done
+      values=$kept
+    fi
     mapfile -t COMPREPLY < <(compgen -P "$prefix" -W "$values" -- "$cur")
   else
     compopt -o filenames 2>/dev/null

@@ -317,6 +317,39 @@ function __sark_fed_argument
     end
 end
 
+# __sark_fed_listed 'OPTIONS' COMMAND...: the first field of each line the program prints for
+# COMMAND in a pipe, run with the options named in OPTIONS (such as --state) as they are on
+# the command line; nothing when it fails (no state file yet).
+function __sark_fed_listed
+    set -l copy (string split -n " " -- $argv[1])
+    set -e argv[1]
+    set -l words (commandline -opc)
+    set -l copied
+    for i in (seq 2 (count $words))
+        set -l word $words[$i]
+        set -l value
+        if string match -q -- '--*=*' $word; and contains -- (string split -m 1 = -- $word)[1] $copy
+            set value (string split -m 1 = -- $word)[2]
+            set word (string split -m 1 = -- $word)[1]
+        else if contains -- $word $copy; and test $i -lt (count $words)
+            set value $words[(math $i + 1)]
+        else
+            continue
+        end
+        set -a copied $word (string replace -r '^~/' "$HOME/" -- $value)
+    end
+    $words[1] $copied --no-color $argv 2>/dev/null </dev/null | string split -f 1 \t
+end
+
+# __sark_fed_list_items CHOICE...: the choices, after the items of the list already typed.
+function __sark_fed_list_items
+    set -l typed (string replace -r '^--[^=]*=' '' -- (commandline -ct))
+    set -l listed (string match -r '^.*,' -- $typed); or set listed ''
+    for choice in $argv
+        contains -- $choice (string split , -- $listed); or printf '%s\n' $listed$choice
+    end
+end
+
 # No file names unless an option or argument asks for them.
 complete -c sark-fed -f
 
@@ -348,13 +381,13 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'demo' -d 'set up a two
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'help' -d 'show help for a command, or a topic: exit-codes'
 
 # sark-fed init
-complete -c sark-fed -n '__sark_fed_using "sark-fed init"' -l node-id -r -F -d 'this node\'s ID'
-complete -c sark-fed -n '__sark_fed_using "sark-fed init"' -l trust-domain -r -F -d 'this organization\'s trust domain, e.g. org-a.example'
+complete -c sark-fed -n '__sark_fed_using "sark-fed init"' -l node-id -x -d 'this node\'s ID'
+complete -c sark-fed -n '__sark_fed_using "sark-fed init"' -l trust-domain -x -d 'this organization\'s trust domain, e.g. org-a.example'
 complete -c sark-fed -n '__sark_fed_using "sark-fed init"' -l cert -r -F -d 'node certificate (leaf first)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed init"' -l key -r -F -d 'private key of the certificate (mode 0600)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed init"' -l chain -r -F -d 'intermediate certificates, each followed by its issuer'
 complete -c sark-fed -n '__sark_fed_using "sark-fed init"' -l ca -r -F -d 'this organization\'s CA certificate: becomes the trust anchor of this trust domain'
-complete -c sark-fed -n '__sark_fed_using "sark-fed init"' -l endpoint -r -F -d 'where peers reach this node, https://host:port'
+complete -c sark-fed -n '__sark_fed_using "sark-fed init"' -l endpoint -x -d 'where peers reach this node, https://host:port'
 
 # sark-fed pki
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki"' -a 'ca' -d 'certificate authorities'
@@ -367,18 +400,18 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed pki ca"' -a 'create' -d 'cre
 
 # sark-fed pki ca create
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki ca create"' -l out -r -F -d 'folder to write ca.pem and ca.key into (created 0700)'
-complete -c sark-fed -n '__sark_fed_using "sark-fed pki ca create"' -l trust-domain -r -F -d 'the trust domain this CA vouches for'
-complete -c sark-fed -n '__sark_fed_using "sark-fed pki ca create"' -l days -r -F -d 'validity in days'
+complete -c sark-fed -n '__sark_fed_using "sark-fed pki ca create"' -l trust-domain -x -d 'the trust domain this CA vouches for'
+complete -c sark-fed -n '__sark_fed_using "sark-fed pki ca create"' -l days -x -d 'validity in days'
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki ca create"' -l key-type -x -a 'ec ed25519' -d 'key algorithm'
 
 # sark-fed pki issue
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l ca -r -F -d 'CA folder made by `pki ca create`'
-complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l node-id -r -F -d 'node ID, the last part of the SPIFFE ID'
-complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l trust-domain -r -F -d 'trust domain (default: the CA\'s)'
-complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l dns -r -F -d 'DNS name SAN (repeatable)'
-complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l ip -r -F -d 'IP address SAN (repeatable)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l node-id -x -d 'node ID, the last part of the SPIFFE ID'
+complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l trust-domain -x -d 'trust domain (default: the CA\'s)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l dns -x -d 'DNS name SAN (repeatable)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l ip -x -d 'IP address SAN (repeatable)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l out -r -F -d 'folder to write into (created 0700)'
-complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l days -r -F -d 'validity in days (default: 365, or until the CA\'s own expiry if sooner)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l days -x -d 'validity in days (default: 365, or until the CA\'s own expiry if sooner)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki issue"' -l key-type -x -a 'ec ed25519' -d 'key algorithm'
 
 # sark-fed pki inspect
@@ -392,17 +425,17 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l ca -r -F
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l revoke -r -F -d 'certificate to revoke (repeatable); the CA records it in revoked.json'
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l reason -x -a 'unspecified key-compromise affiliation-changed superseded cessation-of-operation privilege-withdrawn' -d 'why the --revoke certificates are revoked (RFC 5280)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l out -r -F -d 'where to write the CRL (PEM)'
-complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l days -r -F -d 'days until the next update'
+complete -c sark-fed -n '__sark_fed_using "sark-fed pki crl create"' -l days -x -d 'days until the next update'
 
 # sark-fed discover
 complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l method -x -a 'mdns dns-sd consul manual' -d 'a method to use (repeatable; default: every configured one)'
-complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l timeout -r -F -d 'deadline for the whole scan'
-complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l expect -r -F -d 'stop as soon as this many nodes are resolved'
-complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l domain -r -F -d 'DNS-SD: the domain to browse, _sark._tcp.<domain>'
-complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l nameserver -r -F -d 'DNS-SD: ask this server, not the system resolver'
-complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l consul-url -r -F -d 'Consul: the agent (default: CONSUL_HTTP_ADDR)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l timeout -x -d 'deadline for the whole scan'
+complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l expect -x -d 'stop as soon as this many nodes are resolved'
+complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l domain -x -d 'DNS-SD: the domain to browse, _sark._tcp.<domain>'
+complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l nameserver -x -d 'DNS-SD: ask this server, not the system resolver'
+complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l consul-url -x -d 'Consul: the agent (default: CONSUL_HTTP_ADDR)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l file -r -F -d 'manual: a file of nodes (see docs/guide.md)'
-complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l interface -r -F -d 'mDNS: the interface address to browse on'
+complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l interface -x -d 'mDNS: the interface address to browse on'
 complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l no-save -d 'do not record the results in the state file'
 complete -c sark-fed -n '__sark_fed_using "sark-fed discover"' -l watch -d 'mDNS: stream nodes appearing (+) and leaving (-) until interrupted'
 
@@ -414,20 +447,19 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed nodes"' -a 'remove' -d 'forg
 complete -c sark-fed -n '__sark_fed_using "sark-fed nodes"' -a 'health' -d 'ask nodes\' health endpoints concurrently and record status and latency'
 
 # sark-fed nodes show
-complete -c sark-fed -n '__sark_fed_argument "sark-fed nodes show" 0' -F -d 'node ID'
+complete -c sark-fed -n '__sark_fed_argument "sark-fed nodes show" 0' -a '(__sark_fed_listed "--state" "nodes" "list")' -d 'node ID'
 
 # sark-fed nodes add
-complete -c sark-fed -n '__sark_fed_using "sark-fed nodes add"' -l endpoint -r -F -d 'where it answers, https://host:port'
-complete -c sark-fed -n '__sark_fed_using "sark-fed nodes add"' -l trust-domain -r -F -d 'its trust domain, when known'
-complete -c sark-fed -n '__sark_fed_using "sark-fed nodes add"' -l fingerprint -r -F -d 'the certificate fingerprint it is expected to present'
-complete -c sark-fed -n '__sark_fed_argument "sark-fed nodes add" 0' -F -d 'node ID'
+complete -c sark-fed -n '__sark_fed_using "sark-fed nodes add"' -l endpoint -x -d 'where it answers, https://host:port'
+complete -c sark-fed -n '__sark_fed_using "sark-fed nodes add"' -l trust-domain -x -d 'its trust domain, when known'
+complete -c sark-fed -n '__sark_fed_using "sark-fed nodes add"' -l fingerprint -x -d 'the certificate fingerprint it is expected to present'
 
 # sark-fed nodes remove
-complete -c sark-fed -n '__sark_fed_argument "sark-fed nodes remove" 0' -F -d 'node ID'
+complete -c sark-fed -n '__sark_fed_argument "sark-fed nodes remove" 0' -a '(__sark_fed_listed "--state" "nodes" "list")' -d 'node ID'
 
 # sark-fed nodes health
-complete -c sark-fed -n '__sark_fed_using "sark-fed nodes health"' -l timeout -r -F -d 'how long to wait for each node'
-complete -c sark-fed -n '__sark_fed_argument "sark-fed nodes health" 0+' -F -d 'node IDs (default: every known node with an endpoint)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed nodes health"' -l timeout -x -d 'how long to wait for each node'
+complete -c sark-fed -n '__sark_fed_argument "sark-fed nodes health" 0+' -a '(__sark_fed_listed "--state" "nodes" "list")' -d 'node IDs (default: every known node with an endpoint)'
 
 # sark-fed trust
 complete -c sark-fed -n '__sark_fed_using "sark-fed trust"' -a 'establish' -d 'prove identities to a peer in both directions, then pin its certificate'
@@ -439,24 +471,24 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed trust"' -a 'anchor' -d 'trus
 complete -c sark-fed -n '__sark_fed_using "sark-fed trust"' -a 'crl' -d 'certificate revocation lists of the anchors'
 
 # sark-fed trust establish
-complete -c sark-fed -n '__sark_fed_using "sark-fed trust establish"' -l fingerprint -r -F -d 'the peer certificate fingerprint you expect (no prompt)'
-complete -c sark-fed -n '__sark_fed_using "sark-fed trust establish"' -l timeout -r -F -d 'how long to wait for the peer'
-complete -c sark-fed -n '__sark_fed_argument "sark-fed trust establish" 0' -F -d 'a known node ID, or https://host:port'
+complete -c sark-fed -n '__sark_fed_using "sark-fed trust establish"' -l fingerprint -x -d 'the peer certificate fingerprint you expect (no prompt)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed trust establish"' -l timeout -x -d 'how long to wait for the peer'
+complete -c sark-fed -n '__sark_fed_argument "sark-fed trust establish" 0' -a '(__sark_fed_listed "--state" "nodes" "list")' -d 'a known node ID, or https://host:port'
 
 # sark-fed trust list
 complete -c sark-fed -n '__sark_fed_using "sark-fed trust list"' -l pending -d 'only peers awaiting approval'
 
 # sark-fed trust show
-complete -c sark-fed -n '__sark_fed_argument "sark-fed trust show" 0' -F -d 'node ID'
+complete -c sark-fed -n '__sark_fed_argument "sark-fed trust show" 0' -a '(__sark_fed_listed "--state" "nodes" "list")' -d 'node ID'
 
 # sark-fed trust approve
-complete -c sark-fed -n '__sark_fed_argument "sark-fed trust approve" 0' -F -d 'node ID'
+complete -c sark-fed -n '__sark_fed_argument "sark-fed trust approve" 0' -a '(__sark_fed_listed "--state" "nodes" "list")' -d 'node ID'
 
 # sark-fed trust revoke
-complete -c sark-fed -n '__sark_fed_using "sark-fed trust revoke"' -l reason -r -F -d 'why, recorded here and sent to the peer'
+complete -c sark-fed -n '__sark_fed_using "sark-fed trust revoke"' -l reason -x -d 'why, recorded here and sent to the peer'
 complete -c sark-fed -n '__sark_fed_using "sark-fed trust revoke"' -l no-notify -d 'do not tell the peer'
-complete -c sark-fed -n '__sark_fed_using "sark-fed trust revoke"' -l timeout -r -F -d 'how long to wait for the peer when notifying it'
-complete -c sark-fed -n '__sark_fed_argument "sark-fed trust revoke" 0' -F -d 'node ID'
+complete -c sark-fed -n '__sark_fed_using "sark-fed trust revoke"' -l timeout -x -d 'how long to wait for the peer when notifying it'
+complete -c sark-fed -n '__sark_fed_argument "sark-fed trust revoke" 0' -a '(__sark_fed_listed "--state" "nodes" "list")' -d 'node ID'
 
 # sark-fed trust anchor
 complete -c sark-fed -n '__sark_fed_using "sark-fed trust anchor"' -a 'add' -d 'import a CA certificate as the anchor of a trust domain'
@@ -464,11 +496,8 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed trust anchor"' -a 'list' -d 
 complete -c sark-fed -n '__sark_fed_using "sark-fed trust anchor"' -a 'remove' -d 'remove a trust anchor'
 
 # sark-fed trust anchor add
-complete -c sark-fed -n '__sark_fed_using "sark-fed trust anchor add"' -l trust-domain -r -F -d 'the domain it vouches for (default: the one its SPIFFE ID names)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed trust anchor add"' -l trust-domain -x -d 'the domain it vouches for (default: the one its SPIFFE ID names)'
 complete -c sark-fed -n '__sark_fed_argument "sark-fed trust anchor add" 0' -F -d 'CA certificate (PEM or DER)'
-
-# sark-fed trust anchor remove
-complete -c sark-fed -n '__sark_fed_argument "sark-fed trust anchor remove" 0' -F -d 'its SHA-256 fingerprint, or the first 16 digits or more of it'
 
 # sark-fed trust crl
 complete -c sark-fed -n '__sark_fed_using "sark-fed trust crl"' -a 'import' -d 'import a CRL signed by a trust anchor; revoked certificates are refused at once'
@@ -478,27 +507,24 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed trust crl"' -a 'list' -d 'th
 complete -c sark-fed -n '__sark_fed_argument "sark-fed trust crl import" 0' -F -d 'CRL file, PEM or DER'
 
 # sark-fed route
-complete -c sark-fed -n '__sark_fed_using "sark-fed route"' -l capability -r -F -d 'only nodes that offer this capability of the resource'
+complete -c sark-fed -n '__sark_fed_using "sark-fed route"' -l capability -x -d 'only nodes that offer this capability of the resource'
 complete -c sark-fed -n '__sark_fed_using "sark-fed route"' -l refresh -d 'ask every peer for its catalog again, whatever the cache holds'
-complete -c sark-fed -n '__sark_fed_using "sark-fed route"' -l timeout -r -F -d 'how long to wait for peers\' catalogs'
-complete -c sark-fed -n '__sark_fed_argument "sark-fed route" 0' -F -d 'resource ID'
+complete -c sark-fed -n '__sark_fed_using "sark-fed route"' -l timeout -x -d 'how long to wait for peers\' catalogs'
 
 # sark-fed invoke
-complete -c sark-fed -n '__sark_fed_using "sark-fed invoke"' -l node -r -F -d 'call this node, skipping routing'
-complete -c sark-fed -n '__sark_fed_using "sark-fed invoke"' -l principal -r -F -d 'on whose behalf (default: your user name @ this node)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed invoke"' -l node -x -a '(__sark_fed_listed "--state" "nodes" "list")' -d 'call this node, skipping routing'
+complete -c sark-fed -n '__sark_fed_using "sark-fed invoke"' -l principal -x -d 'on whose behalf (default: your user name @ this node)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed invoke"' -l args -r -F -d 'arguments: JSON text, @file holding JSON, or - for stdin'
-complete -c sark-fed -n '__sark_fed_using "sark-fed invoke"' -l timeout -r -F -d 'deadline for the whole call, retries included'
-complete -c sark-fed -n '__sark_fed_using "sark-fed invoke"' -l retries -r -F -d 'retries per node after the first attempt (default 2); only where safe'
-complete -c sark-fed -n '__sark_fed_using "sark-fed invoke"' -l correlation-id -r -F -d 'correlation ID to use (default: a new one)'
-complete -c sark-fed -n '__sark_fed_argument "sark-fed invoke" 0' -F -d 'resource ID'
-complete -c sark-fed -n '__sark_fed_argument "sark-fed invoke" 1' -F -d 'capability ID'
+complete -c sark-fed -n '__sark_fed_using "sark-fed invoke"' -l timeout -x -d 'deadline for the whole call, retries included'
+complete -c sark-fed -n '__sark_fed_using "sark-fed invoke"' -l retries -x -d 'retries per node after the first attempt (default 2); only where safe'
+complete -c sark-fed -n '__sark_fed_using "sark-fed invoke"' -l correlation-id -x -d 'correlation ID to use (default: a new one)'
 
 # sark-fed circuit
 complete -c sark-fed -n '__sark_fed_using "sark-fed circuit"' -a 'list' -d 'the circuit of every trusted peer and of any node that failed: state, failures, retry time'
 complete -c sark-fed -n '__sark_fed_using "sark-fed circuit"' -a 'reset' -d 'close a circuit now (the node is known to be back)'
 
 # sark-fed circuit reset
-complete -c sark-fed -n '__sark_fed_argument "sark-fed circuit reset" 0' -F -d 'node ID'
+complete -c sark-fed -n '__sark_fed_argument "sark-fed circuit reset" 0' -a '(__sark_fed_listed "--state" "nodes" "list")' -d 'node ID'
 
 # sark-fed audit
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit"' -a 'query' -d 'audit events matching every filter given, newest first'
@@ -507,40 +533,39 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed audit"' -a 'verify' -d 'chec
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit"' -a 'export' -d 'every event, oldest first, on stdout (streamed: any size of trail)'
 
 # sark-fed audit query
-complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l correlation-id -r -F -d 'events of one call'
-complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l principal -r -F -d 'events of this principal'
-complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l resource -r -F -d 'events of this resource'
-complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l capability -r -F -d 'events of this capability'
-complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l node -r -F -d 'events where this node called or served'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l correlation-id -x -d 'events of one call'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l principal -x -d 'events of this principal'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l resource -x -d 'events of this resource'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l capability -x -d 'events of this capability'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l node -x -a '(__sark_fed_listed "--state" "nodes" "list")' -d 'events where this node called or served'
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l outcome -x -a 'success denied error timeout' -d 'events with this outcome'
-complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l since -r -F -d 'at or after: ISO 8601 (2030-01-31T09:30:00Z) or relative (15m, 2h, 7d: that long ago)'
-complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l until -r -F -d 'before: ISO 8601 (2030-01-31T09:30:00Z) or relative (15m, 2h, 7d: that long ago)'
-complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l limit -r -F -d 'at most this many events, the newest'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l since -x -d 'at or after: ISO 8601 (2030-01-31T09:30:00Z) or relative (15m, 2h, 7d: that long ago)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l until -x -d 'before: ISO 8601 (2030-01-31T09:30:00Z) or relative (15m, 2h, 7d: that long ago)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l limit -x -d 'at most this many events, the newest'
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l federated -d 'ask the peers named in the matching events too (each answers only with calls this node took part in)'
-complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l timeout -r -F -d 'how long to wait for each peer (--federated)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l timeout -x -d 'how long to wait for each peer (--federated)'
 
 # sark-fed audit trace
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit trace"' -l federated -d 'ask the peers involved for their side too'
-complete -c sark-fed -n '__sark_fed_using "sark-fed audit trace"' -l timeout -r -F -d 'how long to wait for each peer (--federated)'
-complete -c sark-fed -n '__sark_fed_argument "sark-fed audit trace" 0' -F -d 'the correlation ID `invoke` printed'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit trace"' -l timeout -x -d 'how long to wait for each peer (--federated)'
 
 # sark-fed audit export
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit export"' -l format -x -a 'jsonl csv' -d 'JSON Lines or CSV'
-complete -c sark-fed -n '__sark_fed_using "sark-fed audit export"' -l since -r -F -d 'at or after: ISO 8601 (2030-01-31T09:30:00Z) or relative (15m, 2h, 7d: that long ago)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit export"' -l since -x -d 'at or after: ISO 8601 (2030-01-31T09:30:00Z) or relative (15m, 2h, 7d: that long ago)'
 
 # sark-fed serve
-complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l listen -r -F -d 'address to listen on (default: the endpoint given to init)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l listen -x -d 'address to listen on (default: the endpoint given to init)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l require-approval -d 'record new peers as pending until `sark-fed trust approve`'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l resources -r -F -d 'resources, capabilities and backends to serve (JSON or YAML; docs/resources.md)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l policy -r -F -d 'who may use what (JSON or YAML); without it every invocation is denied'
-complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l max-body -r -F -d 'largest invoke body accepted (bytes, or 512KiB, 1MiB)'
-complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l rate-limit-per-hour -r -F -d 'invocations a calling node earns an hour (per-node token bucket)'
-complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l rate-limit-burst -r -F -d 'invocations a calling node may make at once'
-complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l max-concurrent-per-node -r -F -d 'invocations one calling node may have in progress at once'
-complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l announce -x -a 'mdns consul' -d 'make this node findable: a comma-separated list of mdns, consul'
-complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l metrics -r -F -d 'serve Prometheus metrics over plain HTTP at http://host:port/metrics (keep it private; docs/metrics.md)'
-complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l interface -r -F -d 'IPv4 address or interface name to announce on over mDNS'
-complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l consul-url -r -F -d 'Consul agent to register with for --announce consul (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500; token from CONSUL_HTTP_TOKEN)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l max-body -x -d 'largest invoke body accepted (bytes, or 512KiB, 1MiB)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l rate-limit-per-hour -x -d 'invocations a calling node earns an hour (per-node token bucket)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l rate-limit-burst -x -d 'invocations a calling node may make at once'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l max-concurrent-per-node -x -d 'invocations one calling node may have in progress at once'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l announce -x -a '(__sark_fed_list_items "mdns" "consul")' -d 'make this node findable: a comma-separated list of mdns, consul'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l metrics -x -d 'serve Prometheus metrics over plain HTTP at http://host:port/metrics (keep it private; docs/metrics.md)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l interface -x -d 'IPv4 address or interface name to announce on over mDNS'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l consul-url -x -d 'Consul agent to register with for --announce consul (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500; token from CONSUL_HTTP_TOKEN)'
 
 # sark-fed completion
 complete -c sark-fed -n '__sark_fed_argument "sark-fed completion" 0' -a 'bash zsh fish' -d 'the shell to complete for'

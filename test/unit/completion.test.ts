@@ -1,11 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Command, Option } from 'commander';
+import { Argument, Command, Option } from 'commander';
 import { afterAll, describe, expect, it } from 'vitest';
 import { completionScript, type Shell } from '../../src/cli/completion/generate.js';
+import { completeWith } from '../../src/cli/completion/values.js';
 import type { CliIo } from '../../src/cli/output/output.js';
 import { ALL_COMMANDS } from '../../src/cli/commands/all.js';
 import { buildProgram } from '../../src/cli/program.js';
@@ -40,15 +41,48 @@ function installed(shell: string): boolean {
 
 /** A toy program: nothing of sark-fed's tree is in it. */
 function toyProgram(): Command {
-  const program = new Command('gizmo').option('--loud', 'shout');
+  const program = new Command('gizmo')
+    .option('--loud', 'shout')
+    .option('--depot <path>', 'where the widgets are kept');
   const widget = program.command('widget').alias('w').description('widgets');
+  const listedWidgets = { kind: 'listed', command: ['widget', 'list'], copiedOptions: ['--depot'] };
   widget
     .command('frob')
     .description('frob a widget')
     .addOption(new Option('--colour <c>', 'paint colour').choices(['red', 'green']))
-    .addOption(new Option('--secret-knob', 'not for users').hideHelp());
+    .addOption(new Option('--secret-knob', 'not for users').hideHelp())
+    .addOption(completeWith(new Option('--twin <widget>', 'frob its twin too'), listedWidgets))
+    .addArgument(completeWith(new Argument('<widget>', 'which one'), listedWidgets))
+    .addArgument(new Argument('[label]', 'a label for it (free text)'));
   program.command('sneaky', { hidden: true }).description('a hidden command');
   return program;
+}
+
+/**
+ * The toy program itself, on a PATH of its own for the scripts to run when Tab is pressed: a
+ * shell script that lists two widgets, tab-separated as sark-fed prints rows in a pipe, and
+ * writes down the arguments it was given.
+ */
+const toyBin = join(work, 'toy-bin');
+const toyCalls = join(work, 'toy-calls');
+mkdirSync(toyBin);
+writeFileSync(
+  join(toyBin, 'gizmo'),
+  `#!/bin/sh\nprintf '%s\\n' "$*" >> '${toyCalls}'\nprintf 'alpha\\tfirst\\nbeta\\tsecond\\n'\n`,
+);
+chmodSync(join(toyBin, 'gizmo'), 0o755);
+const toyEnv = { ...process.env, PATH: `${toyBin}:${process.env.PATH ?? ''}` };
+
+/** The arguments the toy program was run with since the last call, one line a run. */
+function toyRuns(): string[] {
+  let calls = '';
+  try {
+    calls = readFileSync(toyCalls, 'utf8');
+  } catch {
+    return [];
+  }
+  rmSync(toyCalls);
+  return calls.split('\n').filter((line) => line !== '');
 }
 
 describe('completion scripts in completions/', () => {
@@ -120,6 +154,7 @@ describe('bash', () => {
     const result = spawnSync('bash', ['--norc', '-c', driver, 'bash', script, ...words], {
       cwd: files,
       encoding: 'utf8',
+      env: toyEnv,
     });
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
@@ -206,9 +241,66 @@ describe('bash', () => {
     expect(sarkFed('sark-fed help nope ')).toEqual([]);
   });
 
-  it('completes the methods of serve --announce, a list its own parser checks', () => {
+  it('completes the methods of serve --announce, a list its own parser checks, item by item', () => {
     expect(sarkFed('sark-fed serve --announce ')).toEqual(['mdns', 'consul']);
     expect(sarkFed('sark-fed serve --announce=c')).toEqual(['--announce=consul']);
+    expect(sarkFed('sark-fed serve --announce mdns,')).toEqual(['mdns,consul']);
+    expect(sarkFed('sark-fed serve --announce=consul,')).toEqual(['--announce=consul,mdns']);
+    expect(sarkFed('sark-fed serve --announce mdns,consul,')).toEqual([]);
+  });
+
+  it('offers nothing for free text (a URL, an address, a duration, a resource ID), not file names', () => {
+    expect(sarkFed('sark-fed init --endpoint ')).toEqual([]);
+    expect(sarkFed('sark-fed discover --nameserver ')).toEqual([]);
+    expect(sarkFed('sark-fed invoke --timeout ')).toEqual([]);
+    expect(sarkFed('sark-fed route ')).toEqual([]);
+    expect(sarkFed('sark-fed invoke echo ')).toEqual([]);
+    // Files where a file is meant.
+    expect(sarkFed('sark-fed init --cert ').sort()).toEqual(['certs', 'node.pem']);
+    expect(sarkFed('sark-fed trust crl import ').sort()).toEqual(['certs', 'node.pem']);
+  });
+
+  it('asks the program for what it lists (node IDs), with the --state of the command line', () => {
+    toyRuns();
+    expect(complete(toyProgram(), ['gizmo', 'widget', 'frob', ''])).toEqual(['alpha', 'beta']);
+    expect(complete(toyProgram(), ['gizmo', 'w', 'frob', '--twin', 'b'])).toEqual(['beta']);
+    expect(toyRuns()).toEqual(['--no-color widget list', '--no-color widget list']);
+    expect(
+      complete(toyProgram(), ['gizmo', '--depot', 'd.db', 'widget', 'frob', '--twin', '']),
+    ).toEqual(['alpha', 'beta']);
+    // bash splits --depot=e.db at the "=".
+    complete(toyProgram(), ['gizmo', '--depot', '=', 'e.db', 'widget', 'frob', '']);
+    complete(toyProgram(), ['gizmo', 'widget', 'frob', '--depot', '~/f.db', '']);
+    expect(toyRuns()).toEqual([
+      '--depot d.db --no-color widget list',
+      '--depot e.db --no-color widget list',
+      `--depot ${process.env.HOME}/f.db --no-color widget list`,
+    ]);
+    // The next argument is free text: the program is not asked.
+    expect(complete(toyProgram(), ['gizmo', 'widget', 'frob', 'alpha', ''])).toEqual([]);
+    expect(toyRuns()).toEqual([]);
+  });
+
+  it('offers nothing, and says nothing, when the program cannot list (no state file yet)', () => {
+    const env = { ...toyEnv, PATH: '/usr/bin:/bin' };
+    const script = scriptFile(toyProgram(), 'bash');
+    const result = spawnSync(
+      'bash',
+      [
+        '--norc',
+        '-c',
+        'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _gizmo gizmo "" frob; printf "%s\\n" "${COMPREPLY[@]}"',
+        'bash',
+        script,
+        'gizmo',
+        'widget',
+        'frob',
+        '',
+      ],
+      { encoding: 'utf8', env },
+    );
+    expect(result.stderr).toBe('');
+    expect(result.stdout.trim()).toBe('');
   });
 
   it('completes a program it has never seen', () => {
@@ -220,9 +312,11 @@ describe('bash', () => {
     ]);
     expect(complete(toyProgram(), ['gizmo', 'widget', 'frob', '-'])).toEqual([
       '--colour',
+      '--twin',
       '-h',
       '--help',
       '--loud',
+      '--depot',
     ]);
   });
 });
@@ -254,7 +348,17 @@ describe.skipIf(!installed('zsh'))('zsh', () => {
 
   it('completes help with command paths and topics, and serve --announce with its methods', () => {
     const path = scriptFile(buildProgram(io, ALL_COMMANDS), 'zsh');
-    expect(readFileSync(path, 'utf8')).toContain(":methods:(mdns consul)' \\\n");
+    const script = readFileSync(path, 'utf8');
+    // Each item of the comma-separated list (_sequence); node IDs from the program; nothing
+    // offered for free text (a single space), such as a host[:port] (whose value name keeps its
+    // brackets and is not mistaken for an optional value).
+    expect(script).toContain(":methods:_sequence compadd - '\\''mdns'\\'' '\\''consul'\\''' \\\n");
+    expect(script).toContain(
+      "'*--node=[call this node, skipping routing]:node:{_sark-fed_listed '\\''--state'\\'' '\\''nodes'\\'' '\\''list'\\''}' \\\n",
+    );
+    expect(script).toContain(
+      "'*--nameserver=[DNS-SD: ask this server, not the system resolver]:host[\\:port]: ' \\\n",
+    );
     /** The candidates for help's argument, `words` being the words from `help` to the cursor. */
     const candidates = (...words: string[]) => {
       // _describe stubbed: it prints the "name:description" items it was given.
@@ -280,6 +384,38 @@ describe.skipIf(!installed('zsh'))('zsh', () => {
     expect(candidates('help', 'pki', '')).toEqual(['ca', 'issue', 'inspect', 'crl']);
     expect(candidates('help', 'pki', 'ca', '')).toEqual(['create']);
     expect(candidates('help', 'exit-codes', '')).toEqual([]);
+  });
+  it('asks the program for what it lists, with the options of the whole line', () => {
+    const script = scriptFile(toyProgram(), 'zsh');
+    /** What _gizmo_listed offers for a line ending at the cursor (compadd stubbed). */
+    const offered = (line: string) => {
+      const result = spawnSync(
+        'zsh',
+        [
+          '-f',
+          '-c',
+          'compdef() { : }; source $1; compadd() { print -rl -- ${(P)${@[-1]}} }; LBUFFER=$2; _gizmo_listed --depot widget list',
+          'zsh',
+          script,
+          line,
+        ],
+        { encoding: 'utf8', env: toyEnv },
+      );
+      expect(result.stderr).toBe('');
+      return result.stdout.split('\n').filter((entry) => entry !== '');
+    };
+    toyRuns();
+    expect(offered('gizmo widget frob ')).toEqual(['alpha', 'beta']);
+    expect(offered("gizmo --depot 'my depot.db' widget frob --twin ")).toEqual(['alpha', 'beta']);
+    expect(offered('gizmo --depot=e.db w frob ')).toEqual(['alpha', 'beta']);
+    expect(toyRuns()).toEqual([
+      '--no-color widget list',
+      '--depot my depot.db --no-color widget list',
+      '--depot e.db --no-color widget list',
+    ]);
+    expect(readFileSync(script, 'utf8')).toContain(
+      "'1:which one:{_gizmo_listed '\\''--depot'\\'' '\\''widget'\\'' '\\''list'\\''}'",
+    );
   });
 });
 
@@ -341,5 +477,38 @@ describe.skipIf(!installed('fish'))('fish', () => {
   it('completes a program it has never seen', () => {
     expect(complete(toyProgram(), 'gizmo w frob --colour ').sort()).toEqual(['green', 'red']);
     expect(complete(toyProgram(), 'gizmo ').sort()).toEqual(['help', 'w', 'widget']);
+  });
+
+  it('asks the program for what it lists, and offers nothing for free text', () => {
+    const run = (line: string) => {
+      const result = spawnSync(
+        'fish',
+        [
+          '--no-config',
+          '-c',
+          'source $argv[1]; and complete -C $argv[2]',
+          scriptFile(toyProgram(), 'fish'),
+          line,
+        ],
+        { encoding: 'utf8', env: toyEnv },
+      );
+      expect(result.stderr).toBe('');
+      return result.stdout
+        .split('\n')
+        .filter((entry) => entry !== '')
+        .map((entry) => entry.split('\t')[0] ?? '');
+    };
+    toyRuns();
+    expect(run('gizmo widget frob ')).toEqual(['alpha', 'beta']);
+    expect(run('gizmo --depot d.db w frob --twin ')).toEqual(['alpha', 'beta']);
+    expect(run('gizmo --depot=e.db widget frob --twin=')).toEqual(['--twin=alpha', '--twin=beta']);
+    expect(toyRuns()).toEqual([
+      '--no-color widget list',
+      '--depot d.db --no-color widget list',
+      '--depot e.db --no-color widget list',
+    ]);
+    expect(run('gizmo widget frob alpha ')).toEqual([]);
+    expect(sarkFed('sark-fed init --endpoint ')).toEqual([]);
+    expect(sarkFed('sark-fed serve --announce mdns,')).toEqual(['mdns,consul']);
   });
 });

@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import { action } from '../action.js';
+import { completeWith, KNOWN_NODES } from '../completion/values.js';
 import { withExamples } from '../help-text.js';
 import { durationOption, integerIn } from '../options.js';
 import type { CliIo } from '../output/output.js';
@@ -52,7 +53,12 @@ export function registerAudit(program: Command, io: CliIo): void {
     .option('--principal <principal>', 'events of this principal')
     .option('--resource <resource>', 'events of this resource')
     .option('--capability <capability>', 'events of this capability')
-    .option('--node <node>', 'events where this node called or served')
+    .addOption(
+      completeWith(
+        new Option('--node <node>', 'events where this node called or served'),
+        KNOWN_NODES,
+      ),
+    )
     .addOption(
       new Option('--outcome <outcome>', 'events with this outcome').choices(AUDIT_OUTCOMES),
     )

@@ -1,6 +1,7 @@
-import type { Command } from 'commander';
+import { Argument, type Command } from 'commander';
 import type { CircuitRecord } from '../../core/routing/circuit-breaker.js';
 import { action } from '../action.js';
+import { completeWith, KNOWN_NODES } from '../completion/values.js';
 import { withExamples } from '../help-text.js';
 import type { Cell, CliIo } from '../output/output.js';
 import { withStore } from './shared.js';
@@ -82,7 +83,7 @@ export function registerCircuit(program: Command, io: CliIo): void {
   const reset = circuit
     .command('reset')
     .description('close a circuit now (the node is known to be back)')
-    .argument('<node>', 'node ID')
+    .addArgument(completeWith(new Argument('<node>', 'node ID'), KNOWN_NODES))
     .action(
       action<object>(io, async (context, _options, [nodeId]) => {
         const { deleteCircuit, findCircuit } =

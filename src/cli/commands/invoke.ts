@@ -1,7 +1,8 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import type { InvocationEvent, InvocationResult } from '../../core/routing/invocation.js';
 import type { InvokeCall } from '../../core/routing/invoker.js';
 import { action } from '../action.js';
+import { completeWith, KNOWN_NODES } from '../completion/values.js';
 import type { CommandContext } from '../context.js';
 import { withExamples } from '../help-text.js';
 import { durationOption, integerIn } from '../options.js';
@@ -29,7 +30,9 @@ export function registerInvoke(program: Command, io: CliIo): void {
     )
     .argument('<resource>', 'resource ID')
     .argument('<capability>', 'capability ID')
-    .option('--node <node>', 'call this node, skipping routing')
+    .addOption(
+      completeWith(new Option('--node <node>', 'call this node, skipping routing'), KNOWN_NODES),
+    )
     .option('--principal <id>', 'on whose behalf (default: your user name @ this node)')
     .option('--args <json|@file|->', 'arguments: JSON text, @file holding JSON, or - for stdin')
     .addOption(

@@ -1,7 +1,8 @@
-import type { Command } from 'commander';
+import { Argument, type Command } from 'commander';
 import type { KnownNode } from '../../core/discovery/node-view.js';
 import type { NodeHealth } from '../../core/state/discovery-repository.js';
 import { action } from '../action.js';
+import { completeWith, KNOWN_NODES } from '../completion/values.js';
 import type { CommandContext } from '../context.js';
 import { withExamples } from '../help-text.js';
 import { durationOption } from '../options.js';
@@ -75,7 +76,7 @@ export function registerNodes(program: Command, io: CliIo): void {
   const show = nodes
     .command('show')
     .description('one node: trust, every sighting, last health check')
-    .argument('<node>', 'node ID')
+    .addArgument(completeWith(new Argument('<node>', 'node ID'), KNOWN_NODES))
     .action(
       action<object>(io, async (context, _options, [nodeId]) => {
         const node = await requireKnownNode(context, nodeId as string);
@@ -196,7 +197,7 @@ export function registerNodes(program: Command, io: CliIo): void {
   const remove = nodes
     .command('remove')
     .description("forget a node's sightings and health; a trust decision is kept")
-    .argument('<node>', 'node ID')
+    .addArgument(completeWith(new Argument('<node>', 'node ID'), KNOWN_NODES))
     .action(
       action<object>(io, async (context, _options, [nodeId]) => {
         const { deleteSightings, deleteHealth } =
@@ -241,7 +242,12 @@ export function registerNodes(program: Command, io: CliIo): void {
   const health = nodes
     .command('health')
     .description("ask nodes' health endpoints concurrently and record status and latency")
-    .argument('[node...]', 'node IDs (default: every known node with an endpoint)')
+    .addArgument(
+      completeWith(
+        new Argument('[node...]', 'node IDs (default: every known node with an endpoint)'),
+        KNOWN_NODES,
+      ),
+    )
     .addOption(durationOption('--timeout <duration>', 'how long to wait for each node', '5s'))
     .action(
       action<{ timeout: number }>(io, async (context, options, nodeIds) => {

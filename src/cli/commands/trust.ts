@@ -1,9 +1,10 @@
-import type { Command } from 'commander';
+import { Argument, type Command } from 'commander';
 import type { StateStore } from '../../core/state/database.js';
 import type { Peer, TrustAnchor } from '../../core/state/trust-repository.js';
 import type { CommandContext } from '../context.js';
 import { TrustError } from '../../core/errors.js';
 import { action } from '../action.js';
+import { completeWith, KNOWN_NODES } from '../completion/values.js';
 import { withExamples } from '../help-text.js';
 import { durationOption } from '../options.js';
 import { levelCell, shortOnTty, withNode, withStore } from './shared.js';
@@ -29,7 +30,12 @@ export function registerTrust(program: Command, io: CliIo): void {
   const establish = trust
     .command('establish')
     .description('prove identities to a peer in both directions, then pin its certificate')
-    .argument('<node|endpoint>', 'a known node ID, or https://host:port')
+    .addArgument(
+      completeWith(
+        new Argument('<node|endpoint>', 'a known node ID, or https://host:port'),
+        KNOWN_NODES,
+      ),
+    )
     .option('--fingerprint <sha256>', 'the peer certificate fingerprint you expect (no prompt)')
     .addOption(durationOption('--timeout <duration>', 'how long to wait for the peer', '10s'))
     .action(
@@ -207,7 +213,7 @@ export function registerTrust(program: Command, io: CliIo): void {
   const show = trust
     .command('show')
     .description('one peer in detail')
-    .argument('<node>', 'node ID')
+    .addArgument(completeWith(new Argument('<node>', 'node ID'), KNOWN_NODES))
     .action(
       action<object>(io, async (context, _options, [nodeId]) => {
         const { peer, problem } = await withStore(context, async (store) => {
@@ -234,7 +240,7 @@ export function registerTrust(program: Command, io: CliIo): void {
   const approve = trust
     .command('approve')
     .description('trust a peer that is pending approval')
-    .argument('<node>', 'node ID')
+    .addArgument(completeWith(new Argument('<node>', 'node ID'), KNOWN_NODES))
     .action(
       action<object>(io, async (context, _options, [nodeId]) => {
         const { savePeer } = await import('../../core/state/trust-repository.js');
@@ -272,7 +278,7 @@ export function registerTrust(program: Command, io: CliIo): void {
   const revoke = trust
     .command('revoke')
     .description('stop trusting a peer at once, and tell it so')
-    .argument('<node>', 'node ID')
+    .addArgument(completeWith(new Argument('<node>', 'node ID'), KNOWN_NODES))
     .option('--reason <text>', 'why, recorded here and sent to the peer')
     .option('--no-notify', 'do not tell the peer')
     .addOption(

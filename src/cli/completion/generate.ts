@@ -36,6 +36,17 @@ interface OptionSpec {
   /** 'path' for `--state <path>`. */
   valueName: string;
   choices: readonly string[] | undefined;
+  /** The value is a comma-separated list of the choices (`--announce mdns,consul`). */
+  list: boolean;
+  /** Words the program lists at completion time (`nodes list` for `--node`). */
+  listed: Listed | undefined;
+  /** Without choices or a list: whether the value is a file name (else free text: no offer). */
+  files: boolean;
+}
+
+interface Listed {
+  command: readonly string[];
+  copiedOptions: readonly string[];
 }
 
 interface ArgumentSpec {
@@ -46,6 +57,8 @@ interface ArgumentSpec {
   required: boolean;
   variadic: boolean;
   choices: readonly string[] | undefined;
+  listed: Listed | undefined;
+  files: boolean;
   /** A path of the program's commands (`help pki issue`); at first, also these topics. */
   commandPath: { topics: readonly string[] } | undefined;
 }
@@ -87,15 +100,52 @@ function describeCommand(
   };
 }
 
+/**
+ * Value names (`--state <path>`, `<cert>`) that name a file or a folder. Any other value without
+ * choices (a URL, a number, a duration, a node ID) is free text: the scripts offer nothing for
+ * it rather than the file names of the current folder.
+ */
+const FILE_VALUE_NAMES = new Set([
+  'path',
+  'file',
+  'dir',
+  'pem',
+  'cert',
+  'crl',
+  'ca.pem',
+  'nodes.json',
+]);
+
+function isFileValue(valueName: string): boolean {
+  return FILE_VALUE_NAMES.has(valueName) || valueName.includes('@file');
+}
+
+function listedOf(target: Option | Argument): Listed | undefined {
+  const values = completionValues(target);
+  return values?.kind === 'listed'
+    ? { command: values.command, copiedOptions: values.copiedOptions }
+    : undefined;
+}
+
 function describeOption(option: Option): OptionSpec {
   const values = completionValues(option);
+  // The value name as help shows it: `<host[:port]>` is "host[:port]", `[value]` is "value".
+  const valueName =
+    /<(.*)>|\[(.*)\]/
+      .exec(option.flags)
+      ?.slice(1)
+      .find((name) => name !== undefined) ?? 'value';
   return {
     flags: [option.short, option.long].filter((flag): flag is string => flag !== undefined),
     description: firstLine(option.description),
     takesValue: option.required || option.optional,
-    optionalValue: option.optional,
-    valueName: /[<[]([^>\]]*)[>\]]/.exec(option.flags)?.[1]?.replace(/\.\.\.$/, '') ?? 'value',
+    // commander sets both for `<host[:port]>`: the angle brackets make the value required.
+    optionalValue: option.optional && !option.required,
+    valueName: valueName.replace(/\.\.\.$/, ''),
     choices: option.argChoices ?? (values?.kind === 'words' ? values.words : undefined),
+    list: values?.kind === 'words',
+    listed: listedOf(option),
+    files: isFileValue(valueName),
   };
 }
 
@@ -110,6 +160,8 @@ function describeArgument(argument: Argument): ArgumentSpec {
     required: argument.required,
     variadic: argument.variadic,
     choices: argument.argChoices ?? (values?.kind === 'words' ? values.words : undefined),
+    listed: listedOf(argument),
+    files: isFileValue(name),
     commandPath: values?.kind === 'command-path' ? { topics: values.topics } : undefined,
   };
 }
@@ -199,30 +251,53 @@ function bashScript(root: CommandSpec): string {
   lines.push('    *) return 1 ;;', '  esac', '}', '');
 
   lines.push(
-    `# ${fn}_values 'PATH OPTION' or 'PATH <argument>': sets values to its choices (or fails).`,
+    `# ${fn}_values 'PATH OPTION' or 'PATH <argument>': sets values to what it takes: its`,
+    '# choices, the words the program lists (such as node IDs), or nothing for free text (a URL,',
+    '# a number); fails for a file name.',
     `${fn}_values() {`,
     '  case $1 in',
   );
   for (const command of commands) {
+    const freeText: string[] = [];
+    const values = (patterns: string[], spec: OptionSpec | ArgumentSpec) => {
+      if (spec.choices) {
+        lines.push(`    ${patterns.join(' | ')}) values=${bq(spec.choices.join(' '))} ;;`);
+      } else if (spec.listed) {
+        lines.push(`    ${patterns.join(' | ')}) values=$(${bashListedCall(fn, spec.listed)}) ;;`);
+      } else if (!spec.files) {
+        freeText.push(...patterns);
+      }
+    };
     for (const option of allOptions(command)) {
-      if (!option.takesValue || !option.choices) continue;
-      const patterns = option.flags.map((flag) => bq(`${key(command)} ${flag}`));
-      lines.push(`    ${patterns.join(' | ')}) values=${bq(option.choices.join(' '))} ;;`);
+      if (option.takesValue)
+        values(
+          option.flags.map((flag) => bq(`${key(command)} ${flag}`)),
+          option,
+        );
     }
-    for (const argument of command.arguments) {
-      if (!argument.choices || command.subcommands.length > 0) continue;
-      lines.push(
-        `    ${bq(`${key(command)} ${argument.usage}`)}) values=${bq(argument.choices.join(' '))} ;;`,
-      );
+    if (command.subcommands.length === 0) {
+      for (const argument of command.arguments) {
+        if (!argument.commandPath) values([bq(`${key(command)} ${argument.usage}`)], argument);
+      }
     }
+    if (freeText.length > 0) lines.push(`    ${freeText.join(' | ')}) values='' ;;`);
   }
   lines.push('    *) return 1 ;;', '  esac', '}', '');
+  if (commands.some((command) => anyListed(command))) lines.push(...bashListedFunction(fn));
 
   lines.push(
-    `# ${fn}_value KEY: completes the choices of an option or argument, or else file names.`,
+    `# ${fn}_value KEY: completes what an option or argument takes, or else file names.`,
     `${fn}_value() {`,
     '  local values',
     `  if ${fn}_values "$1"; then`,
+    '    # A comma-separated list (serve --announce mdns,consul): complete its last item with',
+    '    # what the list does not hold yet.',
+    '    if [[ $cur == *,* ]]; then',
+    '      local item kept=\'\' listed=",${cur%,*},"',
+    '      prefix+=${cur%,*}, cur=${cur##*,}',
+    '      for item in $values; do [[ $listed == *",$item,"* ]] || kept+=" $item"; done',
+    '      values=$kept',
+    '    fi',
     '    mapfile -t COMPREPLY < <(compgen -P "$prefix" -W "$values" -- "$cur")',
     '  else',
     '    compopt -o filenames 2>/dev/null',
@@ -321,6 +396,45 @@ function bashScript(root: CommandSpec): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** Whether an option or argument of the command takes words the program lists. */
+function anyListed(command: CommandSpec): boolean {
+  return [...allOptions(command), ...command.arguments].some((spec) => spec.listed);
+}
+
+function bashListedCall(fn: string, listed: Listed): string {
+  return [`${fn}_listed`, bq(listed.copiedOptions.join(' ')), ...listed.command.map(bq)].join(' ');
+}
+
+/** The bash function that asks the program for a list (`nodes list`) when Tab is pressed. */
+function bashListedFunction(fn: string): string[] {
+  return [
+    `# ${fn}_listed 'OPTIONS' COMMAND...: the first field of each line the program prints for`,
+    '# COMMAND in a pipe, run with the options named in OPTIONS (such as --state) as they are on',
+    '# the command line being completed; nothing when it fails (no state file yet).',
+    `${fn}_listed() {`,
+    '  local copy=" $1 " word value i',
+    '  local -a copied',
+    '  shift',
+    '  for ((i = 1; i < COMP_CWORD; i++)); do',
+    '    word=${COMP_WORDS[i]}',
+    '    if [[ $word == --*=* && $copy == *" ${word%%=*} "* ]]; then',
+    '      value=${word#*=} word=${word%%=*}',
+    '    elif [[ $copy == *" $word "* ]]; then',
+    '      # bash splits --state=x at the "=": "--state" "=" "x"',
+    '      value=${COMP_WORDS[i+1]}',
+    '      [[ $value == = ]] && value=${COMP_WORDS[i+2]}',
+    '    else',
+    '      continue',
+    '    fi',
+    '    [[ $value == "~/"* ]] && value=$HOME/${value:2}',
+    '    copied+=("$word" "$value")',
+    '  done',
+    '  "${COMP_WORDS[0]}" "${copied[@]}" --no-color "$@" 2>/dev/null </dev/null | cut -f1',
+    '}',
+    '',
+  ];
+}
+
 // ---------------------------------------------------------------------------------------------
 // zsh
 
@@ -339,10 +453,65 @@ function zshField(text: string): string {
   return text.replace(/\\/g, '\\\\').replace(/:/g, '\\:');
 }
 
-/** The action completing a value: `(choice ...)` or file names. */
-function zshAction(choices: readonly string[] | undefined): string {
-  if (!choices) return '_files';
-  return `(${choices.map((choice) => choice.replace(/[\\\s()'":]/g, '\\$&')).join(' ')})`;
+/**
+ * The action completing a value: `(choice ...)`, the words the program lists, file names, or
+ * nothing for free text (a single space: _arguments then shows the message and offers nothing).
+ */
+function zshAction(root: CommandSpec, spec: OptionSpec | ArgumentSpec): string {
+  // _sequence completes each item of a comma-separated list with the function after it.
+  if (spec.choices && 'list' in spec && spec.list) {
+    return `_sequence compadd - ${spec.choices.map(zq).join(' ')}`;
+  }
+  if (spec.choices) {
+    return `(${spec.choices.map((choice) => choice.replace(/[\\\s()'":]/g, '\\$&')).join(' ')})`;
+  }
+  if (spec.listed) {
+    const call = [
+      zshListedFunction(root),
+      zq(spec.listed.copiedOptions.join(' ')),
+      ...spec.listed.command.map(zq),
+    ];
+    return `{${call.join(' ')}}`;
+  }
+  return spec.files ? '_files' : ' ';
+}
+
+function zshListedFunction(root: CommandSpec): string {
+  return `${zshFunctionName(root)}_listed`;
+}
+
+/**
+ * The zsh function that asks the program for a list (`nodes list`) when Tab is pressed. It reads
+ * the whole line (LBUFFER): inside a subcommand, $words no longer holds the program's name or the
+ * options before the subcommand.
+ */
+function zshListedLines(root: CommandSpec): string[] {
+  return [
+    '',
+    `# ${zshListedFunction(root)} 'OPTIONS' COMMAND...: offers the first field of each line the program`,
+    '# prints for COMMAND in a pipe, run with the options named in OPTIONS (such as --state) as they',
+    '# are on the command line; nothing when it fails (no state file yet).',
+    `${zshListedFunction(root)}() {`,
+    '  local copy=" $1 " word value i',
+    '  shift',
+    '  local -a line copied items',
+    '  line=(${(Q)${(z)LBUFFER}})',
+    '  for ((i = 2; i <= ${#line}; i++)); do',
+    '    word=${line[i]}',
+    '    if [[ $word == --*=* && $copy == *" ${word%%=*} "* ]]; then',
+    '      value=${word#*=} word=${word%%=*}',
+    '    elif [[ $copy == *" $word "* ]]; then',
+    '      value=${line[i+1]}',
+    '    else',
+    '      continue',
+    '    fi',
+    "    [[ $value == '~/'* ]] && value=$HOME/${value#'~/'}",
+    '    copied+=($word $value)',
+    '  done',
+    '  items=(${${(f)"$(${line[1]} $copied --no-color "$@" 2>/dev/null </dev/null)"}%%$\'\\t\'*})',
+    '  compadd -a items',
+    '}',
+  ];
 }
 
 /**
@@ -350,13 +519,13 @@ function zshAction(choices: readonly string[] | undefined): string {
  * custom parser such as `collect` can gather them), so options that take a value may be repeated
  * and flags may not.
  */
-function zshOptionSpecs(option: OptionSpec): string[] {
+function zshOptionSpecs(root: CommandSpec, option: OptionSpec): string[] {
   const explanation = `[${zshExplanation(option.description)}]`;
   if (!option.takesValue) {
     const exclusions = option.flags.length > 1 ? `(${option.flags.join(' ')})` : '';
     return option.flags.map((flag) => zq(`${exclusions}${flag}${explanation}`));
   }
-  const value = `${option.optionalValue ? '::' : ':'}${zshField(option.valueName)}:${zshAction(option.choices)}`;
+  const value = `${option.optionalValue ? '::' : ':'}${zshField(option.valueName)}:${zshAction(root, option)}`;
   return option.flags.map((flag) => {
     const form = flag.startsWith('--') ? `${flag}=` : `${flag}+`;
     return zq(`*${form}${explanation}${value}`);
@@ -368,7 +537,7 @@ function zshArgumentSpecs(command: CommandSpec, root: CommandSpec): string[] {
     const message = zshField(argument.description || argument.name);
     const action = argument.commandPath
       ? [zshPathFunction(root), String(index), ...argument.commandPath.topics.map(zq)].join(' ')
-      : zshAction(argument.choices);
+      : zshAction(root, argument);
     if (argument.variadic) return zq(`*:${message}:${action}`);
     return zq(`${index + 1}:${argument.required ? '' : ':'}${message}:${action}`);
   });
@@ -439,7 +608,7 @@ function zshScript(root: CommandSpec): string {
     ),
   ];
   for (const command of allCommands(root)) {
-    const specs = allOptions(command).flatMap(zshOptionSpecs);
+    const specs = allOptions(command).flatMap((option) => zshOptionSpecs(root, option));
     lines.push('', `# ${command.path.join(' ')}`, `${zshFunctionName(command)}() {`);
     if (command.subcommands.length === 0) {
       specs.push(...zshArgumentSpecs(command, root));
@@ -480,6 +649,7 @@ function zshScript(root: CommandSpec): string {
   if (allCommands(root).some((command) => command.arguments.some((a) => a.commandPath))) {
     lines.push(...zshPathLines(root));
   }
+  if (allCommands(root).some(anyListed)) lines.push(...zshListedLines(root));
   lines.push(
     '',
     '# Autoloaded from $fpath the file is the body of the completion function; sourced, it registers it.',
@@ -511,13 +681,67 @@ function fishOptionFlags(option: OptionSpec): string {
     .join(' ');
 }
 
-function fishOption(prefix: string, option: OptionSpec): string {
+function fishListedCall(fn: string, listed: Listed): string {
+  return `(${[`${fn}_listed`, fdq(listed.copiedOptions.join(' ')), ...listed.command.map(fdq)].join(' ')})`;
+}
+
+function fishOption(fn: string, prefix: string, option: OptionSpec): string {
   const parts = [prefix, fishOptionFlags(option)];
   if (option.takesValue) {
-    parts.push(option.choices ? `-x -a ${fq(option.choices.join(' '))}` : '-r -F');
+    // -x: a value is required and no file names are offered; -r -F: a file name.
+    if (option.choices && option.list) {
+      parts.push(`-x -a ${fq(`(${[`${fn}_list_items`, ...option.choices.map(fdq)].join(' ')})`)}`);
+    } else if (option.choices) parts.push(`-x -a ${fq(option.choices.join(' '))}`);
+    else if (option.listed) parts.push(`-x -a ${fq(fishListedCall(fn, option.listed))}`);
+    else parts.push(option.files ? '-r -F' : '-x');
   }
   if (option.description) parts.push(`-d ${fq(option.description)}`);
   return parts.join(' ');
+}
+
+/** The fish function that asks the program for a list (`nodes list`) when Tab is pressed. */
+function fishListedLines(fn: string): string[] {
+  return [
+    `# ${fn}_listed 'OPTIONS' COMMAND...: the first field of each line the program prints for`,
+    '# COMMAND in a pipe, run with the options named in OPTIONS (such as --state) as they are on',
+    '# the command line; nothing when it fails (no state file yet).',
+    `function ${fn}_listed`,
+    '    set -l copy (string split -n " " -- $argv[1])',
+    '    set -e argv[1]',
+    '    set -l words (commandline -opc)',
+    '    set -l copied',
+    '    for i in (seq 2 (count $words))',
+    '        set -l word $words[$i]',
+    '        set -l value',
+    "        if string match -q -- '--*=*' $word; and contains -- (string split -m 1 = -- $word)[1] $copy",
+    '            set value (string split -m 1 = -- $word)[2]',
+    '            set word (string split -m 1 = -- $word)[1]',
+    '        else if contains -- $word $copy; and test $i -lt (count $words)',
+    '            set value $words[(math $i + 1)]',
+    '        else',
+    '            continue',
+    '        end',
+    '        set -a copied $word (string replace -r \'^~/\' "$HOME/" -- $value)',
+    '    end',
+    '    $words[1] $copied --no-color $argv 2>/dev/null </dev/null | string split -f 1 \\t',
+    'end',
+    '',
+  ];
+}
+
+/** The fish function completing the last item of a comma-separated list (`mdns,consul`). */
+function fishListItemsLines(fn: string): string[] {
+  return [
+    `# ${fn}_list_items CHOICE...: the choices, after the items of the list already typed.`,
+    `function ${fn}_list_items`,
+    "    set -l typed (string replace -r '^--[^=]*=' '' -- (commandline -ct))",
+    "    set -l listed (string match -r '^.*,' -- $typed); or set listed ''",
+    '    for choice in $argv',
+    "        contains -- $choice (string split , -- $listed); or printf '%s\\n' $listed$choice",
+    '    end',
+    'end',
+    '',
+  ];
 }
 
 function fishScript(root: CommandSpec): string {
@@ -647,12 +871,16 @@ function fishScript(root: CommandSpec): string {
     '    end',
     'end',
     '',
+    ...(commands.some(anyListed) ? fishListedLines(fn) : []),
+    ...(commands.some((command) => allOptions(command).some((option) => option.list))
+      ? fishListItemsLines(fn)
+      : []),
     '# No file names unless an option or argument asks for them.',
     `${complete} -f`,
     '',
     '# Options of the program, accepted after any command.',
   );
-  for (const option of root.own) lines.push(fishOption(complete, option));
+  for (const option of root.own) lines.push(fishOption(fn, complete, option));
 
   for (const command of commands) {
     const condition = `-n ${fq(`${fn}_using ${fdq(key(command))}`)}`;
@@ -669,7 +897,7 @@ function fishScript(root: CommandSpec): string {
         const repeated = root.own.some((global) =>
           option.flags.every((flag) => global.flags.includes(flag)),
         );
-        if (!repeated) block.push(fishOption(`${complete} ${condition}`, option));
+        if (!repeated) block.push(fishOption(fn, `${complete} ${condition}`, option));
       }
     }
     if (command.subcommands.length === 0) {
@@ -680,7 +908,13 @@ function fishScript(root: CommandSpec): string {
           ? `-a ${fq(`(${[`${fn}_command_path`, String(index), ...argument.commandPath.topics.map(fdq)].join(' ')})`)}`
           : argument.choices
             ? `-a ${fq(argument.choices.join(' '))}`
-            : '-F';
+            : argument.listed
+              ? `-a ${fq(fishListedCall(fn, argument.listed))}`
+              : argument.files
+                ? '-F'
+                : undefined;
+        // Free text (a resource ID): nothing to offer, and no file names either (-f above).
+        if (what === undefined) return;
         const description = argument.description ? ` -d ${fq(argument.description)}` : '';
         block.push(`${complete} ${at} ${what}${description}`);
       });

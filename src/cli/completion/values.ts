@@ -10,7 +10,21 @@ export type CompletionValues =
   /** One of these words (for a list option, each item of the list). */
   | { kind: 'words'; words: readonly string[] }
   /** A command path of the program, from its top, or at first one of these topics. */
-  | { kind: 'command-path'; topics: readonly string[] };
+  | { kind: 'command-path'; topics: readonly string[] }
+  /**
+   * What the program itself lists when the user presses Tab: the first tab-separated field of
+   * each line `<program> [options copied from the line] --no-color <command...>` prints (in a
+   * pipe, as the completion scripts run it). `copiedOptions` are the global options that say
+   * which state to read (`--state`), taken from the command line being completed.
+   */
+  | { kind: 'listed'; command: readonly string[]; copiedOptions: readonly string[] };
+
+/** The node IDs the state file knows, as `nodes list` prints them. */
+export const KNOWN_NODES: CompletionValues = {
+  kind: 'listed',
+  command: ['nodes', 'list'],
+  copiedOptions: ['--state'],
+};
 
 const VALUES = new WeakMap<Option | Argument, CompletionValues>();
 

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Argument, Command, Option } from 'commander';
 import { afterAll, describe, expect, it } from 'vitest';
 import { completionScript, type Shell } from '../../src/cli/completion/generate.js';
-import { completeWith } from '../../src/cli/completion/values.js';
+import { completeWith, type CompletionValues } from '../../src/cli/completion/values.js';
 import type { CliIo } from '../../src/cli/output/output.js';
 import { ALL_COMMANDS } from '../../src/cli/commands/all.js';
 import { buildProgram } from '../../src/cli/program.js';
@@ -45,7 +45,11 @@ function toyProgram(): Command {
     .option('--loud', 'shout')
     .option('--depot <path>', 'where the widgets are kept');
   const widget = program.command('widget').alias('w').description('widgets');
-  const listedWidgets = { kind: 'listed', command: ['widget', 'list'], copiedOptions: ['--depot'] };
+  const listedWidgets: CompletionValues = {
+    kind: 'listed',
+    command: ['widget', 'list'],
+    copiedOptions: ['--depot'],
+  };
   widget
     .command('frob')
     .description('frob a widget')

@@ -198,8 +198,8 @@ _sark_fed_command() {
       value_options='--format --since --state'
       ;;
     'sark-fed serve')
-      options='--listen --require-approval --resources --policy --max-body --rate-limit-per-hour --rate-limit-burst --max-concurrent-per-node --announce --metrics --interface --consul-url -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
-      value_options='--listen --resources --policy --max-body --rate-limit-per-hour --rate-limit-burst --max-concurrent-per-node --announce --metrics --interface --consul-url --state'
+      options='--listen --require-approval --resources --policy --max-body --rate-limit-per-hour --rate-limit-burst --max-concurrent-per-node --announce --metrics --interface --consul-url --log-format -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      value_options='--listen --resources --policy --max-body --rate-limit-per-hour --rate-limit-burst --max-concurrent-per-node --announce --metrics --interface --consul-url --log-format --state'
       ;;
     'sark-fed completion')
       options='-h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
@@ -307,6 +307,7 @@ _sark_fed_values() {
     'sark-fed audit export --format') values='jsonl csv' ;;
     'sark-fed audit export --since') values='' ;;
     'sark-fed serve --announce') values='mdns consul' ;;
+    'sark-fed serve --log-format') values='text json' ;;
     'sark-fed serve --listen' | 'sark-fed serve --max-body' | 'sark-fed serve --rate-limit-per-hour' | 'sark-fed serve --rate-limit-burst' | 'sark-fed serve --max-concurrent-per-node' | 'sark-fed serve --metrics' | 'sark-fed serve --interface' | 'sark-fed serve --consul-url') values='' ;;
     'sark-fed completion <shell>') values='bash zsh fish' ;;
     *) return 1 ;;

@@ -109,7 +109,7 @@ function __sark_fed_subcommands
             printf '%s\t%s\n' 'invoke' 'call a capability of a resource on the best node that offers it, over mutual TLS, and verify the signed receipt'
             printf '%s\t%s\n' 'circuit' 'circuit breakers of the nodes this node calls (shared by every process)'
             printf '%s\t%s\n' 'audit' 'the tamper-evident audit trail: query, trace a call, verify, export'
-            printf '%s\t%s\n' 'serve' 'run the node daemon that answers peers over mutual TLS (JSON logs on stderr)'
+            printf '%s\t%s\n' 'serve' 'run the node daemon that answers peers over mutual TLS (logs on stderr: text on a terminal, else JSON lines)'
             printf '%s\t%s\n' 'completion' 'print a shell completion script (bash, zsh or fish) to stdout'
             printf '%s\t%s\n' 'demo' 'set up a two-organization federation on loopback in a temporary folder, with the real CLI, showing every command'
             printf '%s\t%s\n' 'help' 'show help for a command, or a topic: exit-codes'
@@ -251,7 +251,7 @@ function __sark_fed_takes_value
             return 0
         case 'sark-fed audit export --format' 'sark-fed audit export --since' 'sark-fed audit export --state'
             return 0
-        case 'sark-fed serve --listen' 'sark-fed serve --resources' 'sark-fed serve --policy' 'sark-fed serve --max-body' 'sark-fed serve --rate-limit-per-hour' 'sark-fed serve --rate-limit-burst' 'sark-fed serve --max-concurrent-per-node' 'sark-fed serve --announce' 'sark-fed serve --metrics' 'sark-fed serve --interface' 'sark-fed serve --consul-url' 'sark-fed serve --state'
+        case 'sark-fed serve --listen' 'sark-fed serve --resources' 'sark-fed serve --policy' 'sark-fed serve --max-body' 'sark-fed serve --rate-limit-per-hour' 'sark-fed serve --rate-limit-burst' 'sark-fed serve --max-concurrent-per-node' 'sark-fed serve --announce' 'sark-fed serve --metrics' 'sark-fed serve --interface' 'sark-fed serve --consul-url' 'sark-fed serve --log-format' 'sark-fed serve --state'
             return 0
         case 'sark-fed completion --state'
             return 0
@@ -375,7 +375,7 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'route' -d 'which node 
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'invoke' -d 'call a capability of a resource on the best node that offers it, over mutual TLS, and verify the signed receipt'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'circuit' -d 'circuit breakers of the nodes this node calls (shared by every process)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'audit' -d 'the tamper-evident audit trail: query, trace a call, verify, export'
-complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'serve' -d 'run the node daemon that answers peers over mutual TLS (JSON logs on stderr)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'serve' -d 'run the node daemon that answers peers over mutual TLS (logs on stderr: text on a terminal, else JSON lines)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'completion' -d 'print a shell completion script (bash, zsh or fish) to stdout'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'demo' -d 'set up a two-organization federation on loopback in a temporary folder, with the real CLI, showing every command'
 complete -c sark-fed -n '__sark_fed_using "sark-fed"' -a 'help' -d 'show help for a command, or a topic: exit-codes'
@@ -566,6 +566,7 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l announce -x -a '(
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l metrics -x -d 'serve Prometheus metrics over plain HTTP at http://host:port/metrics (keep it private; docs/metrics.md)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l interface -x -d 'IPv4 address or interface name to announce on over mDNS'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l consul-url -x -d 'Consul agent to register with for --announce consul (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500; token from CONSUL_HTTP_TOKEN)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l log-format -x -a 'text json' -d 'log lines as text (default on a terminal) or json (default otherwise, and with --json)'
 
 # sark-fed completion
 complete -c sark-fed -n '__sark_fed_argument "sark-fed completion" 0' -a 'bash zsh fish' -d 'the shell to complete for'

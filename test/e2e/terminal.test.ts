@@ -55,4 +55,30 @@ describe('at a terminal', () => {
     expect(run.code, run.screen).toBe(0);
     expect(existsSync(ca.certPath)).toBe(true);
   });
+
+  it('serve logs text lines for a person, JSON with --log-format json, and stops on Ctrl-C', async () => {
+    const root = tempDir();
+    const ca = await createCa(join(root, 'ca'), ['--trust-domain', 'org-a.example']);
+    const node = await makeNode(root, ca.dir, 'node-a', 'org-a.example');
+    const serve = ['--state', node.state, 'serve', '--listen', '127.0.0.1:0'];
+    const ctrlC = { when: 'listening', keys: '\u0003' };
+
+    const text = await runInTerminal(serve, ctrlC, 20_000, { NO_COLOR: undefined });
+    expect(text.code, text.screen).toBe(0);
+    const lines = text.screen.replace(/\u001b\[[0-9;]*m/g, '').split(/\r?\n/);
+    expect(lines).toContainEqual(
+      expect.stringMatching(
+        /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO  listening address=127\.0\.0\.1 port=\d+ node_id=node-a spiffe_id=spiffe:\/\/org-a\.example\/sark\/node\/node-a$/,
+      ),
+    );
+    expect(lines).toContainEqual(expect.stringMatching(/ INFO  signal received signal=SIGINT$/));
+    expect(lines).toContainEqual(expect.stringMatching(/ INFO  stopped$/));
+    expect(text.screen).not.toContain('{"time"');
+    // The time dimmed on a colour terminal.
+    expect(text.screen).toMatch(/\u001b\[2m\d{4}-/);
+
+    const json = await runInTerminal([...serve, '--log-format', 'json'], ctrlC);
+    expect(json.code, json.screen).toBe(0);
+    expect(json.screen).toMatch(/^\{"time":"[^"]+","level":"info","msg":"listening",/m);
+  });
 });

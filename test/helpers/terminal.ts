@@ -23,7 +23,8 @@ export function runInTerminal(
   env: Record<string, string | undefined> = {},
 ): Promise<TerminalRun> {
   const quoted = [process.execPath, CLI_PATH, ...args].map((arg) => `'${arg}'`).join(' ');
-  const command = `stty cols 100 rows 40; ${quoted}; echo "exit=$?"`;
+  // The shell outlives a Ctrl-C typed at the command (a no-op trap), to print its exit code.
+  const command = `trap : INT; stty cols 100 rows 40; ${quoted}; echo "exit=$?"`;
   return new Promise((resolve, reject) => {
     const child = spawn('script', ['-qec', command, '/dev/null'], {
       cwd: PROJECT_ROOT,

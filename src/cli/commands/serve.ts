@@ -28,12 +28,15 @@ interface ServeOptions {
   rateLimitBurst: number;
   maxConcurrentPerNode: number;
   metrics?: { host: string; port: number };
+  logFormat?: 'text' | 'json';
 }
 
 export function registerServe(program: Command, io: CliIo): void {
   const command = program
     .command('serve')
-    .description('run the node daemon that answers peers over mutual TLS (JSON logs on stderr)')
+    .description(
+      'run the node daemon that answers peers over mutual TLS (logs on stderr: text on a terminal, else JSON lines)',
+    )
     .addOption(
       new Option(
         '--listen <host:port>',
@@ -101,6 +104,12 @@ export function registerServe(program: Command, io: CliIo): void {
         'Consul agent to register with for --announce consul (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500; token from CONSUL_HTTP_TOKEN)',
       ).env('FEDERATION_CONSUL_URL'),
     )
+    .addOption(
+      new Option(
+        '--log-format <format>',
+        'log lines as text (default on a terminal) or json (default otherwise, and with --json)',
+      ).choices(['text', 'json']),
+    )
     .action(
       action<ServeOptions>(io, async (context, options) => {
         // Flags that only configure an announcement do nothing without it: say so rather than
@@ -121,7 +130,7 @@ export function registerServe(program: Command, io: CliIo): void {
           );
         }
         const { startDaemon } = await import('../../node/daemon.js');
-        const { jsonLogger } = await import('../../node/logger.js');
+        const { jsonLogger, textLogger } = await import('../../node/logger.js');
         const { openState } = await import('../../core/state/database.js');
         const { loadIdentity } = await import('../../core/state/identity-repository.js');
 
@@ -166,7 +175,13 @@ export function registerServe(program: Command, io: CliIo): void {
         const policy =
           options.policy === undefined ? undefined : await loadPolicyFile(options.policy);
 
-        const logger = jsonLogger(io.stderr, { quiet: context.output.quiet });
+        // A person watching a terminal reads text; a supervisor, a file or a collector gets JSON.
+        const logFormat =
+          options.logFormat ?? (context.output.json || io.stderr.isTTY !== true ? 'json' : 'text');
+        const logger =
+          logFormat === 'json'
+            ? jsonLogger(io.stderr, { quiet: context.output.quiet })
+            : textLogger(io.stderr, { quiet: context.output.quiet, styles: context.output.err });
         // Listen for signals before the daemon says it listens: a supervisor that stops it as
         // soon as it logged "listening" must get a clean shutdown, not Node's default death.
         const signals = nextSignal();
@@ -253,6 +268,10 @@ export function registerServe(program: Command, io: CliIo): void {
     [
       'Register with the local Consul agent (deregistered on shutdown)',
       'CONSUL_HTTP_TOKEN=... sark-fed serve --announce consul',
+    ],
+    [
+      'JSON log lines on a terminal too, the warnings only',
+      'sark-fed serve --log-format json --quiet',
     ],
     [
       'Check it with curl',

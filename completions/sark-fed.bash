@@ -271,7 +271,7 @@ _sark_fed_subcommand() {
 
 # _sark_fed_values 'PATH OPTION' or 'PATH <argument>': sets values to what it takes: its
 # choices, the words the program lists (such as node IDs), or nothing for free text (a URL,
-# a number); fails for a file name.
+# a number), and list=1 for a comma-separated list of its choices; fails for a file name.
 _sark_fed_values() {
   case $1 in
     'sark-fed init --node-id' | 'sark-fed init --trust-domain' | 'sark-fed init --endpoint') values='' ;;
@@ -306,7 +306,7 @@ _sark_fed_values() {
     'sark-fed audit trace --timeout' | 'sark-fed audit trace <correlation-id>') values='' ;;
     'sark-fed audit export --format') values='jsonl csv' ;;
     'sark-fed audit export --since') values='' ;;
-    'sark-fed serve --announce') values='mdns consul' ;;
+    'sark-fed serve --announce') values='mdns consul' list=1 ;;
     'sark-fed serve --log-format') values='text json' ;;
     'sark-fed serve --listen' | 'sark-fed serve --max-body' | 'sark-fed serve --rate-limit-per-hour' | 'sark-fed serve --rate-limit-burst' | 'sark-fed serve --max-concurrent-per-node' | 'sark-fed serve --metrics' | 'sark-fed serve --interface' | 'sark-fed serve --consul-url') values='' ;;
     'sark-fed completion <shell>') values='bash zsh fish' ;;
@@ -340,11 +340,11 @@ _sark_fed_listed() {
 
 # _sark_fed_value KEY: completes what an option or argument takes, or else file names.
 _sark_fed_value() {
-  local values
+  local values list=0
   if _sark_fed_values "$1"; then
     # A comma-separated list (serve --announce mdns,consul): complete its last item with
     # what the list does not hold yet.
-    if [[ $cur == *,* ]]; then
+    if ((list)) && [[ $cur == *,* ]]; then
       local item kept='' listed=",${cur%,*},"
       prefix+=${cur%,*}, cur=${cur##*,}
       for item in $values; do [[ $listed == *",$item,"* ]] || kept+=" $item"; done

@@ -251,6 +251,8 @@ describe('bash', () => {
     expect(sarkFed('sark-fed serve --announce mdns,')).toEqual(['mdns,consul']);
     expect(sarkFed('sark-fed serve --announce=consul,')).toEqual(['--announce=consul,mdns']);
     expect(sarkFed('sark-fed serve --announce mdns,consul,')).toEqual([]);
+    // Only a list is completed item by item: --key-type takes one value.
+    expect(sarkFed('sark-fed pki issue --key-type ec,')).toEqual([]);
   });
 
   it('offers nothing for free text (a URL, an address, a duration, a resource ID), not file names', () => {

@@ -253,7 +253,7 @@ function bashScript(root: CommandSpec): string {
   lines.push(
     `# ${fn}_values 'PATH OPTION' or 'PATH <argument>': sets values to what it takes: its`,
     '# choices, the words the program lists (such as node IDs), or nothing for free text (a URL,',
-    '# a number); fails for a file name.',
+    '# a number), and list=1 for a comma-separated list of its choices; fails for a file name.',
     `${fn}_values() {`,
     '  case $1 in',
   );
@@ -261,7 +261,8 @@ function bashScript(root: CommandSpec): string {
     const freeText: string[] = [];
     const values = (patterns: string[], spec: OptionSpec | ArgumentSpec) => {
       if (spec.choices) {
-        lines.push(`    ${patterns.join(' | ')}) values=${bq(spec.choices.join(' '))} ;;`);
+        const list = 'list' in spec && spec.list ? ' list=1' : '';
+        lines.push(`    ${patterns.join(' | ')}) values=${bq(spec.choices.join(' '))}${list} ;;`);
       } else if (spec.listed) {
         lines.push(`    ${patterns.join(' | ')}) values=$(${bashListedCall(fn, spec.listed)}) ;;`);
       } else if (!spec.files) {
@@ -288,11 +289,11 @@ function bashScript(root: CommandSpec): string {
   lines.push(
     `# ${fn}_value KEY: completes what an option or argument takes, or else file names.`,
     `${fn}_value() {`,
-    '  local values',
+    '  local values list=0',
     `  if ${fn}_values "$1"; then`,
     '    # A comma-separated list (serve --announce mdns,consul): complete its last item with',
     '    # what the list does not hold yet.',
-    '    if [[ $cur == *,* ]]; then',
+    '    if ((list)) && [[ $cur == *,* ]]; then',
     '      local item kept=\'\' listed=",${cur%,*},"',
     '      prefix+=${cur%,*}, cur=${cur##*,}',
     '      for item in $values; do [[ $listed == *",$item,"* ]] || kept+=" $item"; done',

@@ -5,7 +5,7 @@ import { describeSqliteError } from '../core/state/sqlite-errors.js';
 import { exitCodeFor } from './exit-codes.js';
 import { colorLevel } from './output/color.js';
 import type { CliIo } from './output/output.js';
-import { buildProgram, type CommandDefinition } from './program.js';
+import { buildProgram, forEachCommand, type CommandDefinition } from './program.js';
 
 /**
  * Runs the CLI over the given top-level commands with the given arguments (process.argv form)
@@ -17,6 +17,7 @@ export async function runProgram(
   commands: readonly CommandDefinition[],
 ): Promise<number> {
   const program = buildProgram(io, commands);
+  unsetEmptyOptionVariables(program);
   try {
     await program.parseAsync([...argv]);
     return 0;
@@ -56,6 +57,21 @@ export async function runProcess(commands: readonly CommandDefinition[]): Promis
     env: process.env,
   };
   process.exitCode = await runProgram(process.argv, io, commands);
+}
+
+/**
+ * An empty variable is an unset one, as everywhere else here (SARK_FED_NO_PROMPT, CONSUL_HTTP_ADDR,
+ * FEDERATION_CONSUL_URL for discover): commander takes an option's variable whenever it exists,
+ * so `FEDERATION_CA_CERT_PATH=` in an env file made `init` read a file named "", and
+ * `FEDERATION_LISTEN_ADDRESS=` kept `serve` from its endpoint. Commander reads process.env.
+ */
+function unsetEmptyOptionVariables(program: Command): void {
+  forEachCommand(program, (command) => {
+    for (const option of command.options) {
+      if (option.envVar !== undefined && process.env[option.envVar] === '')
+        delete process.env[option.envVar];
+    }
+  });
 }
 
 function toSarkError(error: unknown, argv: readonly string[], io: CliIo): SarkError {

@@ -336,6 +336,12 @@ describe.concurrent('errors', () => {
         2,
         'usage.invalidArgument',
       ],
+      // Every usage.<reason> json-output.md lists.
+      [['--json', 'status', '--frob'], 2, 'usage.unknownOption'],
+      [['--json', 'pki', 'issue', '--out', dir], 2, 'usage.missingMandatoryOptionValue'],
+      [['--json', 'trust', 'show'], 2, 'usage.missingArgument'],
+      [['--json', 'pki', 'issue', '--ca'], 2, 'usage.optionMissingArgument'],
+      [['--json', 'status', 'extra'], 2, 'usage.excessArguments'],
       [['--json', 'pki', 'inspect', join(dir, 'missing.pem')], 2, 'INPUT_UNREADABLE'],
       [['--json', '--state', join(dir, 'none.db'), 'status'], 4, 'STATE_MISSING'],
     ];

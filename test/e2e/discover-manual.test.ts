@@ -269,6 +269,38 @@ describe('discover --method manual', () => {
     });
   });
 
+  it('a bare --watch follows FEDERATION_DISCOVERY_METHOD: refused (exit 2) when it does not name mDNS alone', async () => {
+    // The address of no interface: should --watch ever fall back to mDNS here, it fails on
+    // --interface (BAD_INTERFACE) before a packet is sent, never browsing from the test.
+    const args = ['--json', 'discover', '--watch', '--interface', '192.0.2.1'];
+    for (const methods of ['manual', 'consul,manual']) {
+      const result = await local.cli(args, { FEDERATION_DISCOVERY_METHOD: methods });
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stdout).toBe('');
+      expect(JSON.parse(result.stderr.trim().split('\n').pop() as string)).toMatchObject({
+        error: {
+          code: 'WATCH_NEEDS_MDNS',
+          message: `--watch streams mDNS events only, and FEDERATION_DISCOVERY_METHOD names ${methods}`,
+          exitCode: 2,
+        },
+      });
+    }
+    // A name it does not know is said, not silently dropped (a typo would otherwise mean
+    // whatever the rest names, or the defaults).
+    const typo = await local.cli(['--json', 'discover', '--file', nodesFile, '--no-save'], {
+      FEDERATION_DISCOVERY_METHOD: 'manual,dns',
+    });
+    expectSuccess(typo);
+    expect(typo.stderr).toMatch(/^warning: FEDERATION_DISCOVERY_METHOD: ignoring dns \(known: /m);
+    expect(new Set(parseRows(typo.stdout).flatMap((row) => row.via))).toEqual(new Set(['manual']));
+    // The flag still wins over the variable.
+    const flagged = await local.cli([...args, '--method', 'mdns'], {
+      FEDERATION_DISCOVERY_METHOD: 'manual',
+    });
+    expect(flagged.code, flagged.stderr).toBe(2);
+    expect(flagged.stderr).toMatch(/"code":"BAD_INTERFACE"/);
+  });
+
   it('works without a state file when --no-save is given, and creates none', async () => {
     const nowhere = join(tempDir('sark-fed-nostate-'), 'state.db');
     const result = await runCli([

@@ -425,6 +425,35 @@ describe.concurrent('FEDERATION_* fallbacks', () => {
       fingerprint: opensslFingerprint(nodeA.certPath),
     });
   });
+
+  it('takes an empty FEDERATION_* for an unset one (as `VAR=` in an env file means)', async () => {
+    const path = join(root, 'fallback-empty', 'state.db');
+    const report = parseReport(
+      await runCli(['--json', '--state', path, ...initArgs(nodeA, 'node-a')], {
+        env: { FEDERATION_CA_CERT_PATH: '' },
+      }),
+    );
+    // No CA given, so no anchor: not a failure to read a file named "".
+    expect(report).toMatchObject({ nodeId: 'node-a', counts: { anchors: 0 } });
+    // A mandatory option with an empty variable is missing, as without it.
+    const missing = await runCli(
+      ['--json', '--state', join(root, 'fallback-empty-id', 'state.db'), 'init'],
+      {
+        env: {
+          FEDERATION_NODE_ID: '',
+          FEDERATION_NODE_CERT_PATH: nodeA.certPath,
+          FEDERATION_NODE_KEY_PATH: nodeA.keyPath,
+        },
+      },
+    );
+    expect(missing.code, missing.stderr).toBe(2);
+    expect(JSON.parse(missing.stderr.trim())).toMatchObject({
+      error: {
+        code: 'usage.missingMandatoryOptionValue',
+        message: "required option '--node-id <id>' not specified",
+      },
+    });
+  });
 });
 
 describe.concurrent("the organization's own CA (init --ca, FEDERATION_CA_CERT_PATH)", () => {

@@ -388,6 +388,15 @@ describe('invoke and route against real daemons', () => {
     const rows = await a.cli(['route', 'echo']);
     expect(rows.code, rows.stderr).toBe(0);
     expect(rows.stdout.split('\n')[0]).toMatch(new RegExp(`^${route.chosen}\tchosen\t`));
+    // The first field is the bare node ID, this node's too (its catalog field says `local`).
+    const fields = rows.stdout
+      .trimEnd()
+      .split('\n')
+      .map((line) => line.split('\t'));
+    expect(fields.map((row) => row[0]).sort()).toEqual(
+      route.candidates.map((item) => item.nodeId).sort(),
+    );
+    expect(fields.find((row) => row[0] === 'node-a')?.[5]).toBe('local');
   });
 
   it('route: a resource no node offers is not found (exit 4)', async () => {

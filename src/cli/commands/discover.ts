@@ -98,12 +98,25 @@ function collectMethod(value: string, previous: DiscoveryMethod[] | undefined): 
 function chooseMethods(context: CommandContext, options: DiscoverOptions): DiscoveryMethod[] {
   const env = context.io.env;
   if (options.method && options.method.length > 0) return options.method;
-  // --watch streams mDNS events: without --method, it means mDNS alone.
-  if (options.watch) return ['mdns'];
-  const fromEnv = env.FEDERATION_DISCOVERY_METHOD?.split(',')
+  // The environment before any default, --watch's included: a deployment that names its methods
+  // (consul,manual on a network without multicast) must not get mDNS traffic from a bare
+  // --watch; watch() then refuses anything but mDNS.
+  const named = (env.FEDERATION_DISCOVERY_METHOD ?? '')
+    .split(',')
     .map((item) => item.trim())
-    .filter((item): item is DiscoveryMethod => (METHOD_NAMES as readonly string[]).includes(item));
-  if (fromEnv && fromEnv.length > 0) return fromEnv;
+    .filter((item) => item !== '');
+  const fromEnv = named.filter((item): item is DiscoveryMethod =>
+    (METHOD_NAMES as readonly string[]).includes(item),
+  );
+  const unknown = named.filter((item) => !(METHOD_NAMES as readonly string[]).includes(item));
+  if (unknown.length > 0) {
+    context.output.warn(
+      `FEDERATION_DISCOVERY_METHOD: ignoring ${unknown.join(', ')} (known: ${METHOD_NAMES.join(', ')})`,
+    );
+  }
+  if (fromEnv.length > 0) return fromEnv;
+  // --watch streams mDNS events: without --method (or the variable), it means mDNS alone.
+  if (options.watch) return ['mdns'];
   const methods: DiscoveryMethod[] = ['mdns'];
   if (options.domain) methods.push('dns-sd');
   if (options.consulUrl || env.CONSUL_HTTP_ADDR || env.FEDERATION_CONSUL_URL)
@@ -322,9 +335,14 @@ async function watch(
 ): Promise<void> {
   const { UsageError, InterruptedError } = await import('../../core/errors.js');
   if (methods.length !== 1 || methods[0] !== 'mdns') {
-    throw new UsageError('WATCH_NEEDS_MDNS', '--watch streams mDNS events only', {
-      hint: 'run it as: sark-fed discover --method mdns --watch',
-    });
+    const fromEnv = !options.method?.length;
+    throw new UsageError(
+      'WATCH_NEEDS_MDNS',
+      fromEnv
+        ? `--watch streams mDNS events only, and FEDERATION_DISCOVERY_METHOD names ${methods.join(',')}`
+        : '--watch streams mDNS events only',
+      { hint: 'run it as: sark-fed discover --method mdns --watch' },
+    );
   }
   const { watchMdns, interfaceAddress } = await import('../../core/discovery/mdns.js');
   if (options.interface !== undefined) interfaceAddress(options.interface);

@@ -84,7 +84,11 @@ function render(context: CommandContext, result: RouteResult): void {
   context.output.table(
     ['node', 'status', 'health', 'latency', 'circuit', 'catalog', 'reason'],
     result.candidates.map((candidate) => [
-      candidate.local ? `${candidate.nodeId} (this node)` : candidate.nodeId,
+      // In a pipe the first field is a node ID a script can pass on (`invoke --node`); this
+      // node's row is the one whose catalog is `local`.
+      candidate.local && context.output.stdoutIsTTY
+        ? `${candidate.nodeId} (this node)`
+        : candidate.nodeId,
       statusCell(candidate),
       healthCell(candidate.health),
       candidate.latencyMs === null ? '-' : `${candidate.latencyMs} ms`,

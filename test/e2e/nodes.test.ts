@@ -7,6 +7,7 @@ import {
   addAnchor,
   freePort,
   initNode,
+  nodeCopy,
   opensslFingerprint,
   startServe,
   stateRows,
@@ -984,7 +985,7 @@ describe('nodes health, against real daemons', () => {
       trustKept: 'trusted',
     });
     expect(result.stderr).toMatch(
-      /its trust decision \(trusted\) stays; use `sark-fed trust revoke`/,
+      /its trust decision \(trusted\) stays; `sark-fed trust revoke node-b` ends it/,
     );
     const after = stateRows(a.state);
     expect(after.peers).toContainEqual(peerBefore);
@@ -997,6 +998,41 @@ describe('nodes health, against real daemons', () => {
       via: [],
       endpoint: fed.b.endpoint,
     });
+  });
+
+  it('removing a revoked node keeps its revocation, and says how trust comes back', async () => {
+    const node = await freshNode();
+    expectSuccess(
+      await node.cli([
+        'nodes',
+        'add',
+        'node-r',
+        '--endpoint',
+        'https://127.0.0.1:9',
+        '--fingerprint',
+        FP,
+      ]),
+    );
+    // Known, never met: nothing to show, approve or revoke yet (exit 4), and it says why.
+    for (const args of [
+      ['trust', 'show', 'node-r'],
+      ['--yes', 'trust', 'revoke', 'node-r'],
+    ]) {
+      const before = stateRows(node.state);
+      expectRefusal(await node.cli(args), 4, {
+        message: 'node-r is known here but trust was never established with it',
+        hint: 'establish it first: sark-fed trust establish node-r',
+      });
+      expect(stateRows(node.state)).toEqual(before);
+    }
+    // A copy of node-a, which trusts node-b: revoked, then removed.
+    const a = nodeCopy(fed.a);
+    expectSuccess(await a.cli(['--yes', 'trust', 'revoke', 'node-b', '--no-notify']));
+    const result = await a.cli(['nodes', 'remove', 'node-b', '--json']);
+    expect(parseJson<unknown>(result)).toMatchObject({ nodeId: 'node-b', trustKept: 'revoked' });
+    expect(result.stderr).toContain(
+      'its revocation stays: found again, it is not trusted until `sark-fed trust establish node-b`',
+    );
   });
 
   it('removing a peer that revoked this node keeps the record of that revocation', async () => {
@@ -1018,6 +1054,10 @@ describe('nodes health, against real daemons', () => {
       removed: true,
       trustKept: 'untrusted',
     });
+    expect(result.stderr).toContain(
+      'the record that it revoked this node stays (`sark-fed trust show node-b`)',
+    );
+    expect(result.stderr).not.toContain('trust revoke');
     expect(stateRows(a.state).peers).toContainEqual(peerBefore);
   });
 });

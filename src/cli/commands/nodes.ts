@@ -222,11 +222,8 @@ export function registerNodes(program: Command, io: CliIo): void {
           }),
         );
         context.output.success(`removed ${nodeId}`);
-        if (result.keptTrust) {
-          context.output.info(
-            `its trust decision (${result.keptTrust}) stays; use \`sark-fed trust revoke\` to change it`,
-          );
-        }
+        if (result.keptTrust)
+          context.output.info(keptTrustNote(nodeId as string, result.keptTrust));
         if (context.output.json) {
           context.output.writeJson({ nodeId, removed: true, trustKept: result.keptTrust });
         }
@@ -377,4 +374,21 @@ export function nodeReport(node: KnownNode) {
       expiresAt: sighting.expiresAt,
     })),
   };
+}
+
+/** What stays of a removed node, and the command that would change it. */
+function keptTrustNote(
+  nodeId: string,
+  trust: 'untrusted' | 'pending' | 'trusted' | 'revoked',
+): string {
+  switch (trust) {
+    case 'trusted':
+      return `its trust decision (trusted) stays; \`sark-fed trust revoke ${nodeId}\` ends it`;
+    case 'pending':
+      return `its trust decision (pending) stays; \`sark-fed trust approve ${nodeId}\` or \`trust revoke\` settles it`;
+    case 'revoked':
+      return `its revocation stays: found again, it is not trusted until \`sark-fed trust establish ${nodeId}\``;
+    case 'untrusted':
+      return `the record that it revoked this node stays (\`sark-fed trust show ${nodeId}\`)`;
+  }
 }

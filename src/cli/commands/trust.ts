@@ -539,12 +539,24 @@ function nextUpdateCell(report: {
 
 async function requirePeer(store: StateStore, nodeId: string): Promise<Peer> {
   const { findPeer } = await import('../../core/state/trust-repository.js');
+  const { listSightings } = await import('../../core/state/discovery-repository.js');
   const { unknownNodeError } = await import('../../core/identity/spiffe.js');
-  const peer = store.read((db) => findPeer(db, nodeId));
-  if (!peer) {
-    throw unknownNodeError(nodeId, 'see `sark-fed trust list`');
+  const { NotFoundError } = await import('../../core/errors.js');
+  const { peer, sighted } = store.read((db) => ({
+    peer: findPeer(db, nodeId),
+    sighted: listSightings(db, nodeId).length > 0,
+  }));
+  if (peer) return peer;
+  // Found by discovery or `nodes add`, but never met: "no node is known" would contradict
+  // `nodes list`, and the way on is to establish trust.
+  if (sighted) {
+    throw new NotFoundError(
+      'NO_TRUST_RECORD',
+      `${nodeId} is known here but trust was never established with it`,
+      { hint: `establish it first: sark-fed trust establish ${nodeId}` },
+    );
   }
-  return peer;
+  throw unknownNodeError(nodeId, 'see `sark-fed trust list`');
 }
 
 async function resolveTarget(

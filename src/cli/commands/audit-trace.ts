@@ -137,9 +137,10 @@ function render(context: CommandContext, trace: TraceReport): void {
   const { output } = context;
   if (!output.stdoutIsTTY) {
     // In a pipe, one row per event, under the hop it belongs to: start and duration in µs.
-    for (const hop of trace.hops) {
-      for (const event of hop.events) {
-        output.line(
+    output.table(
+      [],
+      trace.hops.flatMap((hop) =>
+        hop.events.map((event) =>
           [
             hop.index,
             event.direction,
@@ -154,10 +155,10 @@ function render(context: CommandContext, trace: TraceReport): void {
             event.durationUs,
             event.receipt.status,
             event.receipt.reason ?? '',
-          ].join('\t'),
-        );
-      }
-    }
+          ].map(String),
+        ),
+      ),
+    );
     return;
   }
   const events = trace.hops.reduce((sum, hop) => sum + hop.events.length, 0);
@@ -218,15 +219,16 @@ function bar(
   trace: Trace,
   { startUs, durationUs }: Pick<TraceEvent | TraceHop, 'startUs' | 'durationUs'>,
   hop: boolean,
-): string {
+): Cell {
   const scale = trace.spanUs > 0 ? BAR_WIDTH / trace.spanUs : 0;
   const from = Math.min(BAR_WIDTH - 1, Math.floor(startUs * scale));
   const length = Math.max(1, Math.min(BAR_WIDTH - from, Math.round(durationUs * scale)));
   const { out } = context.output;
   const filled = (hop ? '█' : '▆').repeat(length);
-  return (
-    out.dim('·'.repeat(from)) +
-    (hop ? out.cyan(filled) : filled) +
-    out.dim('·'.repeat(BAR_WIDTH - from - length))
-  );
+  return {
+    styled:
+      out.dim('·'.repeat(from)) +
+      (hop ? out.cyan(filled) : filled) +
+      out.dim('·'.repeat(BAR_WIDTH - from - length)),
+  };
 }

@@ -507,7 +507,7 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed audit"' -a 'verify' -d 'chec
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit"' -a 'export' -d 'every event, oldest first, on stdout (streamed: any size of trail)'
 
 # sark-fed audit query
-complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l correlation-id -r -F -d 'events of one call'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l correlation-id -r -F -d 'events of one call: its ID, or a prefix that names it (as tables show it)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l principal -r -F -d 'events of this principal'
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l resource -r -F -d 'events of this resource'
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l capability -r -F -d 'events of this capability'

@@ -329,6 +329,36 @@ describe('audit query', () => {
     expect(JSON.parse(traced.stdout)).toMatchObject({ correlationId: calls.second });
   });
 
+  it('--correlation-id takes an ID as the table shows it (a prefix naming one call) or in upper case, as audit trace does', async () => {
+    const ids = async (args: string[]) =>
+      (await queryJson(a, args)).events.map((event) => event.correlationId);
+    expect(await ids(['--correlation-id', calls.success.slice(0, 8)])).toEqual([calls.success]);
+    expect(await ids(['--correlation-id', calls.denied.toUpperCase()])).toEqual([calls.denied]);
+    const federated = await queryJson(a, [
+      '--federated',
+      '--correlation-id',
+      calls.denied.slice(0, 23),
+    ]);
+    expect(federated.events.map((event) => [event.origin, event.correlationId])).toEqual([
+      ['node-b', calls.denied],
+      ['node-a', calls.denied],
+    ]);
+    // An ID this trail does not hold matches nothing: an empty result, no error.
+    const unknown = await a.cli(['audit', 'query', '--correlation-id', randomUUID()]);
+    expect(unknown).toEqual({ code: 0, stdout: '', stderr: 'no audit events match\n' });
+    // The calls made by node-a share their first characters (UUIDv7 starts with the time).
+    const shared = calls.denied.slice(0, 4);
+    expect(calls.second.startsWith(shared)).toBe(true);
+    expectRefusal(await a.cli(['audit', 'query', '--correlation-id', shared]), 2, {
+      message: new RegExp(`^${shared} is the start of 3 correlation IDs: `),
+      hint: /give more of the correlation ID/,
+    });
+    expectRefusal(await a.cli(['audit', 'query', '--correlation-id', 'abc']), 2, {
+      message: /the correlation ID prefix abc is too short/,
+      hint: /audit query/,
+    });
+  });
+
   it(
     '--federated merges the peers’ events, each with its origin',
     async () => {

@@ -3,10 +3,12 @@ import { countEvents, queryEvents, type AuditFilter } from '../../core/audit/que
 import { distinctPrefixLengths } from '../../core/audit/trace.js';
 import { UsageError } from '../../core/errors.js';
 import { loadIdentity } from '../../core/state/identity-repository.js';
+import type { StateStore } from '../../core/state/database.js';
 import type { CommandContext } from '../context.js';
 import type { Cell } from '../output/output.js';
 import type { QueryOptions } from './audit.js';
 import { formatDuration, outcomeCell, shortTime, warnProblems } from './audit-format.js';
+import { resolveCorrelationArgument } from './audit-correlation.js';
 import { withNode, withStore } from './shared.js';
 
 type OriginEvent = AuditEvent & { origin: string | null };
@@ -82,10 +84,8 @@ function filterOf(options: QueryOptions): AuditFilter {
     );
   }
   const filter: AuditFilter = {};
-  // Stored in lower case, as every node writes UUIDs.
-  if (options.correlationId !== undefined) {
-    filter.correlationId = options.correlationId.toLowerCase();
-  }
+  // Resolved against the trail once it is open (withCorrelation): a prefix will do.
+  if (options.correlationId !== undefined) filter.correlationId = options.correlationId;
   if (options.principal !== undefined) filter.principal = options.principal;
   if (options.resource !== undefined) filter.resource = options.resource;
   if (options.capability !== undefined) filter.capability = options.capability;
@@ -101,19 +101,20 @@ async function local(
   options: QueryOptions,
   filter: AuditFilter,
 ): Promise<QueryReport> {
-  const { events, total, self } = await withStore(context, (store) =>
-    store.read((db) => {
+  const { events, total, self } = await withStore(context, (store) => {
+    const resolved = withCorrelation(store, filter);
+    return store.read((db) => {
       // One more than shown says whether more match, without counting them all.
-      const found = queryEvents(db, { ...filter, limit: options.limit + 1 });
+      const found = queryEvents(db, { ...resolved, limit: options.limit + 1 });
       const counted =
-        found.length > options.limit ? countEvents(db, filter, COUNT_UP_TO + 1) : found.length;
+        found.length > options.limit ? countEvents(db, resolved, COUNT_UP_TO + 1) : found.length;
       return {
         events: found.slice(0, options.limit),
         total: counted > COUNT_UP_TO ? null : counted,
         self: loadIdentity(db)?.nodeId ?? null,
       };
-    }),
-  );
+    });
+  });
   return {
     federated: false,
     limit: options.limit,
@@ -132,6 +133,7 @@ async function federated(
 ): Promise<QueryReport> {
   const { queryFederated } = await import('../../core/audit/federated.js');
   const result = await withNode(context, async ({ store, identity, privateKey }) => {
+    const resolved = withCorrelation(store, filter);
     const spinner = await context.output.spinner('asking the peers involved');
     try {
       // One more than shown tells whether more matched.
@@ -139,7 +141,7 @@ async function federated(
         store,
         identity,
         privateKey,
-        filter: { ...filter, limit: options.limit + 1 },
+        filter: { ...resolved, limit: options.limit + 1 },
         timeoutMs: options.timeout,
         now: context.now,
       });
@@ -156,6 +158,18 @@ async function federated(
     truncated: result.events.length > options.limit,
     events: events.map(({ origin, ...event }) => ({ origin, ...event })),
     problems: result.problems,
+  };
+}
+
+/**
+ * The filter with its correlation ID resolved as `audit trace` resolves one: the table shows
+ * each ID cut to a prefix that names it, and a prefix copied from there must find its call.
+ */
+function withCorrelation(store: StateStore, filter: AuditFilter): AuditFilter {
+  if (filter.correlationId === undefined) return filter;
+  return {
+    ...filter,
+    correlationId: resolveCorrelationArgument(store, filter.correlationId, 'query'),
   };
 }
 

@@ -1,21 +1,18 @@
 import { eventsByCorrelation } from '../../core/audit/events.js';
 import {
-  CANDIDATES_COUNTED_UP_TO,
   buildTrace,
-  resolveCorrelationId,
   type OriginEvent,
   type Trace,
   type TraceEvent,
   type TraceHop,
 } from '../../core/audit/trace.js';
 import { ReceiptSigners, type ReceiptCheck } from '../../core/audit/verify.js';
-import { NotFoundError, UsageError } from '../../core/errors.js';
 import { loadIdentity } from '../../core/state/identity-repository.js';
-import type { StateStore } from '../../core/state/database.js';
 import type { CommandContext } from '../context.js';
 import type { Cell } from '../output/output.js';
 import type { TraceOptions } from './audit.js';
 import { formatDuration, outcomeCell, shortTime, warnProblems } from './audit-format.js';
+import { resolveCorrelationArgument } from './audit-correlation.js';
 import { withNode, withStore } from './shared.js';
 import { count } from '../../core/plural.js';
 
@@ -40,7 +37,7 @@ export async function runTrace(
   const report = options.federated
     ? await federated(context, options, given)
     : await withStore(context, (store) => {
-        const correlationId = resolve(store, given);
+        const correlationId = resolveCorrelationArgument(store, given, 'trace');
         return store.read((db) => {
           const self = loadIdentity(db)?.nodeId;
           const events: OriginEvent[] = eventsByCorrelation(db, correlationId).map((event) => ({
@@ -67,7 +64,7 @@ async function federated(
 ): Promise<TraceReport> {
   const { queryFederated } = await import('../../core/audit/federated.js');
   return withNode(context, async ({ store, identity, privateKey }) => {
-    const correlationId = resolve(store, given);
+    const correlationId = resolveCorrelationArgument(store, given, 'trace');
     const spinner = await context.output.spinner('asking the peers involved');
     let result;
     try {
@@ -89,48 +86,6 @@ async function federated(
       problems: result.problems,
     };
   });
-}
-
-/** The full correlation ID for what was given (a prefix will do), or exit 4 / 2. */
-function resolve(store: StateStore, typed: string): string {
-  // Correlation IDs are UUIDs, stored in lower case (every node lower-cases what it is given).
-  const given = typed.toLowerCase();
-  const found = store.read((db) => resolveCorrelationId(db, given));
-  switch (found.status) {
-    case 'found':
-      return found.correlationId;
-    case 'none':
-      throw new NotFoundError(
-        'NO_SUCH_CORRELATION_ID',
-        `no audit event of this node has the correlation ID ${given}`,
-        {
-          hint: 'find calls with `sark-fed audit query`; a call this node took no part in is only in the trails of the nodes that did',
-        },
-      );
-    case 'too-short':
-      // Not looked up: saying "not found" would deny IDs the trail holds.
-      throw new UsageError(
-        'CORRELATION_ID_TOO_SHORT',
-        `${given === '' ? 'the correlation ID is empty' : `the correlation ID prefix ${given} is too short`}: give at least ${found.minimum} characters, or the whole ID`,
-        {
-          hint: '`sark-fed audit query` lists correlation IDs (whole in a pipe or with --json)',
-        },
-      );
-    case 'ambiguous': {
-      const { candidates, total } = found;
-      const more =
-        total === null
-          ? ` and over ${CANDIDATES_COUNTED_UP_TO - candidates.length} more`
-          : total > candidates.length
-            ? ` and ${total - candidates.length} more`
-            : '';
-      throw new UsageError(
-        'AMBIGUOUS_CORRELATION_ID',
-        `${given} is the start of ${total === null ? `over ${CANDIDATES_COUNTED_UP_TO}` : total} correlation IDs: ${candidates.join(', ')}${more}`,
-        { hint: 'give more of the correlation ID' },
-      );
-    }
-  }
 }
 
 function render(context: CommandContext, trace: TraceReport): void {

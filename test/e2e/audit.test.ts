@@ -298,6 +298,9 @@ describe('audit query', () => {
       // Both relative to one moment: the same instant, an empty range.
       [['--since', '1h', '--until', '1h'], /--since \((\S+)\) is not before --until \(\1\)/],
       [['--colour', 'red'], /unknown option '--colour'/],
+      // Node IDs are lower case: these could name no node, and would match nothing.
+      [['--node', 'NODE-B'], /invalid node ID "NODE-B"/],
+      [['--node', 'node_b'], /invalid node ID "node_b"/],
     ];
     for (const [args, message] of cases) {
       const result = await a.cli(['audit', 'query', ...args]);

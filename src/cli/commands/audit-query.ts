@@ -2,6 +2,7 @@ import type { AuditEvent } from '../../core/audit/rows.js';
 import { countEvents, queryEvents, type AuditFilter } from '../../core/audit/query.js';
 import { distinctPrefixLengths } from '../../core/audit/trace.js';
 import { UsageError } from '../../core/errors.js';
+import { assertNodeId } from '../../core/identity/spiffe.js';
 import { loadIdentity } from '../../core/state/identity-repository.js';
 import type { StateStore } from '../../core/state/database.js';
 import type { CommandContext } from '../context.js';
@@ -89,7 +90,12 @@ function filterOf(options: QueryOptions): AuditFilter {
   if (options.principal !== undefined) filter.principal = options.principal;
   if (options.resource !== undefined) filter.resource = options.resource;
   if (options.capability !== undefined) filter.capability = options.capability;
-  if (options.node !== undefined) filter.node = options.node;
+  if (options.node !== undefined) {
+    // As `invoke --node` and `circuit reset` do: NODE-B or node_b can name no node, and
+    // matching nothing would read as "no calls".
+    assertNodeId(options.node);
+    filter.node = options.node;
+  }
   if (options.outcome !== undefined) filter.outcome = options.outcome;
   if (options.since !== undefined) filter.since = options.since;
   if (options.until !== undefined) filter.until = options.until;

@@ -152,7 +152,7 @@ describe('audit query', () => {
       .map((line) => line.split('\t'));
     expect(rows).toHaveLength(4);
     for (const row of rows) {
-      expect(row).toHaveLength(9);
+      expect(row).toHaveLength(10);
       expect(row[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       expect(row[2]).toBe('outbound');
       // Source and target in fields of their own, no arrow; the duration in bare µs.
@@ -166,6 +166,8 @@ describe('audit query', () => {
       calls.success,
     ]);
     expect(rows.map((row) => row[7])).toEqual(['success', 'error', 'denied', 'success']);
+    // Why each failed, last: `-` for none.
+    expect(rows.map((row) => row[9])).toEqual(['-', 'BACKEND_ERROR', 'POLICY_DENIED', '-']);
     expect(rows[3]?.slice(5, 7)).toEqual(['alice@org-a.example', 'echo/echo']);
     expect(rows[1]?.[6]).toBe('broken/call');
     // The same µs as --json's durationUs (and `audit trace`'s pipe rows).
@@ -313,11 +315,11 @@ describe('audit query', () => {
     expect(result.code, result.stderr).toBe(0);
     const lines = result.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(
-      /^TIME\s+CORRELATION\s+DIRECTION\s+SOURCE → TARGET\s+PRINCIPAL\s+RESOURCE\/CAPABILITY\s+OUTCOME\s+DURATION$/,
+      /^TIME \(UTC\)\s+CORRELATION\s+DIRECTION\s+SOURCE → TARGET\s+PRINCIPAL\s+RESOURCE\/CAPABILITY\s+OUTCOME\s+ERROR\s+DURATION$/,
     );
     expect(lines).toHaveLength(5);
     const row =
-      /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\s+(\S+)\s+outbound\s+node-a → node-b\s+bob@org-a\.example\s+echo\/echo\s+success\s+\d/.exec(
+      /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\s+(\S+)\s+outbound\s+node-a → node-b\s+bob@org-a\.example\s+echo\/echo\s+success\s+-\s+\d/.exec(
         lines[1] ?? '',
       );
     expect(row, lines[1]).not.toBeNull();
@@ -390,7 +392,7 @@ describe('audit query', () => {
         .map((line) => line.split('\t'));
       expect(parsed).toHaveLength(8);
       for (const row of parsed) {
-        expect(row).toHaveLength(10);
+        expect(row).toHaveLength(11);
         expect(row[9]).toMatch(/^\d+$/);
       }
       expect(new Set(parsed.map((row) => row[1]))).toEqual(new Set(['node-a', 'node-b']));
@@ -399,7 +401,9 @@ describe('audit query', () => {
 
       const table = await runOnTerminal(['--state', a.state, 'audit', 'query', '--federated']);
       expect(table.code, table.stderr).toBe(0);
-      expect(table.stdout.split('\n')[0]).toMatch(/^TIME\s+ORIGIN\s+CORRELATION\s+DIRECTION/);
+      expect(table.stdout.split('\n')[0]).toMatch(
+        /^TIME \(UTC\)\s+ORIGIN\s+CORRELATION\s+DIRECTION/,
+      );
     },
     SLOW_TEST_MS,
   );

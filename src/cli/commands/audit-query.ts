@@ -184,7 +184,8 @@ const originCells = (report: QueryReport, event: OriginEvent) =>
 
 /**
  * In a pipe, values for scripts (CLI.md), as `audit trace` gives them: ISO times, whole IDs,
- * source and target in fields of their own, the duration in µs as a bare integer.
+ * source and target in fields of their own, the duration in µs as a bare integer, then the
+ * error code (`-` for none), last so that the fields before it keep their places.
  */
 function renderRows(context: CommandContext, report: QueryReport): void {
   context.output.table(
@@ -200,6 +201,7 @@ function renderRows(context: CommandContext, report: QueryReport): void {
       `${event.resource}/${event.capability}`,
       event.outcome,
       String(event.durationUs),
+      event.errorCode ?? '-',
     ]),
   );
 }
@@ -213,7 +215,8 @@ async function renderTable(context: CommandContext, report: QueryReport): Promis
       : await withStore(context, (store) => store.read((db) => distinctPrefixLengths(db, ids)));
   context.output.table(
     [
-      'time',
+      // Shown without a zone, so the header says which.
+      'time (utc)',
       ...(report.federated ? ['origin'] : []),
       'correlation',
       'direction',
@@ -221,6 +224,7 @@ async function renderTable(context: CommandContext, report: QueryReport): Promis
       'principal',
       'resource/capability',
       'outcome',
+      'error',
       'duration',
     ],
     report.events.map((event): Cell[] => [
@@ -232,6 +236,8 @@ async function renderTable(context: CommandContext, report: QueryReport): Promis
       event.principal === '' ? '-' : event.principal,
       `${event.resource}/${event.capability}`,
       outcomeCell(event.outcome),
+      // Why a call failed (POLICY_DENIED, REVOKED, BACKEND_TIMEOUT…): the first question.
+      event.errorCode ?? '-',
       formatDuration(event.durationUs),
     ]),
   );

@@ -533,7 +533,7 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed audit"' -a 'verify' -d 'chec
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit"' -a 'export' -d 'every event, oldest first, on stdout (streamed: any size of trail)'
 
 # sark-fed audit query
-complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l correlation-id -x -d 'events of one call'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l correlation-id -x -d 'events of one call: its ID, or a prefix that names it (as tables show it)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l principal -x -d 'events of this principal'
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l resource -x -d 'events of this resource'
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l capability -x -d 'events of this capability'

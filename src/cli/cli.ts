@@ -5,6 +5,7 @@ import { describeSqliteError } from '../core/state/sqlite-errors.js';
 import { exitCodeFor } from './exit-codes.js';
 import { colorLevel } from './output/color.js';
 import type { CliIo } from './output/output.js';
+import { visibleLines } from './output/visible.js';
 import { buildProgram, forEachCommand, type CommandDefinition } from './program.js';
 
 /**
@@ -110,8 +111,9 @@ function report(error: SarkError, argv: readonly string[], io: CliIo): number {
   const colored = colorLevel(io.env, !argv.includes('--no-color'), io.stderr.isTTY === true) > 0;
   const red = (text: string) => (colored ? `\u001b[31m${text}\u001b[39m` : text);
   const dim = (text: string) => (colored ? `\u001b[2m${text}\u001b[22m` : text);
-  io.stderr.write(`${red('error:')} ${error.message}\n`);
-  if (error.hint) io.stderr.write(`${dim('hint:')} ${error.hint}\n`);
+  // A message may quote a peer (its error message, a principal): its controls are shown escaped.
+  io.stderr.write(`${red('error:')} ${visibleLines(error.message)}\n`);
+  if (error.hint) io.stderr.write(`${dim('hint:')} ${visibleLines(error.hint)}\n`);
   if (argv.includes('--verbose') || argv.includes('-v')) {
     let cause: unknown = error.cause;
     while (cause) {

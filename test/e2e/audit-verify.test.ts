@@ -304,4 +304,45 @@ describe('audit verify', () => {
       { nodeId: 'node-b', events: 5, reason: 'no-certificate' },
     ]);
   });
+
+  it('a receipt that is not JSON: verify lists it, and query, trace and export name the row and send to verify (exit 1, not an internal error)', async () => {
+    let victim: Row | undefined;
+    const path = tampered(a, (db) => {
+      victim = rowAt(db, 2);
+      db.prepare("UPDATE audit_events SET receipt = '{not json' WHERE seq = 2").run();
+    });
+    const row = victim as Row;
+    expectBrokenAt(await verify(path), row, /it cannot be read back: its receipt is not JSON/);
+
+    const commands = [
+      ['audit', 'query'],
+      ['audit', 'trace', row.correlation_id],
+      ['audit', 'export'],
+    ];
+    for (const args of commands) {
+      const result = await runCli(['--state', path, ...args]);
+      expect(result.code, result.stderr).toBe(1);
+      const [error = '', hint = ''] = result.stderr.trimEnd().split('\n').slice(-2);
+      expect(error).toBe(
+        `error: the audit event at seq 2 (event ${row.event_id}, correlation ID ${row.correlation_id}) cannot be read back: its receipt is not JSON (${jsonError('{not json')})`,
+      );
+      expect(hint).toMatch(
+        /^hint: the trail was altered outside sark-fed: `sark-fed audit verify`/,
+      );
+      const json = await runCli(['--state', path, ...args, '--json']);
+      expect(JSON.parse(json.stderr.trimEnd().split('\n').pop() ?? '')).toMatchObject({
+        error: { code: 'AUDIT_EVENT_UNREADABLE', exitCode: 1 },
+      });
+    }
+  });
 });
+
+/** What JSON.parse says about text that is not JSON. */
+function jsonError(text: string): string {
+  try {
+    JSON.parse(text);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  return '';
+}

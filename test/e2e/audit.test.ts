@@ -152,7 +152,7 @@ describe('audit query', () => {
       .map((line) => line.split('\t'));
     expect(rows).toHaveLength(4);
     for (const row of rows) {
-      expect(row).toHaveLength(9);
+      expect(row).toHaveLength(10);
       expect(row[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       expect(row[2]).toBe('outbound');
       // Source and target in fields of their own, no arrow; the duration in bare µs.
@@ -166,6 +166,8 @@ describe('audit query', () => {
       calls.success,
     ]);
     expect(rows.map((row) => row[7])).toEqual(['success', 'error', 'denied', 'success']);
+    // Why each failed, last: `-` for none.
+    expect(rows.map((row) => row[9])).toEqual(['-', 'BACKEND_ERROR', 'POLICY_DENIED', '-']);
     expect(rows[3]?.slice(5, 7)).toEqual(['alice@org-a.example', 'echo/echo']);
     expect(rows[1]?.[6]).toBe('broken/call');
     // The same µs as --json's durationUs (and `audit trace`'s pipe rows).
@@ -298,6 +300,9 @@ describe('audit query', () => {
       // Both relative to one moment: the same instant, an empty range.
       [['--since', '1h', '--until', '1h'], /--since \((\S+)\) is not before --until \(\1\)/],
       [['--colour', 'red'], /unknown option '--colour'/],
+      // Node IDs are lower case: these could name no node, and would match nothing.
+      [['--node', 'NODE-B'], /invalid node ID "NODE-B"/],
+      [['--node', 'node_b'], /invalid node ID "node_b"/],
     ];
     for (const [args, message] of cases) {
       const result = await a.cli(['audit', 'query', ...args]);
@@ -310,11 +315,11 @@ describe('audit query', () => {
     expect(result.code, result.stderr).toBe(0);
     const lines = result.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(
-      /^TIME\s+CORRELATION\s+DIRECTION\s+SOURCE → TARGET\s+PRINCIPAL\s+RESOURCE\/CAPABILITY\s+OUTCOME\s+DURATION$/,
+      /^TIME \(UTC\)\s+CORRELATION\s+DIRECTION\s+SOURCE → TARGET\s+PRINCIPAL\s+RESOURCE\/CAPABILITY\s+OUTCOME\s+ERROR\s+DURATION$/,
     );
     expect(lines).toHaveLength(5);
     const row =
-      /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\s+(\S+)\s+outbound\s+node-a → node-b\s+bob@org-a\.example\s+echo\/echo\s+success\s+\d/.exec(
+      /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\s+(\S+)\s+outbound\s+node-a → node-b\s+bob@org-a\.example\s+echo\/echo\s+success\s+-\s+\d/.exec(
         lines[1] ?? '',
       );
     expect(row, lines[1]).not.toBeNull();
@@ -327,6 +332,36 @@ describe('audit query', () => {
     const traced = await a.cli(['audit', 'trace', shown, '--json']);
     expect(traced.code, traced.stderr).toBe(0);
     expect(JSON.parse(traced.stdout)).toMatchObject({ correlationId: calls.second });
+  });
+
+  it('--correlation-id takes an ID as the table shows it (a prefix naming one call) or in upper case, as audit trace does', async () => {
+    const ids = async (args: string[]) =>
+      (await queryJson(a, args)).events.map((event) => event.correlationId);
+    expect(await ids(['--correlation-id', calls.success.slice(0, 8)])).toEqual([calls.success]);
+    expect(await ids(['--correlation-id', calls.denied.toUpperCase()])).toEqual([calls.denied]);
+    const federated = await queryJson(a, [
+      '--federated',
+      '--correlation-id',
+      calls.denied.slice(0, 23),
+    ]);
+    expect(federated.events.map((event) => [event.origin, event.correlationId])).toEqual([
+      ['node-b', calls.denied],
+      ['node-a', calls.denied],
+    ]);
+    // An ID this trail does not hold matches nothing: an empty result, no error.
+    const unknown = await a.cli(['audit', 'query', '--correlation-id', randomUUID()]);
+    expect(unknown).toEqual({ code: 0, stdout: '', stderr: 'no audit events match\n' });
+    // The calls made by node-a share their first characters (UUIDv7 starts with the time).
+    const shared = calls.denied.slice(0, 4);
+    expect(calls.second.startsWith(shared)).toBe(true);
+    expectRefusal(await a.cli(['audit', 'query', '--correlation-id', shared]), 2, {
+      message: new RegExp(`^${shared} is the start of 3 correlation IDs: `),
+      hint: /give more of the correlation ID/,
+    });
+    expectRefusal(await a.cli(['audit', 'query', '--correlation-id', 'abc']), 2, {
+      message: /the correlation ID prefix abc is too short/,
+      hint: /audit query/,
+    });
   });
 
   it(
@@ -357,7 +392,7 @@ describe('audit query', () => {
         .map((line) => line.split('\t'));
       expect(parsed).toHaveLength(8);
       for (const row of parsed) {
-        expect(row).toHaveLength(10);
+        expect(row).toHaveLength(11);
         expect(row[9]).toMatch(/^\d+$/);
       }
       expect(new Set(parsed.map((row) => row[1]))).toEqual(new Set(['node-a', 'node-b']));
@@ -366,7 +401,9 @@ describe('audit query', () => {
 
       const table = await runOnTerminal(['--state', a.state, 'audit', 'query', '--federated']);
       expect(table.code, table.stderr).toBe(0);
-      expect(table.stdout.split('\n')[0]).toMatch(/^TIME\s+ORIGIN\s+CORRELATION\s+DIRECTION/);
+      expect(table.stdout.split('\n')[0]).toMatch(
+        /^TIME \(UTC\)\s+ORIGIN\s+CORRELATION\s+DIRECTION/,
+      );
     },
     SLOW_TEST_MS,
   );

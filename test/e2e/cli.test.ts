@@ -432,6 +432,14 @@ describe.concurrent('colour', () => {
     }
   });
 
+  it('shows control characters an error message quotes escaped: they do not reach the terminal', async () => {
+    // An error may quote what a peer or a file said; here the command line's own argument.
+    const result = await runCli(['help', 'x\u001b[2Jy\u0007'], { env: { NO_COLOR: '1' } });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('x\\x1b[2Jy\\x07');
+    expect(result.stderr).not.toMatch(/[\u001b\u0007]/);
+  });
+
   it('writes no escape codes into a pipe by default', async () => {
     const result = await runCli(['help', 'exit-codes'], { env: { NO_COLOR: undefined } });
     expectSuccess(result);

@@ -97,6 +97,32 @@ describe('Output.table', () => {
     expect(stdout.text).toBe('one two\tthree four \n');
   });
 
+  it('shows control characters from the data escaped, on a terminal and in a pipe', async () => {
+    // A principal comes from the calling peer: it must not drive the operator's terminal, nor
+    // forge a row of its own.
+    const principal = 'eve\u001b[2J\u001b]0;owned\u0007\nnode-x\u009b@x';
+    const terminal = await setup({ tty: true, env: { FORCE_COLOR: '1' } });
+    terminal.output.table(['principal', 'outcome'], [[principal, { text: 'a\rb', style: 'red' }]]);
+    expect(terminal.stdout.text).toContain(
+      'eve\\x1b[2J\\x1b]0;owned\\x07\\nnode-x\\x9b@x  \u001b[31ma\\rb\u001b[39m',
+    );
+    expect(terminal.stdout.text.split('\n')).toHaveLength(3);
+
+    const pipe = await setup({ tty: false });
+    pipe.output.table([], [[principal, 'success']]);
+    expect(pipe.stdout.text).toBe('eve\\x1b[2J\\x1b]0;owned\\x07 node-x\\x9b@x\tsuccess\n');
+
+    const fields = await setup({ tty: true });
+    fields.output.fields([['Principal', principal]]);
+    expect(fields.stdout.text).not.toMatch(/[\u001b\u0007\u009b]/);
+  });
+
+  it('shows a cell this process styled itself as it is', async () => {
+    const { output, stdout } = await setup({ tty: true, env: { FORCE_COLOR: '1' } });
+    output.table(['timeline'], [[{ styled: '\u001b[2m··\u001b[22m██' }]]);
+    expect(stdout.text).toContain('\u001b[2m··\u001b[22m██');
+  });
+
   it('prints nothing for no rows, in a pipe and on a terminal (no bare header)', async () => {
     for (const tty of [false, true]) {
       const { output, stdout } = await setup({ tty });
@@ -173,6 +199,12 @@ describe('Output JSON and stderr', () => {
     quiet.output.warn('careful');
     quiet.output.debug('details');
     expect(quiet.stderr.text).toBe('warning: careful\ndetails\n');
+  });
+
+  it('shows control characters in a warning escaped, its lines kept', async () => {
+    const { output, stderr } = await setup({ tty: false });
+    output.warn('node-b answered 500 X: \u001b[31mred\u001b[0m\nsecond line');
+    expect(stderr.text).toBe('warning: node-b answered 500 X: \\x1b[31mred\\x1b[0m\nsecond line\n');
   });
 
   it('colours stderr by its own terminal, not stdout’s', async () => {

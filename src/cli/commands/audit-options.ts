@@ -41,7 +41,7 @@ export function parseAuditTime(value: string, now: Date): string {
     return new Date(instant).toISOString();
   }
   const match = ISO_TIME.exec(text);
-  if (!match) throw new InvalidArgumentError(TIME_EXPECTED);
+  if (!match) throw new InvalidArgumentError(`${TIME_EXPECTED}${whyNotIso(text)}`);
   const [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])];
   // Date.parse rolls 2030-02-30 over to March: check that the day exists.
   const calendar = new Date(Date.UTC(2000, month - 1, day));
@@ -59,6 +59,24 @@ export function parseAuditTime(value: string, now: Date): string {
   const ms = Date.parse(normal);
   if (Number.isNaN(ms)) throw new InvalidArgumentError(TIME_EXPECTED);
   return new Date(ms + (/[1-9]/.test(beyond) ? 1 : 0)).toISOString();
+}
+
+/**
+ * What is off in a date and time that is almost ISO 8601, as one copied from a table is: the
+ * tables of `audit query` and `audit trace` show UTC times with a space and without a zone.
+ */
+function whyNotIso(text: string): string {
+  const almost =
+    /^(\d{4}-\d{2}-\d{2})([T ])(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(Z|[+-]\d{2}:?\d{2})?$/i.exec(
+      text,
+    );
+  if (!almost) return '';
+  const [, day, separator, time, zone] = almost;
+  const fixed = `${day}T${time}${zone ?? 'Z'}`;
+  if (zone === undefined) {
+    return `; ${text} has no zone: for UTC, as audit tables show times, give ${fixed}`;
+  }
+  return separator === ' ' ? `; put a T between the date and the time: ${fixed}` : '';
 }
 
 /**

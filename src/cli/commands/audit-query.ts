@@ -2,11 +2,14 @@ import type { AuditEvent } from '../../core/audit/rows.js';
 import { countEvents, queryEvents, type AuditFilter } from '../../core/audit/query.js';
 import { distinctPrefixLengths } from '../../core/audit/trace.js';
 import { UsageError } from '../../core/errors.js';
+import { assertNodeId } from '../../core/identity/spiffe.js';
 import { loadIdentity } from '../../core/state/identity-repository.js';
+import type { StateStore } from '../../core/state/database.js';
 import type { CommandContext } from '../context.js';
 import type { Cell } from '../output/output.js';
 import type { QueryOptions } from './audit.js';
 import { formatDuration, outcomeCell, shortTime, warnProblems } from './audit-format.js';
+import { resolveCorrelationArgument } from './audit-correlation.js';
 import { withNode, withStore } from './shared.js';
 
 type OriginEvent = AuditEvent & { origin: string | null };
@@ -82,14 +85,17 @@ function filterOf(options: QueryOptions): AuditFilter {
     );
   }
   const filter: AuditFilter = {};
-  // Stored in lower case, as every node writes UUIDs.
-  if (options.correlationId !== undefined) {
-    filter.correlationId = options.correlationId.toLowerCase();
-  }
+  // Resolved against the trail once it is open (withCorrelation): a prefix will do.
+  if (options.correlationId !== undefined) filter.correlationId = options.correlationId;
   if (options.principal !== undefined) filter.principal = options.principal;
   if (options.resource !== undefined) filter.resource = options.resource;
   if (options.capability !== undefined) filter.capability = options.capability;
-  if (options.node !== undefined) filter.node = options.node;
+  if (options.node !== undefined) {
+    // As `invoke --node` and `circuit reset` do: NODE-B or node_b can name no node, and
+    // matching nothing would read as "no calls".
+    assertNodeId(options.node);
+    filter.node = options.node;
+  }
   if (options.outcome !== undefined) filter.outcome = options.outcome;
   if (options.since !== undefined) filter.since = options.since;
   if (options.until !== undefined) filter.until = options.until;
@@ -101,19 +107,20 @@ async function local(
   options: QueryOptions,
   filter: AuditFilter,
 ): Promise<QueryReport> {
-  const { events, total, self } = await withStore(context, (store) =>
-    store.read((db) => {
+  const { events, total, self } = await withStore(context, (store) => {
+    const resolved = withCorrelation(store, filter);
+    return store.read((db) => {
       // One more than shown says whether more match, without counting them all.
-      const found = queryEvents(db, { ...filter, limit: options.limit + 1 });
+      const found = queryEvents(db, { ...resolved, limit: options.limit + 1 });
       const counted =
-        found.length > options.limit ? countEvents(db, filter, COUNT_UP_TO + 1) : found.length;
+        found.length > options.limit ? countEvents(db, resolved, COUNT_UP_TO + 1) : found.length;
       return {
         events: found.slice(0, options.limit),
         total: counted > COUNT_UP_TO ? null : counted,
         self: loadIdentity(db)?.nodeId ?? null,
       };
-    }),
-  );
+    });
+  });
   return {
     federated: false,
     limit: options.limit,
@@ -132,6 +139,7 @@ async function federated(
 ): Promise<QueryReport> {
   const { queryFederated } = await import('../../core/audit/federated.js');
   const result = await withNode(context, async ({ store, identity, privateKey }) => {
+    const resolved = withCorrelation(store, filter);
     const spinner = await context.output.spinner('asking the peers involved');
     try {
       // One more than shown tells whether more matched.
@@ -139,7 +147,7 @@ async function federated(
         store,
         identity,
         privateKey,
-        filter: { ...filter, limit: options.limit + 1 },
+        filter: { ...resolved, limit: options.limit + 1 },
         timeoutMs: options.timeout,
         now: context.now,
       });
@@ -159,12 +167,25 @@ async function federated(
   };
 }
 
+/**
+ * The filter with its correlation ID resolved as `audit trace` resolves one: the table shows
+ * each ID cut to a prefix that names it, and a prefix copied from there must find its call.
+ */
+function withCorrelation(store: StateStore, filter: AuditFilter): AuditFilter {
+  if (filter.correlationId === undefined) return filter;
+  return {
+    ...filter,
+    correlationId: resolveCorrelationArgument(store, filter.correlationId, 'query'),
+  };
+}
+
 const originCells = (report: QueryReport, event: OriginEvent) =>
   report.federated ? [event.origin ?? '-'] : [];
 
 /**
  * In a pipe, values for scripts (CLI.md), as `audit trace` gives them: ISO times, whole IDs,
- * source and target in fields of their own, the duration in µs as a bare integer.
+ * source and target in fields of their own, the duration in µs as a bare integer, then the
+ * error code (`-` for none), last so that the fields before it keep their places.
  */
 function renderRows(context: CommandContext, report: QueryReport): void {
   context.output.table(
@@ -180,6 +201,7 @@ function renderRows(context: CommandContext, report: QueryReport): void {
       `${event.resource}/${event.capability}`,
       event.outcome,
       String(event.durationUs),
+      event.errorCode ?? '-',
     ]),
   );
 }
@@ -193,7 +215,8 @@ async function renderTable(context: CommandContext, report: QueryReport): Promis
       : await withStore(context, (store) => store.read((db) => distinctPrefixLengths(db, ids)));
   context.output.table(
     [
-      'time',
+      // Shown without a zone, so the header says which.
+      'time (utc)',
       ...(report.federated ? ['origin'] : []),
       'correlation',
       'direction',
@@ -201,6 +224,7 @@ async function renderTable(context: CommandContext, report: QueryReport): Promis
       'principal',
       'resource/capability',
       'outcome',
+      'error',
       'duration',
     ],
     report.events.map((event): Cell[] => [
@@ -212,6 +236,8 @@ async function renderTable(context: CommandContext, report: QueryReport): Promis
       event.principal === '' ? '-' : event.principal,
       `${event.resource}/${event.capability}`,
       outcomeCell(event.outcome),
+      // Why a call failed (POLICY_DENIED, REVOKED, BACKEND_TIMEOUT…): the first question.
+      event.errorCode ?? '-',
       formatDuration(event.durationUs),
     ]),
   );

@@ -1,21 +1,18 @@
 import { eventsByCorrelation } from '../../core/audit/events.js';
 import {
-  CANDIDATES_COUNTED_UP_TO,
   buildTrace,
-  resolveCorrelationId,
   type OriginEvent,
   type Trace,
   type TraceEvent,
   type TraceHop,
 } from '../../core/audit/trace.js';
 import { ReceiptSigners, type ReceiptCheck } from '../../core/audit/verify.js';
-import { NotFoundError, UsageError } from '../../core/errors.js';
 import { loadIdentity } from '../../core/state/identity-repository.js';
-import type { StateStore } from '../../core/state/database.js';
 import type { CommandContext } from '../context.js';
 import type { Cell } from '../output/output.js';
 import type { TraceOptions } from './audit.js';
 import { formatDuration, outcomeCell, shortTime, warnProblems } from './audit-format.js';
+import { resolveCorrelationArgument } from './audit-correlation.js';
 import { withNode, withStore } from './shared.js';
 import { count } from '../../core/plural.js';
 
@@ -40,7 +37,7 @@ export async function runTrace(
   const report = options.federated
     ? await federated(context, options, given)
     : await withStore(context, (store) => {
-        const correlationId = resolve(store, given);
+        const correlationId = resolveCorrelationArgument(store, given, 'trace');
         return store.read((db) => {
           const self = loadIdentity(db)?.nodeId;
           const events: OriginEvent[] = eventsByCorrelation(db, correlationId).map((event) => ({
@@ -67,7 +64,7 @@ async function federated(
 ): Promise<TraceReport> {
   const { queryFederated } = await import('../../core/audit/federated.js');
   return withNode(context, async ({ store, identity, privateKey }) => {
-    const correlationId = resolve(store, given);
+    const correlationId = resolveCorrelationArgument(store, given, 'trace');
     const spinner = await context.output.spinner('asking the peers involved');
     let result;
     try {
@@ -91,55 +88,14 @@ async function federated(
   });
 }
 
-/** The full correlation ID for what was given (a prefix will do), or exit 4 / 2. */
-function resolve(store: StateStore, typed: string): string {
-  // Correlation IDs are UUIDs, stored in lower case (every node lower-cases what it is given).
-  const given = typed.toLowerCase();
-  const found = store.read((db) => resolveCorrelationId(db, given));
-  switch (found.status) {
-    case 'found':
-      return found.correlationId;
-    case 'none':
-      throw new NotFoundError(
-        'NO_SUCH_CORRELATION_ID',
-        `no audit event of this node has the correlation ID ${given}`,
-        {
-          hint: 'find calls with `sark-fed audit query`; a call this node took no part in is only in the trails of the nodes that did',
-        },
-      );
-    case 'too-short':
-      // Not looked up: saying "not found" would deny IDs the trail holds.
-      throw new UsageError(
-        'CORRELATION_ID_TOO_SHORT',
-        `${given === '' ? 'the correlation ID is empty' : `the correlation ID prefix ${given} is too short`}: give at least ${found.minimum} characters, or the whole ID`,
-        {
-          hint: '`sark-fed audit query` lists correlation IDs (whole in a pipe or with --json)',
-        },
-      );
-    case 'ambiguous': {
-      const { candidates, total } = found;
-      const more =
-        total === null
-          ? ` and over ${CANDIDATES_COUNTED_UP_TO - candidates.length} more`
-          : total > candidates.length
-            ? ` and ${total - candidates.length} more`
-            : '';
-      throw new UsageError(
-        'AMBIGUOUS_CORRELATION_ID',
-        `${given} is the start of ${total === null ? `over ${CANDIDATES_COUNTED_UP_TO}` : total} correlation IDs: ${candidates.join(', ')}${more}`,
-        { hint: 'give more of the correlation ID' },
-      );
-    }
-  }
-}
-
 function render(context: CommandContext, trace: TraceReport): void {
   const { output } = context;
   if (!output.stdoutIsTTY) {
     // In a pipe, one row per event, under the hop it belongs to: start and duration in µs.
-    for (const hop of trace.hops) {
-      for (const event of hop.events) {
-        output.line(
+    output.table(
+      [],
+      trace.hops.flatMap((hop) =>
+        hop.events.map((event) =>
           [
             hop.index,
             event.direction,
@@ -154,10 +110,10 @@ function render(context: CommandContext, trace: TraceReport): void {
             event.durationUs,
             event.receipt.status,
             event.receipt.reason ?? '',
-          ].join('\t'),
-        );
-      }
-    }
+          ].map(String),
+        ),
+      ),
+    );
     return;
   }
   const events = trace.hops.reduce((sum, hop) => sum + hop.events.length, 0);
@@ -218,15 +174,16 @@ function bar(
   trace: Trace,
   { startUs, durationUs }: Pick<TraceEvent | TraceHop, 'startUs' | 'durationUs'>,
   hop: boolean,
-): string {
+): Cell {
   const scale = trace.spanUs > 0 ? BAR_WIDTH / trace.spanUs : 0;
   const from = Math.min(BAR_WIDTH - 1, Math.floor(startUs * scale));
   const length = Math.max(1, Math.min(BAR_WIDTH - from, Math.round(durationUs * scale)));
   const { out } = context.output;
   const filled = (hop ? '█' : '▆').repeat(length);
-  return (
-    out.dim('·'.repeat(from)) +
-    (hop ? out.cyan(filled) : filled) +
-    out.dim('·'.repeat(BAR_WIDTH - from - length))
-  );
+  return {
+    styled:
+      out.dim('·'.repeat(from)) +
+      (hop ? out.cyan(filled) : filled) +
+      out.dim('·'.repeat(BAR_WIDTH - from - length)),
+  };
 }

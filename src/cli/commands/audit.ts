@@ -49,7 +49,10 @@ export function registerAudit(program: Command, io: CliIo): void {
   const query = audit
     .command('query')
     .description('audit events matching every filter given, newest first')
-    .option('--correlation-id <id>', 'events of one call')
+    .option(
+      '--correlation-id <id>',
+      'events of one call: its ID, or a prefix that names it (as tables show it)',
+    )
     .option('--principal <principal>', 'events of this principal')
     .option('--resource <resource>', 'events of this resource')
     .option('--capability <capability>', 'events of this capability')

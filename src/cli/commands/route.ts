@@ -113,10 +113,11 @@ function healthCell(health: RouteCandidate['health']): Cell {
 }
 
 function circuitCell(candidate: RouteCandidate): Cell {
-  const text = candidate.circuit.replace('_', '-');
-  if (candidate.circuit === 'closed') return text;
+  if (candidate.circuit === 'closed') return 'closed';
+  // A half-open circuit's retry time is when a dead trial's claim lapses, not when calls resume.
+  if (candidate.circuit === 'half_open') return { text: 'half-open (trial)', style: 'yellow' };
   return {
-    text: candidate.circuitRetryAt ? `${text} until ${candidate.circuitRetryAt}` : text,
+    text: candidate.circuitRetryAt ? `open until ${candidate.circuitRetryAt}` : 'open',
     style: 'red',
   };
 }

@@ -3,6 +3,7 @@ import type CliTable3 from 'cli-table3';
 import { createRequire } from 'node:module';
 import type { Environment } from '../../core/state/paths.js';
 import { colorLevel } from './color.js';
+import { visible, visibleLines } from './visible.js';
 
 export interface WritableStream {
   write(chunk: string): unknown;
@@ -42,8 +43,13 @@ export interface Spinner {
   stop(): void;
 }
 
-/** A cell of a table: plain text, or text with the style it takes on a terminal. */
-export type Cell = string | { text: string; style: keyof Styles };
+/**
+ * A cell of a table: plain text, or text with the style it takes on a terminal, or (`styled`)
+ * text this process already styled for stdout, shown as it is. Text may come from the network
+ * (a peer's principal, an error message), so control characters in the first two are shown
+ * escaped, never sent to the terminal.
+ */
+export type Cell = string | { text: string; style: keyof Styles } | { styled: string };
 
 const plain: Paint = (text) => text;
 const PLAIN_STYLES: Styles = {
@@ -164,8 +170,9 @@ export class Output {
     if (!this.options.quiet) this.io.stderr.write(`${this.err.green('✓')} ${text}\n`);
   }
 
+  /** A warning: often about what a peer said, so its control characters are shown escaped. */
   warn(text: string): void {
-    this.io.stderr.write(`${this.err.yellow('warning:')} ${text}\n`);
+    this.io.stderr.write(`${this.err.yellow('warning:')} ${visibleLines(text)}\n`);
   }
 
   debug(text: string): void {
@@ -195,7 +202,9 @@ export class Output {
   }
 
   paint(cell: Cell): string {
-    return typeof cell === 'string' ? cell : this.out[cell.style](cell.text);
+    if (typeof cell === 'string') return visible(cell);
+    if ('styled' in cell) return cell.styled;
+    return this.out[cell.style](visible(cell.text));
   }
 }
 
@@ -231,12 +240,16 @@ function stylesFor(chalk: ChalkInstance): Styles {
 }
 
 function textOf(cell: Cell): string {
-  return typeof cell === 'string' ? cell : cell.text;
+  if (typeof cell === 'string') return cell;
+  return 'styled' in cell ? cell.styled : cell.text;
 }
 
-/** Tabs and newlines inside a field would break the row format. */
+/**
+ * A field of a tab-separated row: tabs and newlines inside it would break the row format, and
+ * other control characters (a terminal escape in a peer's principal) are shown escaped.
+ */
 function tsvField(text: string): string {
-  return text.replace(/[\t\n\r]/g, ' ');
+  return visible(text.replace(/[\t\n\r]/g, ' '));
 }
 
 type TableConstructor = typeof CliTable3;

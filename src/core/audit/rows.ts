@@ -1,3 +1,4 @@
+import { OperationError, messageOf } from '../errors.js';
 import type { AuditOutcome, Receipt } from './receipts.js';
 
 /**
@@ -111,8 +112,40 @@ export function eventFromRow(row: AuditRow): AuditEvent {
     requestSize: row.request_size,
     resultSha256: row.result_sha256,
     resultSize: row.result_size,
-    receipt: row.receipt === null ? null : (JSON.parse(row.receipt) as Receipt),
+    receipt: receiptOf(row),
     prevHash: row.prev_hash,
     hash: row.hash,
   };
+}
+
+/**
+ * A stored event that cannot be turned back into an event: only a change made to the state file
+ * outside sark-fed does that. Queries and traces stop on it with this error, which names the row
+ * and leads to `audit verify`, rather than an internal error.
+ */
+export class UnreadableEventError extends OperationError {
+  constructor(
+    row: Pick<AuditRow, 'seq' | 'event_id' | 'correlation_id'>,
+    /** What is wrong with it, for `audit verify`'s list of problems. */
+    readonly reason: string,
+    cause: unknown,
+  ) {
+    super(
+      'AUDIT_EVENT_UNREADABLE',
+      `the audit event at seq ${row.seq} (event ${row.event_id}, correlation ID ${row.correlation_id}) cannot be read back: ${reason}`,
+      {
+        hint: 'the trail was altered outside sark-fed: `sark-fed audit verify` lists every problem; keep a copy of the state file as evidence',
+        cause,
+      },
+    );
+  }
+}
+
+function receiptOf(row: AuditRow): Receipt | null {
+  if (row.receipt === null) return null;
+  try {
+    return JSON.parse(row.receipt) as Receipt;
+  } catch (error) {
+    throw new UnreadableEventError(row, `its receipt is not JSON (${messageOf(error)})`, error);
+  }
 }

@@ -6,6 +6,7 @@ import type { SqliteDatabase } from '../state/database.js';
 import { messageOf } from '../errors.js';
 import { GENESIS_HASH, chainHash, eventFromRow, type AuditEvent, type AuditRow } from './events.js';
 import { receiptClaims, sha256Hex, type Receipt } from './receipts.js';
+import { UnreadableEventError } from './rows.js';
 import { count } from '../plural.js';
 
 /**
@@ -389,7 +390,8 @@ export function verifyChain(
         report(row, 'HASH_MISMATCH', 'its content does not match its hash: it was altered');
       }
     } catch (error) {
-      report(row, 'UNREADABLE', `it cannot be read back (${messageOf(error)})`);
+      const reason = error instanceof UnreadableEventError ? error.reason : messageOf(error);
+      report(row, 'UNREADABLE', `it cannot be read back: ${reason}`);
     }
     if (event) {
       const check = signers.check(event);

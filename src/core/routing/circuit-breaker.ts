@@ -165,6 +165,16 @@ export class CircuitBreakers {
   }
 }
 
+/**
+ * Why a circuit refuses calls, for people. An open one waits until its retry time; a half-open
+ * one has a trial call in flight, whose outcome decides: its retry time is only when the claim
+ * of a trial whose process died lapses (a minute away), not when calls go through again.
+ */
+export function circuitRefusal(state: 'open' | 'half_open', retryAt: string | null): string {
+  if (state === 'open') return `open until ${retryAt ?? '-'}`;
+  return 'half-open: a trial call is in flight, and its outcome closes or re-opens it';
+}
+
 function claimTrial(db: SqliteDatabase, nodeId: string, now: Date): string {
   const stamp = now.toISOString();
   db.prepare(

@@ -7,7 +7,7 @@ import type { InvokeResponse } from '../protocol/schemas.js';
 import type { StateStore } from '../state/database.js';
 import { findPeer } from '../state/trust-repository.js';
 import { cachedResource, forgetListing, localResource } from './catalogs.js';
-import type { CircuitBreakers } from './circuit-breaker.js';
+import { circuitRefusal, type CircuitBreakers } from './circuit-breaker.js';
 import { argumentsDigest, attemptInvoke, type AttemptOutcome, type InvokeCall } from './invoker.js';
 import type { PeerTransport } from './peer-transport.js';
 import { backoffDelay, type BackoffPolicy, type Deadline, type Sleep } from './retry.js';
@@ -196,9 +196,14 @@ async function tryNode(
       return {
         error: new UnavailableError(
           'CIRCUIT_OPEN',
-          `the circuit to ${target.nodeId} is ${admission.state.replace('_', '-')}; next trial at ${admission.retryAt}`,
+          admission.state === 'open'
+            ? `the circuit to ${target.nodeId} is open; next trial at ${admission.retryAt}`
+            : `the circuit to ${target.nodeId} is ${circuitRefusal(admission.state, admission.retryAt)}`,
           {
-            hint: `wait, or close it if the node is known to be back: sark-fed circuit reset ${target.nodeId}`,
+            hint:
+              admission.state === 'open'
+                ? `wait, or close it if the node is known to be back: sark-fed circuit reset ${target.nodeId}`
+                : `try again in a moment (see sark-fed circuit list), or close it if the node is known to be back: sark-fed circuit reset ${target.nodeId}`,
           },
         ),
         failover: true,

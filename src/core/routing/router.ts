@@ -11,7 +11,12 @@ import { listPeers, type TrustLevel } from '../state/trust-repository.js';
 import { listKnownNodes } from '../discovery/node-view.js';
 import { daemonGone } from '../state/daemon-claim.js';
 import { CATALOG_TTL_MS, cachedListing, localResource, saveListing } from './catalogs.js';
-import { findCircuit, type CircuitBreakers, type CircuitState } from './circuit-breaker.js';
+import {
+  circuitRefusal,
+  findCircuit,
+  type CircuitBreakers,
+  type CircuitState,
+} from './circuit-breaker.js';
 import { NotSentError, isPeerTimeout, type PeerTransport } from './peer-transport.js';
 import type { Deadline } from './retry.js';
 import { isTarget, localTarget, peerTarget, type CallTarget } from './target.js';
@@ -232,7 +237,10 @@ export async function findRoute(options: RouteOptions): Promise<RouteResult> {
 function circuitOpen(candidate: RouteCandidate): NonNullable<RouteCandidate['skipped']> {
   return {
     code: 'circuit-open',
-    reason: `its circuit is ${candidate.circuit.replace('_', '-')} until ${candidate.circuitRetryAt}`,
+    reason: `its circuit is ${circuitRefusal(
+      candidate.circuit === 'half_open' ? 'half_open' : 'open',
+      candidate.circuitRetryAt,
+    )}`,
   };
 }
 
@@ -275,7 +283,7 @@ async function fetchInto(candidate: RouteCandidate, options: RouteOptions): Prom
   if (!admission.admitted) {
     candidate.skipped = {
       code: 'circuit-open',
-      reason: `its circuit is ${admission.state.replace('_', '-')} until ${admission.retryAt}`,
+      reason: `its circuit is ${circuitRefusal(admission.state, admission.retryAt)}`,
     };
     return;
   }

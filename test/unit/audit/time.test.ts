@@ -50,6 +50,25 @@ describe('parseAuditTime (--since, --until)', () => {
     expect(() => parseAuditTime(given, NOW)).toThrow(/ISO 8601 .* relative one \(90s, 15m/);
   });
 
+  it.each([
+    [
+      '2030-01-31T09:30:00',
+      '2030-01-31T09:30:00 has no zone: for UTC, as audit tables show times, give 2030-01-31T09:30:00Z',
+    ],
+    // As audit query's table shows a time: UTC, a space, no zone.
+    [
+      '2030-01-31 09:30:15.250',
+      'has no zone: for UTC, as audit tables show times, give 2030-01-31T09:30:15.250Z',
+    ],
+    [
+      '2030-01-31 09:30:00+01:00',
+      'put a T between the date and the time: 2030-01-31T09:30:00+01:00',
+    ],
+  ])('says what is off in the almost ISO 8601 time %j', (given, why) => {
+    expect(() => parseAuditTime(given, NOW)).toThrow(/ISO 8601 .* relative one \(90s, 15m/);
+    expect(() => parseAuditTime(given, NOW)).toThrow(why);
+  });
+
   it.each(['2030-02-30', '2029-02-29T00:00:00Z', '2030-04-31'])(
     'refuses the day that does not exist in %s',
     (given) => {

@@ -1,5 +1,14 @@
 import Database from 'better-sqlite3';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  statSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { NotFoundError, OperationError, UsageError, messageOf } from '../errors.js';
@@ -34,6 +43,24 @@ export class StateStore {
 
   read<T>(fn: (db: SqliteDatabase) => T): T {
     return this.guard(() => fn(this.db));
+  }
+
+  /**
+   * Fails as a write would (STATE_UNWRITABLE, STATE_BUSY), writing nothing: for a command that
+   * is about to do something elsewhere (call a peer) that it must then record here. SQLite opens
+   * a file it may not write read-only without a word, and lets BEGIN IMMEDIATE through on it, so
+   * the file's mode is checked first; then the write lock is taken and released.
+   */
+  assertWritable(): void {
+    try {
+      accessSync(this.path, constants.W_OK);
+    } catch (error) {
+      throw new OperationError('STATE_UNWRITABLE', `state file ${this.path} cannot be written`, {
+        cause: error,
+        hint: 'check the permissions of the file and its folder, or choose another with --state',
+      });
+    }
+    this.write(() => undefined);
   }
 
   close(): void {

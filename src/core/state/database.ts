@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { NotFoundError, OperationError, UsageError, messageOf } from '../errors.js';
 import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
-import { describeSqliteError } from './sqlite-errors.js';
+import { describeSqliteError, unreadableState } from './sqlite-errors.js';
 
 export type SqliteDatabase = Database.Database;
 
@@ -106,7 +106,7 @@ export function openState(path: string, options: OpenStateOptions): StateStore {
     // Audit rows must survive power loss once acknowledged (DESIGN §7).
     db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
     db.pragma('foreign_keys = ON');
-    migrate(db);
+    migrate(db, path);
   } catch (error) {
     db.close();
     throw describeSqliteError(error, path) ?? error;
@@ -151,7 +151,9 @@ function fileExists(path: string): boolean {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
     if (error instanceof UsageError) throw error;
-    throw unwritable(path, error);
+    // A folder on the path this user may not search (EACCES), or a file where a folder should be
+    // (ENOTDIR): nothing can be told about the state file, and nothing is created.
+    throw unreadableState(path, (error as NodeJS.ErrnoException).code ?? messageOf(error), error);
   }
 }
 
@@ -227,16 +229,32 @@ function checkOwnership(db: SqliteDatabase, path: string, mayInitialise: boolean
   });
 }
 
-function migrate(db: SqliteDatabase): void {
+function migrate(db: SqliteDatabase, path: string): void {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current >= SCHEMA_VERSION) return;
-  db.transaction(() => {
-    // Another process may have migrated while this one waited for the lock.
-    const version = db.pragma('user_version', { simple: true }) as number;
-    for (let index = version; index < MIGRATIONS.length; index++) {
-      db.exec(MIGRATIONS[index] as string);
+  try {
+    db.transaction(() => {
+      // Another process may have migrated while this one waited for the lock.
+      const version = db.pragma('user_version', { simple: true }) as number;
+      for (let index = version; index < MIGRATIONS.length; index++) {
+        db.exec(MIGRATIONS[index] as string);
+      }
+      db.pragma(`application_id = ${APPLICATION_ID}`);
+      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    }).immediate();
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    // A file of an older schema is upgraded before anything, even a read: say so.
+    if (current > 0 && typeof code === 'string' && code.startsWith('SQLITE_READONLY')) {
+      throw new OperationError(
+        'STATE_UNWRITABLE',
+        `state file ${path} has schema version ${current} and must be upgraded to ${SCHEMA_VERSION}, but it cannot be written`,
+        {
+          cause: error,
+          hint: 'run sark-fed once as a user who may write the file and its folder; the upgrade is automatic',
+        },
+      );
     }
-    db.pragma(`application_id = ${APPLICATION_ID}`);
-    db.pragma(`user_version = ${SCHEMA_VERSION}`);
-  }).immediate();
+    throw error;
+  }
 }

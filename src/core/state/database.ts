@@ -7,11 +7,13 @@ import {
   mkdirSync,
   openSync,
   readSync,
+  rmdirSync,
   statSync,
+  unlinkSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { NotFoundError, OperationError, UsageError, messageOf } from '../errors.js';
+import { NotFoundError, OperationError, UsageError, isSarkError, messageOf } from '../errors.js';
 import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { describeSqliteError, unreadableState } from './sqlite-errors.js';
 
@@ -82,34 +84,44 @@ export class StateStore {
  */
 export function openState(path: string, options: OpenStateOptions): StateStore {
   const exists = fileExists(path);
+  let created: CreatedPaths | undefined;
   if (!exists) {
     if (!options.create) {
       throw new NotFoundError('STATE_MISSING', `no state file at ${path}`, {
         hint: 'run `sark-fed init` first, or point --state / SARK_FED_STATE at an existing one',
       });
     }
-    createPrivateFile(path);
+    created = createPrivateFile(path);
   } else {
     assertSqliteHeader(path);
   }
 
-  let db: SqliteDatabase;
+  let db: SqliteDatabase | undefined;
   try {
-    db = new Database(path, { fileMustExist: true, nativeBinding: sqliteAddon() });
+    try {
+      db = new Database(path, { fileMustExist: true, nativeBinding: sqliteAddon() });
+    } catch (error) {
+      throw describeSqliteError(error, path) ?? unwritable(path, error);
+    }
+    try {
+      db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+      checkOwnership(db, path, options.create);
+      db.pragma('journal_mode = WAL');
+      // Audit rows must survive power loss once acknowledged (DESIGN §7).
+      db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
+      db.pragma('foreign_keys = ON');
+      migrate(db, path);
+    } catch (error) {
+      throw describeSqliteError(error, path) ?? error;
+    }
   } catch (error) {
-    throw describeSqliteError(error, path) ?? unwritable(path, error);
-  }
-  try {
-    db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
-    checkOwnership(db, path, options.create);
-    db.pragma('journal_mode = WAL');
-    // Audit rows must survive power loss once acknowledged (DESIGN §7).
-    db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
-    db.pragma('foreign_keys = ON');
-    migrate(db, path);
-  } catch (error) {
-    db.close();
-    throw describeSqliteError(error, path) ?? error;
+    db?.close();
+    // A file this process created and could not make a state file of (a full disk) is not left
+    // behind as an empty one, nor are the folders made for it.
+    if (created && !(isSarkError(error) && error.code === 'STATE_BUSY')) {
+      removeCreated(path, created);
+    }
+    throw error;
   }
   return new StateStore(db, path);
 }
@@ -182,14 +194,58 @@ function assertSqliteHeader(path: string): void {
   });
 }
 
-function createPrivateFile(path: string): void {
+interface CreatedPaths {
+  /** The outermost folder mkdir created for the file, if it created any. */
+  firstFolder: string | undefined;
+}
+
+function createPrivateFile(path: string): CreatedPaths | undefined {
+  let firstFolder: string | undefined;
   try {
     // mkdir applies the mode to every folder it creates, and to none that already exist.
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    firstFolder = mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     closeSync(openSync(path, 'wx', 0o600));
+    return { firstFolder };
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return;
+    // Another process created it first: its file, not this one's to remove.
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+    removeFolders(path, firstFolder);
     throw unwritable(path, error);
+  }
+}
+
+/**
+ * Removes the file openState created, while it is still empty and no other process wrote to it
+ * (a log with content left after this connection closed), then the folders created for it.
+ */
+function removeCreated(path: string, created: CreatedPaths): void {
+  try {
+    if (statSync(path).size !== 0) return;
+    for (const suffix of ['-wal', '-shm']) {
+      try {
+        if (suffix === '-wal' && statSync(path + suffix).size !== 0) return;
+        unlinkSync(path + suffix);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return;
+      }
+    }
+    unlinkSync(path);
+  } catch {
+    return;
+  }
+  removeFolders(path, created.firstFolder);
+}
+
+/** Removes the folders between the file and firstFolder, innermost first, while empty. */
+function removeFolders(path: string, firstFolder: string | undefined): void {
+  if (firstFolder === undefined) return;
+  for (let folder = dirname(path); ; folder = dirname(folder)) {
+    try {
+      rmdirSync(folder);
+    } catch {
+      return;
+    }
+    if (folder === firstFolder || folder === dirname(folder)) return;
   }
 }
 

@@ -962,13 +962,14 @@ describe('a state file that cannot take the record of the call', () => {
 
   it('says that a call which reached the node may have run there when its record fails', async () => {
     let held: { release: () => void } | undefined;
-    let who: Caller | undefined;
+    const caught: { who?: Caller } = {};
     // The lock is taken while node-b answers: after the check before the call, before the record.
     const b = await standIn('node-b', certs.b, (request) => {
-      held = lock(who as Caller);
+      held = lock(caught.who as Caller);
       return signed('node-b', certs.b, request);
     });
-    who = impatient(caller([{ nodeId: 'node-b', endpoint: b.endpoint, fixture: certs.b }]));
+    const who = impatient(caller([{ nodeId: 'node-b', endpoint: b.endpoint, fixture: certs.b }]));
+    caught.who = who;
     const invocation = call();
     let error: SarkError | undefined;
     try {

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { UsageError } from '../core/errors.js';
 import { resolveStatePath } from '../core/state/paths.js';
 import { Output, type CliIo } from './output/output.js';
 import { createPrompter, type Prompter } from './output/prompt.js';
@@ -28,6 +29,13 @@ export interface CommandContext {
 
 export async function createCommandContext(command: Command, io: CliIo): Promise<CommandContext> {
   const globals = command.optsWithGlobals<GlobalOptions>();
+  // An empty SARK_FED_STATE is unset, as any empty variable; an empty --state (`--state "$DIR"`
+  // with DIR unset) would otherwise fall back to the default file, another node's perhaps.
+  if (globals.state === '' && command.getOptionValueSourceWithGlobals('state') === 'cli') {
+    throw new UsageError('STATE_PATH_EMPTY', '--state is empty', {
+      hint: 'name the state file, e.g. --state ./node-a/state.db, or leave --state out for the default',
+    });
+  }
   // stdin last: a script's run (stdout not a terminal) never opens it (see runProcess).
   const interactive =
     globals.nonInteractive !== true &&

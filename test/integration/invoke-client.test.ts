@@ -926,6 +926,67 @@ describe('deadline, failover and circuit', () => {
   });
 });
 
+describe('a state file that cannot take the record of the call', () => {
+  /** who, through a connection that gives up on a lock after 100 ms rather than 5 s. */
+  function impatient(who: Caller): Caller {
+    const store = openState(who.path, { create: false, busyTimeoutMs: 100 });
+    stores.push(store);
+    return { ...who, store };
+  }
+
+  /** Another process's write transaction on who's state file, until release(). */
+  function lock(who: Caller): { release: () => void } {
+    const other = new Database(who.path);
+    other.exec('BEGIN IMMEDIATE');
+    return {
+      release: () => {
+        other.exec('ROLLBACK');
+        other.close();
+      },
+    };
+  }
+
+  it('is refused before any call while another process holds its write lock', async () => {
+    const b = await standIn('node-b', certs.b);
+    const who = impatient(caller([{ nodeId: 'node-b', endpoint: b.endpoint, fixture: certs.b }]));
+    const held = lock(who);
+    try {
+      const { error } = await run(who, call(), { node: 'node-b' });
+      expect(error).toMatchObject({ kind: 'failed', code: 'STATE_BUSY' });
+    } finally {
+      held.release();
+    }
+    // Nothing reached node-b: the call can simply be made again.
+    expect(b.received).toHaveLength(0);
+  });
+
+  it('says that a call which reached the node may have run there when its record fails', async () => {
+    let held: { release: () => void } | undefined;
+    const caught: { who?: Caller } = {};
+    // The lock is taken while node-b answers: after the check before the call, before the record.
+    const b = await standIn('node-b', certs.b, (request) => {
+      held = lock(caught.who as Caller);
+      return signed('node-b', certs.b, request);
+    });
+    const who = impatient(caller([{ nodeId: 'node-b', endpoint: b.endpoint, fixture: certs.b }]));
+    caught.who = who;
+    const invocation = call();
+    let error: SarkError | undefined;
+    try {
+      ({ error } = await run(who, invocation, { node: 'node-b' }));
+    } finally {
+      held?.release();
+    }
+    expect(b.invokes()).toHaveLength(1);
+    expect(error).toMatchObject({ kind: 'failed', code: 'AUDIT_NOT_RECORDED' });
+    expect(error?.message).toBe(
+      `the call reached node-b (success) but this node could not record it: state file ${who.path} is locked by another process`,
+    );
+    expect(error?.hint).toMatch(/^it may have run there: find it in node-b's audit trail/);
+    expect(outbound(who, invocation.correlationId)).toEqual([]);
+  });
+});
+
 describe('findRoute', () => {
   async function route(
     who: Caller,

@@ -58,6 +58,23 @@ describe('resolveStatePath', () => {
     expect(resolveStatePath('./node-a/state.db', ALL)).toBe(resolve('./node-a/state.db'));
   });
 
+  it('reads a leading ~ or ~/ as the home folder, in the flag and in every variable', () => {
+    const home = { HOME: '/home/op' };
+    expect(resolveStatePath('~/fed/state.db', home)).toBe('/home/op/fed/state.db');
+    expect(resolveStatePath(undefined, { ...home, SARK_FED_STATE: '~/a.db' })).toBe(
+      '/home/op/a.db',
+    );
+    expect(resolveStatePath(undefined, { ...home, SARK_FED_HOME: '~' })).toBe('/home/op/state.db');
+    expect(resolveStatePath(undefined, { ...home, XDG_STATE_HOME: '~/state' })).toBe(
+      '/home/op/state/sark-fed/state.db',
+    );
+  });
+
+  it('leaves ~user and a ~ inside a path as they are', () => {
+    expect(resolveStatePath('~op/state.db', { HOME: '/home/op' })).toBe(resolve('~op/state.db'));
+    expect(resolveStatePath('/srv/~/state.db', { HOME: '/home/op' })).toBe('/srv/~/state.db');
+  });
+
   it('resolveHome is the folder of the default state file', () => {
     expect(resolveHome({ ...ALL, SARK_FED_STATE: undefined })).toBe('/sark-home');
     expect(resolveHome({ XDG_STATE_HOME: '/xdg' })).toBe('/xdg/sark-fed');

@@ -1,5 +1,11 @@
 import { appendEvents, type AuditEventInput } from '../audit/events.js';
-import { SarkError, TrustError, UnavailableError, type ErrorKind } from '../errors.js';
+import {
+  OperationError,
+  SarkError,
+  TrustError,
+  UnavailableError,
+  type ErrorKind,
+} from '../errors.js';
 import { findKnownNode } from '../discovery/node-view.js';
 import type { NodeIdentity } from '../identity/node-identity.js';
 import { unknownNodeError } from '../identity/spiffe.js';
@@ -69,6 +75,9 @@ export async function invoke(
   options: InvocationOptions,
 ): Promise<InvocationResult> {
   const attempts: AttemptSummary[] = [];
+  // Every call that reaches a node is recorded here after it: a state file that cannot take the
+  // record (read-only, locked beyond the busy timeout) is refused before any node runs anything.
+  options.store.assertWritable();
   const candidates = await candidatesFor(call, options);
   const failures: SarkError[] = [];
 
@@ -224,12 +233,17 @@ async function tryNode(
       timeoutMs,
       options.now,
     );
-    if (outcome.circuitFailure !== null) {
-      breakers.recordFailure(target.nodeId, outcome.circuitFailure, admission.trial);
-    } else {
-      breakers.recordSuccess(target.nodeId, admission.trial);
+    try {
+      if (outcome.circuitFailure !== null) {
+        breakers.recordFailure(target.nodeId, outcome.circuitFailure, admission.trial);
+      } else {
+        breakers.recordSuccess(target.nodeId, admission.trial);
+      }
+      if (outcome.reached) audit(options, attemptEvent(call, options, outcome));
+    } catch (error) {
+      if (!outcome.reached || !(error instanceof SarkError)) throw error;
+      throw notRecorded(outcome, error);
     }
-    if (outcome.reached) audit(options, attemptEvent(call, options, outcome));
     attempts.push({
       nodeId: target.nodeId,
       attempt,
@@ -355,6 +369,23 @@ function refusalEvent(
     resultSize: null,
     receipt: null,
   };
+}
+
+/**
+ * The call reached the node, which may have run it, and the state file then refused its record
+ * (a full disk, a lock held too long): the operator must not take the state file's own error
+ * ("retry") for the whole story and run the call a second time.
+ */
+function notRecorded(outcome: AttemptOutcome, error: SarkError): OperationError {
+  const { nodeId } = outcome.target;
+  return new OperationError(
+    'AUDIT_NOT_RECORDED',
+    `the call reached ${nodeId} (${outcome.auditOutcome}) but this node could not record it: ${error.message}`,
+    {
+      cause: error,
+      hint: `it may have run there: find it in ${nodeId}'s audit trail by its correlation ID before calling again; ${error.hint ?? 'then fix the state file'}`,
+    },
+  );
 }
 
 function audit(options: InvocationOptions, event: AuditEventInput): void {

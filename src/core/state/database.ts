@@ -1,10 +1,21 @@
 import Database from 'better-sqlite3';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  rmdirSync,
+  statSync,
+  unlinkSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { NotFoundError, OperationError, UsageError, messageOf } from '../errors.js';
+import { NotFoundError, OperationError, UsageError, isSarkError, messageOf } from '../errors.js';
 import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
-import { describeSqliteError } from './sqlite-errors.js';
+import { describeSqliteError, unreadableState } from './sqlite-errors.js';
 
 export type SqliteDatabase = Database.Database;
 
@@ -36,6 +47,24 @@ export class StateStore {
     return this.guard(() => fn(this.db));
   }
 
+  /**
+   * Fails as a write would (STATE_UNWRITABLE, STATE_BUSY), writing nothing: for a command that
+   * is about to do something elsewhere (call a peer) that it must then record here. SQLite opens
+   * a file it may not write read-only without a word, and lets BEGIN IMMEDIATE through on it, so
+   * the file's mode is checked first; then the write lock is taken and released.
+   */
+  assertWritable(): void {
+    try {
+      accessSync(this.path, constants.W_OK);
+    } catch (error) {
+      throw new OperationError('STATE_UNWRITABLE', `state file ${this.path} cannot be written`, {
+        cause: error,
+        hint: 'check the permissions of the file and its folder, or choose another with --state',
+      });
+    }
+    this.write(() => undefined);
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
   }
@@ -55,34 +84,44 @@ export class StateStore {
  */
 export function openState(path: string, options: OpenStateOptions): StateStore {
   const exists = fileExists(path);
+  let created: CreatedPaths | undefined;
   if (!exists) {
     if (!options.create) {
       throw new NotFoundError('STATE_MISSING', `no state file at ${path}`, {
         hint: 'run `sark-fed init` first, or point --state / SARK_FED_STATE at an existing one',
       });
     }
-    createPrivateFile(path);
+    created = createPrivateFile(path);
   } else {
     assertSqliteHeader(path);
   }
 
-  let db: SqliteDatabase;
+  let db: SqliteDatabase | undefined;
   try {
-    db = new Database(path, { fileMustExist: true, nativeBinding: sqliteAddon() });
+    try {
+      db = new Database(path, { fileMustExist: true, nativeBinding: sqliteAddon() });
+    } catch (error) {
+      throw describeSqliteError(error, path) ?? unwritable(path, error);
+    }
+    try {
+      db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+      checkOwnership(db, path, options.create);
+      db.pragma('journal_mode = WAL');
+      // Audit rows must survive power loss once acknowledged (DESIGN §7).
+      db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
+      db.pragma('foreign_keys = ON');
+      migrate(db, path);
+    } catch (error) {
+      throw describeSqliteError(error, path) ?? error;
+    }
   } catch (error) {
-    throw describeSqliteError(error, path) ?? unwritable(path, error);
-  }
-  try {
-    db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
-    checkOwnership(db, path, options.create);
-    db.pragma('journal_mode = WAL');
-    // Audit rows must survive power loss once acknowledged (DESIGN §7).
-    db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
-    db.pragma('foreign_keys = ON');
-    migrate(db);
-  } catch (error) {
-    db.close();
-    throw describeSqliteError(error, path) ?? error;
+    db?.close();
+    // A file this process created and could not make a state file of (a full disk) is not left
+    // behind as an empty one, nor are the folders made for it.
+    if (created && !(isSarkError(error) && error.code === 'STATE_BUSY')) {
+      removeCreated(path, created);
+    }
+    throw error;
   }
   return new StateStore(db, path);
 }
@@ -124,7 +163,9 @@ function fileExists(path: string): boolean {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
     if (error instanceof UsageError) throw error;
-    throw unwritable(path, error);
+    // A folder on the path this user may not search (EACCES), or a file where a folder should be
+    // (ENOTDIR): nothing can be told about the state file, and nothing is created.
+    throw unreadableState(path, (error as NodeJS.ErrnoException).code ?? messageOf(error), error);
   }
 }
 
@@ -153,14 +194,58 @@ function assertSqliteHeader(path: string): void {
   });
 }
 
-function createPrivateFile(path: string): void {
+interface CreatedPaths {
+  /** The outermost folder mkdir created for the file, if it created any. */
+  firstFolder: string | undefined;
+}
+
+function createPrivateFile(path: string): CreatedPaths | undefined {
+  let firstFolder: string | undefined;
   try {
     // mkdir applies the mode to every folder it creates, and to none that already exist.
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    firstFolder = mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     closeSync(openSync(path, 'wx', 0o600));
+    return { firstFolder };
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return;
+    // Another process created it first: its file, not this one's to remove.
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+    removeFolders(path, firstFolder);
     throw unwritable(path, error);
+  }
+}
+
+/**
+ * Removes the file openState created, while it is still empty and no other process wrote to it
+ * (a log with content left after this connection closed), then the folders created for it.
+ */
+function removeCreated(path: string, created: CreatedPaths): void {
+  try {
+    if (statSync(path).size !== 0) return;
+    for (const suffix of ['-wal', '-shm']) {
+      try {
+        if (suffix === '-wal' && statSync(path + suffix).size !== 0) return;
+        unlinkSync(path + suffix);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return;
+      }
+    }
+    unlinkSync(path);
+  } catch {
+    return;
+  }
+  removeFolders(path, created.firstFolder);
+}
+
+/** Removes the folders between the file and firstFolder, innermost first, while empty. */
+function removeFolders(path: string, firstFolder: string | undefined): void {
+  if (firstFolder === undefined) return;
+  for (let folder = dirname(path); ; folder = dirname(folder)) {
+    try {
+      rmdirSync(folder);
+    } catch {
+      return;
+    }
+    if (folder === firstFolder || folder === dirname(folder)) return;
   }
 }
 
@@ -200,16 +285,32 @@ function checkOwnership(db: SqliteDatabase, path: string, mayInitialise: boolean
   });
 }
 
-function migrate(db: SqliteDatabase): void {
+function migrate(db: SqliteDatabase, path: string): void {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current >= SCHEMA_VERSION) return;
-  db.transaction(() => {
-    // Another process may have migrated while this one waited for the lock.
-    const version = db.pragma('user_version', { simple: true }) as number;
-    for (let index = version; index < MIGRATIONS.length; index++) {
-      db.exec(MIGRATIONS[index] as string);
+  try {
+    db.transaction(() => {
+      // Another process may have migrated while this one waited for the lock.
+      const version = db.pragma('user_version', { simple: true }) as number;
+      for (let index = version; index < MIGRATIONS.length; index++) {
+        db.exec(MIGRATIONS[index] as string);
+      }
+      db.pragma(`application_id = ${APPLICATION_ID}`);
+      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    }).immediate();
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    // A file of an older schema is upgraded before anything, even a read: say so.
+    if (current > 0 && typeof code === 'string' && code.startsWith('SQLITE_READONLY')) {
+      throw new OperationError(
+        'STATE_UNWRITABLE',
+        `state file ${path} has schema version ${current} and must be upgraded to ${SCHEMA_VERSION}, but it cannot be written`,
+        {
+          cause: error,
+          hint: 'run sark-fed once as a user who may write the file and its folder; the upgrade is automatic',
+        },
+      );
     }
-    db.pragma(`application_id = ${APPLICATION_ID}`);
-    db.pragma(`user_version = ${SCHEMA_VERSION}`);
-  }).immediate();
+    throw error;
+  }
 }

@@ -1,3 +1,5 @@
+import { accessSync, constants, statfsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { OperationError, type SarkError } from '../errors.js';
 
 /**
@@ -15,6 +17,10 @@ export function describeSqliteError(error: unknown, statePath: string): SarkErro
     });
   }
   if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN')) {
+    // SQLite says "cannot open" for a file it may not even read: say which it is.
+    if (code.startsWith('SQLITE_CANTOPEN') && !accessible(statePath, constants.R_OK)) {
+      return unreadableState(statePath, 'EACCES', error);
+    }
     return new OperationError('STATE_UNWRITABLE', `state file ${statePath} cannot be written`, {
       ...cause,
       hint: 'check the permissions of the file and its folder, or choose another with --state',
@@ -30,11 +36,54 @@ export function describeSqliteError(error: unknown, statePath: string): SarkErro
       },
     );
   }
-  if (code === 'SQLITE_FULL' || code.startsWith('SQLITE_IOERR')) {
-    return new OperationError('STATE_IO', `state file ${statePath}: ${code}`, {
+  // SQLite reports ENOSPC as SQLITE_FULL where it writes pages, but as an I/O error where it
+  // grows the shared-memory file or the log (SQLITE_IOERR_SHMSIZE, _WRITE): the free space of
+  // the file system tells the two apart.
+  if (code === 'SQLITE_FULL' || (code.startsWith('SQLITE_IOERR') && noSpaceLeft(statePath))) {
+    return new OperationError(
+      'STATE_IO',
+      `cannot write state file ${statePath}: the disk is full (${code})`,
+      {
+        ...cause,
+        hint: `free space on the file system that holds ${dirname(statePath)}, then run the command again`,
+      },
+    );
+  }
+  if (code.startsWith('SQLITE_IOERR')) {
+    return new OperationError('STATE_IO', `I/O error on state file ${statePath} (${code})`, {
       ...cause,
-      hint: 'check free disk space and the health of the file system',
+      hint: 'check the health of the file system (and free disk space)',
     });
   }
   return undefined;
+}
+
+/** The state file, or a folder on its path, may not be read by this user. */
+export function unreadableState(statePath: string, reason: string, cause: unknown): SarkError {
+  return new OperationError('STATE_UNREADABLE', `cannot open state file ${statePath} (${reason})`, {
+    cause,
+    hint: 'check the permissions of the file and of every folder on its path, or choose another with --state',
+  });
+}
+
+function accessible(path: string, mode: number): boolean {
+  try {
+    accessSync(path, mode);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'EACCES';
+  }
+}
+
+/**
+ * Less than 64 KiB free to this user where the state file lives: SQLite grows the shared-memory
+ * file 32 KiB at a time, and the log by a page and its header per frame.
+ */
+function noSpaceLeft(statePath: string): boolean {
+  try {
+    const stats = statfsSync(dirname(statePath));
+    return stats.bavail * stats.bsize < 64 * 1024;
+  } catch {
+    return false;
+  }
 }

@@ -59,6 +59,9 @@ export interface EstablishResult {
 export async function establishTrust(
   options: EstablishOptions,
 ): Promise<EstablishResult | undefined> {
+  // The peer records the trust as soon as it answers: a state file that could not record this
+  // side of it (read-only, locked) is refused first, or the two nodes would disagree.
+  options.store.assertWritable();
   const material = trustMaterial(options.store);
   const correlationId = newCorrelationId();
   let approvedFingerprint: string | undefined;

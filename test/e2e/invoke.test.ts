@@ -707,6 +707,15 @@ describe('failover and the circuit breaker with real processes', () => {
         CIRCUIT_OPEN_MS,
       );
       expect(circuits.find((item) => item.nodeId === 'node-c')).toMatchObject({ state: 'closed' });
+      // In the table: open while its retry time is ahead; once it has passed (read with a 1 ms
+      // open time), the next call is let through as the trial, and the table says so.
+      const stateField = async (openMs: string) =>
+        (await a.cli(['circuit', 'list'], { SARK_FED_CIRCUIT_OPEN_MS: openMs })).stdout
+          .split('\n')
+          .find((row) => row.startsWith('node-b\t'))
+          ?.split('\t')[1];
+      expect(await stateField('600000')).toBe('open');
+      expect(await stateField('1')).toBe('open (trial due)');
 
       // Open: refused at once, without trying to connect, and not counted as a failure.
       const refused = await a.cli(['invoke', 'echo', 'echo', '--node', 'node-b'], CIRCUIT_ENV);

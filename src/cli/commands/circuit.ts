@@ -63,7 +63,10 @@ export function registerCircuit(program: Command, io: CliIo): void {
           ['node', 'state', 'failures', 'opened at', 'retry at', 'last failure'],
           reports.map((report) => [
             report.nodeId,
-            stateCell(report.state),
+            stateCell(
+              report.state,
+              report.retryAt !== null && Date.parse(report.retryAt) <= context.now().getTime(),
+            ),
             String(report.consecutiveFailures),
             report.openedAt ?? '-',
             report.retryAt ?? '-',
@@ -148,7 +151,15 @@ function display(state: string): string {
   return state.replace('_', '-');
 }
 
-function stateCell(state: CircuitRecord['state']): Cell {
+/**
+ * The state, and what its retry time having passed means: an open circuit lets the next call
+ * through as its trial; a half-open one's trial claim has lapsed (its process died), and the next
+ * call takes it over. Either way calls are no longer refused, which "open" alone would deny.
+ */
+function stateCell(state: CircuitRecord['state'], retryDue: boolean): Cell {
+  if (retryDue && state === 'open') return { text: 'open (trial due)', style: 'yellow' };
+  if (retryDue && state === 'half_open')
+    return { text: 'half-open (trial lapsed)', style: 'yellow' };
   const style = ({ closed: 'green', open: 'red', half_open: 'yellow' } as const)[state];
   return { text: display(state), style };
 }

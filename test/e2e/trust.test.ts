@@ -31,6 +31,8 @@ import {
   type RunningServe,
   type TestNode,
 } from '../helpers/federation.js';
+import { hoursFromNow, issueLeaf, loadCa } from '../helpers/certs.js';
+import { opensslOk } from '../helpers/openssl.js';
 import { createCa, issueNode, type CaFixture, type NodeFixture } from '../helpers/pki.js';
 
 /**
@@ -977,6 +979,142 @@ describe.concurrent('pins and live state', { timeout: SLOW_TEST_MS }, () => {
       hint: /each CA in a file of its own/,
     });
     expect(stateRows(node.state)).toEqual(before);
+  });
+
+  it('refuses anchors that cannot vouch for a trust domain, changing nothing in the state file', async () => {
+    const node = nodeCopy(shared.stranger);
+    const dir = tempDir('sark-fed-bad-anchors-');
+    // A CA certificate that may not sign certificates, and one that expired yesterday.
+    const noKeyCertSign = join(dir, 'no-keycertsign.pem');
+    opensslOk([
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      join(dir, 'no-keycertsign.key'),
+      '-out',
+      noKeyCertSign,
+      '-subj',
+      '/CN=no keyCertSign',
+      '-days',
+      '30',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,digitalSignature',
+      '-addext',
+      `subjectAltName=URI:spiffe://${TD_C}`,
+    ]);
+    const expired = join(dir, 'expired.pem');
+    writeFileSync(
+      expired,
+      (
+        await issueLeaf({
+          issuer: loadCa(cas.c.dir),
+          uris: [`spiffe://${TD_C}`],
+          subject: 'CN=expired CA',
+          ca: true,
+          notBefore: hoursFromNow(-48),
+          notAfter: hoursFromNow(-24),
+        })
+      ).certPem,
+    );
+    const noDomain = await createCa(join(dir, 'ca-no-domain'));
+    const before = stateRows(node.state);
+    const cases: Array<[string[], number, RegExp, RegExp]> = [
+      [[certs.a.certPath], 3, /^CN=node-a, O=org-a\.example is not a CA certificate$/, /ca\.pem/],
+      [
+        [noKeyCertSign],
+        3,
+        /^CN=no keyCertSign may not sign certificates \(no keyCertSign\)$/,
+        /issuing CA/,
+      ],
+      [[expired], 3, /^CN=expired CA expired at \S+$/, /current CA certificate/],
+      [[noDomain.certPath], 2, /names no trust domain$/, /^pass --trust-domain/],
+      [
+        [cas.c.certPath, '--trust-domain', TD_A],
+        2,
+        new RegExp(`^this CA names trust domain ${TD_C}, not ${TD_A}$`),
+        /omit --trust-domain/,
+      ],
+    ];
+    for (const [args, exitCode, message, hint] of cases) {
+      expectRefusal(await node.cli(['trust', 'anchor', 'add', ...args]), exitCode, {
+        message,
+        hint,
+      });
+    }
+    expect(stateRows(node.state)).toEqual(before);
+
+    // A CA that names no trust domain is bound to the one given; it cannot be rebound quietly.
+    expectSuccess(
+      await node.cli(['trust', 'anchor', 'add', noDomain.certPath, '--trust-domain', TD_C]),
+    );
+    const bound = stateRows(node.state);
+    expectRefusal(
+      await node.cli([
+        'trust',
+        'anchor',
+        'add',
+        noDomain.certPath,
+        '--trust-domain',
+        'org-d.example',
+      ]),
+      2,
+      {
+        message: `this CA is already the anchor of ${TD_C}`,
+        hint: /remove it first to rebind it/,
+      },
+    );
+    // A whole fingerprint that no anchor has is not found (exit 4).
+    expectRefusal(await node.cli(['trust', 'anchor', 'remove', '0'.repeat(64)]), 4, {
+      message: `no trust anchor with fingerprint ${'0'.repeat(64)}`,
+      hint: /trust anchor list/,
+    });
+    expect(stateRows(node.state)).toEqual(bound);
+  });
+
+  it('a peer that established trust without an endpoint cannot be called back: NO_ENDPOINT, nothing written', async (context) => {
+    const { b } = await freshPair();
+    await serve(context, b);
+    // node-a recorded without --endpoint: it calls node-b, but cannot say where it is reached.
+    const state = join(tempDir('sark-fed-no-endpoint-'), 'state.db');
+    const a = (args: string[]) => runCli(['--state', state, ...args]);
+    const init = ['init', '--node-id', 'node-a', '--trust-domain', TD_A];
+    expectSuccess(await a([...init, '--cert', certs.a.certPath, '--key', certs.a.keyPath]));
+    expectSuccess(await a(['trust', 'anchor', 'add', cas.b.certPath]));
+    expectSuccess(
+      await a(['trust', 'establish', b.endpoint, '--fingerprint', opensslFingerprint(b.certPath)]),
+    );
+    expect(peerRow(b, 'node-a')).toMatchObject({ trust_level: 'trusted', endpoint: null });
+
+    const before = stateRows(b.state);
+    const hint = /^record one: sark-fed nodes add node-a --endpoint https:\/\/host:port$/;
+    for (const args of [
+      ['trust', 'establish', 'node-a'],
+      ['nodes', 'health', 'node-a'],
+    ]) {
+      expectRefusal(await b.cli(args), 2, { message: 'no endpoint is recorded for node-a', hint });
+    }
+    // invoke says the correlation ID first (the handle on every call), then the refusal.
+    const invoked = await b.cli(['invoke', 'echo', 'echo', '--node', 'node-a']);
+    expect(invoked.code, invoked.stderr).toBe(5);
+    expect(invoked.stdout).toBe('');
+    expect(invoked.stderr).toMatch(
+      /^correlation ID: \S+\nerror: no endpoint is recorded for node-a\nhint: record one: sark-fed nodes add node-a --endpoint https:\/\/host:port\n$/,
+    );
+    expect(stateRows(b.state)).toEqual(before);
+
+    // Nor can node-a call itself through a daemon it has no address for.
+    const self = await a(['invoke', 'echo', 'echo', '--node', 'node-a']);
+    expect(self.code, self.stderr).toBe(5);
+    expect(self.stderr).toMatch(
+      /\nerror: this node has no endpoint recorded \(sark-fed init --endpoint\)\nhint: record one with `sark-fed init --endpoint`, then run `sark-fed serve`\n$/,
+    );
   });
 
   it('removing the last anchor of a trust domain names the trusted peers it cuts off', async () => {

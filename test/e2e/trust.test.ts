@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, request as httpsRequest } from 'node:https';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chownSync, cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { dirname, join } from 'node:path';
@@ -13,8 +13,10 @@ import {
   cleanEnv,
   expectRefusal,
   expectSuccess,
+  listDir,
   runCli,
   tempDir,
+  type RunOptions,
 } from '../helpers/cli.js';
 import {
   addAnchor,
@@ -1390,6 +1392,101 @@ describe.concurrent('serve', () => {
       hint: /--listen/,
     });
     expect(stateRows(stranger.state)).toEqual(before);
+  });
+
+  it('on an address this machine does not have: exit 1 naming the flag to change, nothing written', async () => {
+    const node = nodeCopy(shared.stranger);
+    const before = stateRows(node.state);
+    // 192.0.2.1 (TEST-NET-1) is no interface's address here: the bind fails, nothing is sent.
+    for (const [flags, where, flag] of [
+      [['--listen', '192.0.2.1:8443'], 'listen on 192.0.2.1:8443', '--listen'],
+      [
+        ['--listen', '127.0.0.1:0', '--metrics', '192.0.2.1:9090'],
+        'serve metrics on 192.0.2.1:9090',
+        '--metrics',
+      ],
+    ] as const) {
+      expectRefusal(await node.cli(['serve', ...flags]), 1, {
+        message: `cannot ${where}: no such address on this machine`,
+        hint: `pass ${flag} with an address of one of its interfaces`,
+      });
+    }
+    expect(stateRows(node.state)).toEqual(before);
+  });
+
+  it('on a privileged port without the privilege: exit 1 with a hint to take a higher port', async (context) => {
+    const lowest = Number(readFileSync('/proc/sys/net/ipv4/ip_unprivileged_port_start', 'utf8'));
+    if (lowest <= 443) context.skip('every port is unprivileged on this machine');
+    // Root may bind any port: the daemon runs as nobody, from a state file and key nobody owns.
+    const options: RunOptions = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    const dir = tempDir('sark-fed-unprivileged-');
+    cpSync(certs.s.dir, join(dir, 'certs'), { recursive: true });
+    const state = join(dir, 'state', 'state.db');
+    if (options.uid !== undefined) {
+      for (const path of [
+        dir,
+        join(dir, 'certs'),
+        ...listDir(join(dir, 'certs')).map((name) => join(dir, 'certs', name)),
+      ]) {
+        chownSync(path, 65534, 65534);
+      }
+    }
+    const cli = (args: string[]) => runCli(['--state', state, ...args], options);
+    expectSuccess(
+      await cli([
+        'init',
+        '--node-id',
+        'node-s',
+        '--trust-domain',
+        TD_A,
+        '--cert',
+        join(dir, 'certs', 'cert.pem'),
+        '--key',
+        join(dir, 'certs', 'key.pem'),
+        '--endpoint',
+        'https://127.0.0.1:443',
+      ]),
+    );
+    const before = stateRows(state);
+    for (const [flags, where, flag] of [
+      [[], 'listen on 127.0.0.1:443', '--listen'],
+      [
+        ['--listen', '127.0.0.1:0', '--metrics', '127.0.0.1:81'],
+        'serve metrics on 127.0.0.1:81',
+        '--metrics',
+      ],
+    ] as const) {
+      expectRefusal(await cli(['serve', ...flags]), 1, {
+        message: `cannot ${where}: permission denied`,
+        hint: `ports below 1024 need privileges; pass ${flag} host:port with a higher port`,
+      });
+    }
+    expect(stateRows(state)).toEqual(before);
+  });
+
+  it('with neither --listen nor an endpoint recorded by init: exit 2 saying where to give one', async () => {
+    const state = join(tempDir('sark-fed-serve-'), 'state.db');
+    const cli = (args: string[], env?: Record<string, string>) =>
+      runCli(['--state', state, ...args], { env });
+    expectSuccess(
+      await cli([
+        'init',
+        '--node-id',
+        'node-s',
+        '--trust-domain',
+        TD_A,
+        '--cert',
+        certs.s.certPath,
+        '--key',
+        certs.s.keyPath,
+      ]),
+    );
+    const before = stateRows(state);
+    expectRefusal(await cli(['serve']), 2, {
+      message: 'no address to listen on',
+      hint: /^pass --listen host:port, set FEDERATION_LISTEN_ADDRESS, or give init an --endpoint$/,
+    });
+    expect(stateRows(state)).toEqual(before);
   });
 
   it('without an identity: exit 4 with a hint to run init', async () => {

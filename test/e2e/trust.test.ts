@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import { Agent, request as httpsRequest } from 'node:https';
+import type { ServerResponse } from 'node:http';
+import { Agent, createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import { chownSync, cpSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -1117,6 +1118,95 @@ describe.concurrent('pins and live state', { timeout: SLOW_TEST_MS }, () => {
     expect(self.stderr).toMatch(
       /\nerror: this node has no endpoint recorded \(sark-fed init --endpoint\)\nhint: record one with `sark-fed init --endpoint`, then run `sark-fed serve`\n$/,
     );
+  });
+
+  it('refuses an endpoint that answers as no sark-fed node would, trusting nothing', async (context) => {
+    const node = nodeCopy(shared.stranger);
+    const fingerprint = opensslFingerprint(certs.b.certPath);
+    // Another certificate of node-b, from the same CA: valid, but not the one approved.
+    const other = await issueNode(cas.b.dir, 'node-b', join(tempDir('sark-fed-other-b-'), 'b'), [
+      '--ip',
+      '127.0.0.1',
+    ]);
+    const tls = (fixture: NodeFixture) => ({
+      cert: readFileSync(fixture.certPath),
+      key: readFileSync(fixture.keyPath),
+    });
+    const info = {
+      node_id: 'node-b',
+      trust_domain: TD_B,
+      spiffe_id: `spiffe://${TD_B}/sark/node/node-b`,
+      version: 'stand-in',
+      api_version: 'v2',
+      fingerprint,
+      endpoint: null,
+    };
+    let answer: (response: ServerResponse) => void = () => {};
+    // node-b's own certificate, asking for the client's as a daemon does; what it says varies.
+    const server = createHttpsServer(
+      { ...tls(certs.b), requestCert: true, rejectUnauthorized: false },
+      (_request, response) => answer(response),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    context.onTestFinished(() => {
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+    const endpoint = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const json =
+      (body: unknown, headers: Record<string, string> = {}) =>
+      (response: ServerResponse) => {
+        response.writeHead(200, { 'content-type': 'application/json', ...headers });
+        response.end(JSON.stringify(body));
+      };
+    const notANode = /^check that the endpoint is a sark-fed node \(`sark-fed serve`\)$/;
+    const cases: Array<[(response: ServerResponse) => void, number, string, RegExp]> = [
+      [
+        (response) => response.end('<html>a web server</html>'),
+        1,
+        `${endpoint} answered with something other than JSON`,
+        notANode,
+      ],
+      [
+        (response) => response.end('x'.repeat(1024 * 1024 + 1)),
+        1,
+        `${endpoint} answered with more than 1 MiB`,
+        notANode,
+      ],
+      [
+        json({ ...info, node_id: 'node-x' }),
+        3,
+        `${endpoint} describes itself as node-x but its certificate names spiffe://${TD_B}/sark/node/node-b`,
+        /impersonated/,
+      ],
+      [
+        json({ ...info, fingerprint: 'f'.repeat(64) }),
+        3,
+        `${endpoint} describes its certificate as ${'f'.repeat(64)}, not the ${fingerprint} it presented`,
+        /impersonated/,
+      ],
+      [
+        // It closes the connection after its info, and the next one presents another certificate.
+        (response) => {
+          server.setSecureContext(tls(other));
+          json(info, { connection: 'close' })(response);
+        },
+        3,
+        `${endpoint} switched certificates during the exchange`,
+        /something sits between the nodes/,
+      ],
+    ];
+    const before = stateRows(node.state);
+    for (const [reply, exitCode, message, hint] of cases) {
+      server.setSecureContext(tls(certs.b));
+      answer = reply;
+      expectRefusal(
+        await node.cli(['trust', 'establish', endpoint, '--fingerprint', fingerprint]),
+        exitCode,
+        { message, hint },
+      );
+    }
+    expect(stateRows(node.state)).toEqual(before);
   });
 
   it('removing the last anchor of a trust domain names the trusted peers it cuts off', async () => {

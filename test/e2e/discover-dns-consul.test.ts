@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, tempDir } from '../helpers/cli.js';
+import { fileDigest, runCli, tempDir } from '../helpers/cli.js';
 import { startConsulStandin, type ConsulStandin } from '../helpers/consul-standin.js';
 import { startDnsmasq, type RunningDnsmasq } from '../helpers/dnsmasq.js';
 
@@ -121,10 +121,42 @@ describe('discover --method dns-sd / consul', () => {
       { env: { CONSUL_HTTP_ADDR: '127.0.0.1:1' } },
     );
     expect(result.code, result.stderr).toBe(5);
+    // As docs/json-output.md has it: what was learnt (nothing) on stdout, then the error.
+    expect(JSON.parse(result.stdout)).toEqual([]);
     expect(result.stderr).toContain(
       `_sark._tcp.nx.test does not exist (NXDOMAIN from nameserver ${dnsmasq.nameserver})`,
     );
     expect(result.stderr).toContain('cannot reach Consul at http://127.0.0.1:1 (ECONNREFUSED)');
+    expect(JSON.parse(result.stderr.trimEnd().split('\n').at(-1) ?? '')).toEqual({
+      error: {
+        code: 'DISCOVERY_FAILED',
+        message: 'every discovery method failed (dns-sd, consul)',
+        hint: 'see the warnings above; check the nameserver, Consul address or network',
+        exitCode: 5,
+      },
+    });
+
+    // Without --json: one warning per method, then the error and its hint.
+    const before = fileDigest(state);
+    const text = await runCli([
+      '--state',
+      state,
+      'discover',
+      '--method',
+      'consul',
+      '--consul-url',
+      'http://127.0.0.1:1',
+      '--no-save',
+    ]);
+    expect(text.code, text.stderr).toBe(5);
+    expect(text.stdout).toBe('');
+    expect(text.stderr.split('\n')).toEqual([
+      expect.stringMatching(/^warning: consul: cannot reach Consul at http:\/\/127\.0\.0\.1:1 /),
+      'error: every discovery method failed (consul)',
+      'hint: see the warnings above; check the nameserver, Consul address or network',
+      '',
+    ]);
+    expect(fileDigest(state)).toBe(before);
   });
 
   it('keeps the nodes of the method that worked when the other fails', async () => {

@@ -262,6 +262,49 @@ describe('discover --method manual', () => {
     );
   });
 
+  it('refuses Consul settings and a DNS domain it cannot use before any query (exit 2), recording nothing', async () => {
+    const before = stateRows(local.state);
+    // Port 1 of loopback: were anything sent, it would be refused, not answered.
+    const consul = ['discover', '--method', 'consul', '--consul-url', 'http://127.0.0.1:1'];
+    const missing = join(root, 'no-such-token');
+    const cases: Array<[string[], Record<string, string>, RegExp, RegExp]> = [
+      [
+        consul,
+        { CONSUL_HTTP_TOKEN_FILE: missing },
+        new RegExp(`^cannot read CONSUL_HTTP_TOKEN_FILE ${missing} \\(ENOENT\\)$`),
+        /^check CONSUL_HTTP_TOKEN_FILE$/,
+      ],
+      [
+        consul,
+        { CONSUL_HTTP_TOKEN: 'two\nlines' },
+        /^the Consul token has characters a header cannot carry$/,
+        /CONSUL_HTTP_TOKEN/,
+      ],
+      [
+        ['discover', '--method', 'consul', '--consul-url', 'unix:///run/consul.sock'],
+        {},
+        /^invalid Consul address "unix:\/\/\/run\/consul\.sock" \(--consul-url\): unix sockets are not supported$/,
+        /^give host:port or a URL/,
+      ],
+      [
+        ['discover', '--method', 'consul'],
+        { CONSUL_HTTP_ADDR: 'http://127.0.0.1:99999' },
+        /^invalid Consul address "http:\/\/127\.0\.0\.1:99999" \(CONSUL_HTTP_ADDR\)/,
+        /^give host:port or a URL/,
+      ],
+      [
+        ['discover', '--method', 'dns-sd', '--domain', 'a..b', '--nameserver', '127.0.0.1:1'],
+        {},
+        /^invalid DNS domain "a\.\.b"$/,
+        /^pass --domain with a DNS name/,
+      ],
+    ];
+    for (const [args, env, message, hint] of cases) {
+      expectRefusal(await local.cli(args, env), 2, { message, hint });
+    }
+    expect(stateRows(local.state)).toEqual(before);
+  });
+
   it('refuses --watch with another method than mDNS (exit 2)', async () => {
     expectRefusal(await local.cli(['discover', '--method', 'manual', '--watch']), 2, {
       message: /--watch/,

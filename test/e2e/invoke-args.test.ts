@@ -4,7 +4,7 @@
  * with a hint that fits where the arguments came from. The state file named here never exists:
  * a run that gets past the arguments stops there (exit 4), which shows they were accepted.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expectRefusal, runCli, tempDir } from '../helpers/cli.js';
@@ -56,11 +56,44 @@ describe.concurrent('invoke --args refusals (exit 2, nothing opened)', () => {
       /^give a file name after @, e\.g\. --args @query\.json$/,
     ],
     [
+      '@ a file that is not there',
+      () => ['--args', `@${join(dir, 'missing.json')}`],
+      undefined,
+      /^cannot read arguments from \S+missing\.json \(ENOENT\)$/,
+      /^give --args @file with a readable JSON file$/,
+    ],
+    [
+      '@ a folder',
+      () => ['--args', `@${dir}`],
+      undefined,
+      /^cannot read arguments from \S+ \(EISDIR\)$/,
+      /^give --args @file with a readable JSON file$/,
+    ],
+    [
+      '@ a file over 16 MiB',
+      () => {
+        // Sparse: its size is what counts, and it is refused before it is read.
+        const path = file('huge.json', '');
+        truncateSync(path, 16 * 1024 * 1024 + 1);
+        return ['--args', `@${path}`];
+      },
+      undefined,
+      /^\S+huge\.json is larger than 16 MiB$/,
+      /^send less at once$/,
+    ],
+    [
       '- with nothing on stdin',
       () => ['--args', '-'],
       '',
       /^no arguments on stdin: it was empty$/,
       /^send JSON on stdin, e\.g\. echo '\{"key":"value"\}' \| sark-fed invoke … --args -, or leave --args out for null$/,
+    ],
+    [
+      '- with more than 16 MiB on stdin',
+      () => ['--args', '-'],
+      ' '.repeat(16 * 1024 * 1024 + 1),
+      /^the arguments on stdin exceed 16 MiB$/,
+      /^send less at once$/,
     ],
     [
       '- with stdin that is not JSON',

@@ -470,16 +470,24 @@ describe('invoke and route against real daemons', () => {
 
   it('refuses bad arguments before anything is routed, sent or audited (exit 2)', async () => {
     const auditedBefore = (stateRows(a.state).audit_events as unknown[]).length;
-    const cases: Array<[string[], RegExp]> = [
+    const principal = /^error: a principal is 1 to 512 characters\nhint: e\.g\. --principal /m;
+    const cases: Array<[string[], RegExp, Record<string, string>?]> = [
       [['--correlation-id', 'not-a-uuid'], /^error: invalid correlation ID "not-a-uuid"$/m],
       [['--correlation-id', '-'.repeat(36)], /^error: invalid correlation ID/m],
       [['--node', 'Node_B'], /^error: invalid node ID "Node_B"$/m],
-      [['--principal', ''], /^error: .*principal/m],
+      [['--principal', ''], principal],
+      [['--principal', 'p'.repeat(513)], principal],
       [['--retries', '11'], /^error: .*retries/m],
       [['--timeout', 'soon'], /^error: .*timeout/m],
+      // The breaker's open time, a setting for tests: refused rather than read as 0 or NaN.
+      [
+        [],
+        /^error: SARK_FED_CIRCUIT_OPEN_MS=1\.5 is not a duration\nhint: give whole milliseconds/m,
+        { SARK_FED_CIRCUIT_OPEN_MS: '1.5' },
+      ],
     ];
-    for (const [extra, message] of cases) {
-      const result = await a.cli(['invoke', 'echo', 'echo', ...extra]);
+    for (const [extra, message, env] of cases) {
+      const result = await a.cli(['invoke', 'echo', 'echo', ...extra], env);
       expect(result.code, `${extra.join(' ')}: ${result.stderr}`).toBe(2);
       expect(result.stderr).toMatch(message);
       expect(result.stderr).toMatch(/^hint: /m);
@@ -487,6 +495,11 @@ describe('invoke and route against real daemons', () => {
     const badResource = await a.cli(['invoke', 'no such', 'echo']);
     expect(badResource.code).toBe(2);
     expect(badResource.stderr).toMatch(/^error: invalid resource ID "no such"$/m);
+    const badCapability = await a.cli(['invoke', 'echo', 'echo!']);
+    expect(badCapability.code).toBe(2);
+    expect(badCapability.stderr).toMatch(
+      /^error: invalid capability ID "echo!"\nhint: IDs are 1 to 128 letters, digits, dots, dashes or underscores$/m,
+    );
     expect((stateRows(a.state).audit_events as unknown[]).length).toBe(auditedBefore);
   });
 

@@ -17,6 +17,7 @@ import {
   modeOf,
   runCli,
   tempDir,
+  type RunOptions,
 } from '../helpers/cli.js';
 import {
   normalizeKeyId,
@@ -352,7 +353,10 @@ describe.concurrent('pki inspect', () => {
     expectRefusal(await runCli(['pki', 'inspect', keyDer]), 2, { message: /certificate/ });
     const damaged = join(root, 'damaged.pem');
     writeFileSync(damaged, '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n');
-    expectRefusal(await runCli(['pki', 'inspect', damaged]), 2, { message: /certificate/ });
+    expectRefusal(await runCli(['pki', 'inspect', damaged]), 2, {
+      message: `certificate 1 of ${damaged} is damaged: it cannot be parsed`,
+      hint: /copied whole/,
+    });
   });
 });
 
@@ -900,6 +904,11 @@ describe.concurrent('pki refusals', () => {
       /1\.2\.3/,
     ],
     [
+      'a bad --dns',
+      ['pki', 'issue', '--ca', '{ca}', '--node-id', 'n', '--dns', 'bad name!', '--out', '{out}'],
+      /^invalid DNS name "bad name!"$/,
+    ],
+    [
       'a bad trust domain',
       ['pki', 'ca', 'create', '--out', '{out}', '--trust-domain', 'Org A'],
       /trust domain/,
@@ -918,6 +927,108 @@ describe.concurrent('pki refusals', () => {
       expect(existsSync(out)).toBe(false);
     },
   );
+
+  it('refuses CA folders it cannot issue from (exit 2), writing nothing', async () => {
+    /** A CA folder made by openssl rather than `pki ca create`, with what sark-fed would not make. */
+    const opensslCa = (name: string, keyArgs: string[], addext: string[]): string => {
+      const dir = join(root, name);
+      mkdirSync(dir, { recursive: true });
+      opensslOk([
+        'req',
+        '-x509',
+        ...keyArgs,
+        '-nodes',
+        '-keyout',
+        join(dir, 'ca.key'),
+        '-out',
+        join(dir, 'ca.pem'),
+        '-subj',
+        `/CN=${name}`,
+        '-days',
+        '30',
+        '-addext',
+        'basicConstraints=critical,CA:TRUE',
+        '-addext',
+        'keyUsage=critical,keyCertSign,cRLSign',
+        '-addext',
+        'subjectAltName=URI:spiffe://org-o.example',
+        ...addext.flatMap((extension) => ['-addext', extension]),
+      ]);
+      chmodSync(join(dir, 'ca.key'), 0o600);
+      return dir;
+    };
+    const p256 = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'];
+    const leafAsCa = join(root, 'leaf-as-ca');
+    mkdirSync(leafAsCa);
+    cpSync(nodeA.certPath, join(leafAsCa, 'ca.pem'));
+    cpSync(nodeA.keyPath, join(leafAsCa, 'ca.key'));
+    const noDomain = await createCa(join(root, 'ca-no-domain'));
+    const cases: Array<[string, RegExp, RegExp]> = [
+      [leafAsCa, /leaf-as-ca\/ca\.pem is not a CA certificate$/, /pki ca create/],
+      [
+        opensslCa('ca-no-ski', p256, ['subjectKeyIdentifier=none']),
+        /^the CA certificate has no subject key identifier$/,
+        /pki ca create/,
+      ],
+      [noDomain.dir, /^this CA names no trust domain$/, /^pass --trust-domain/],
+      [
+        opensslCa('ca-rsa', ['-newkey', 'rsa:2048'], []),
+        /^unsupported key type rsa$/,
+        /ECDSA .* or Ed25519/,
+      ],
+      [
+        opensslCa('ca-secp256k1', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:secp256k1'], []),
+        /^unsupported EC curve secp256k1$/,
+        /P-256 or P-384/,
+      ],
+    ];
+    for (const [ca, message, hint] of cases) {
+      const before = listDir(ca).map((name) => fileDigest(join(ca, name)));
+      const out = join(root, `from-${ca.split('/').pop() ?? ''}`);
+      const issued = await runCli(['pki', 'issue', '--ca', ca, '--node-id', 'n', '--out', out]);
+      expectRefusal(issued, 2, { message, hint });
+      expect(existsSync(out), ca).toBe(false);
+      expect(listDir(ca).map((name) => fileDigest(join(ca, name)))).toEqual(before);
+    }
+    // A CRL needs a CA too: nothing is written, not even a revocation record in that folder.
+    const crl = join(root, 'from-leaf-as-ca.crl');
+    expectRefusal(
+      await runCli([
+        'pki',
+        'crl',
+        'create',
+        '--ca',
+        leafAsCa,
+        '--revoke',
+        nodeC.certPath,
+        '--out',
+        crl,
+      ]),
+      2,
+      { message: /leaf-as-ca\/ca\.pem is not a CA certificate$/ },
+    );
+    expect(existsSync(crl)).toBe(false);
+    expect(listDir(leafAsCa)).toEqual(['ca.key', 'ca.pem']);
+  });
+
+  it('an --out it may not write: exit 1, cannot write, no file and no temporary file left', async () => {
+    const folder = join(root, 'not-writable');
+    mkdirSync(folder, { mode: 0o755 });
+    // Root ignores permission bits: run the CLI as nobody, which may not write in root's folder.
+    const options: RunOptions = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    if (options.uid === undefined) chmodSync(folder, 0o555);
+    try {
+      for (const out of [folder, join(folder, 'sub')]) {
+        expectRefusal(await runCli(['pki', 'ca', 'create', '--out', out], options), 1, {
+          message: new RegExp(`^cannot write ${out}/ca\\.(pem|key) \\(EACCES\\)$`),
+          hint: /writable/,
+        });
+      }
+      expect(listDir(folder)).toEqual([]);
+    } finally {
+      chmodSync(folder, 0o755);
+    }
+  });
 
   it('refuses a CA folder whose key is readable by others (exit 2, chmod hint)', async () => {
     const dir = join(root, 'ca-open');

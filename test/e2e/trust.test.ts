@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import { Agent, request as httpsRequest } from 'node:https';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
+import type { ServerResponse } from 'node:http';
+import { Agent, createServer as createHttpsServer, request as httpsRequest } from 'node:https';
+import { chownSync, cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -13,8 +14,10 @@ import {
   cleanEnv,
   expectRefusal,
   expectSuccess,
+  listDir,
   runCli,
   tempDir,
+  type RunOptions,
 } from '../helpers/cli.js';
 import {
   addAnchor,
@@ -31,6 +34,8 @@ import {
   type RunningServe,
   type TestNode,
 } from '../helpers/federation.js';
+import { hoursFromNow, issueLeaf, loadCa } from '../helpers/certs.js';
+import { opensslOk } from '../helpers/openssl.js';
 import { createCa, issueNode, type CaFixture, type NodeFixture } from '../helpers/pki.js';
 
 /**
@@ -979,6 +984,231 @@ describe.concurrent('pins and live state', { timeout: SLOW_TEST_MS }, () => {
     expect(stateRows(node.state)).toEqual(before);
   });
 
+  it('refuses anchors that cannot vouch for a trust domain, changing nothing in the state file', async () => {
+    const node = nodeCopy(shared.stranger);
+    const dir = tempDir('sark-fed-bad-anchors-');
+    // A CA certificate that may not sign certificates, and one that expired yesterday.
+    const noKeyCertSign = join(dir, 'no-keycertsign.pem');
+    opensslOk([
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      join(dir, 'no-keycertsign.key'),
+      '-out',
+      noKeyCertSign,
+      '-subj',
+      '/CN=no keyCertSign',
+      '-days',
+      '30',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,digitalSignature',
+      '-addext',
+      `subjectAltName=URI:spiffe://${TD_C}`,
+    ]);
+    const expired = join(dir, 'expired.pem');
+    writeFileSync(
+      expired,
+      (
+        await issueLeaf({
+          issuer: loadCa(cas.c.dir),
+          uris: [`spiffe://${TD_C}`],
+          subject: 'CN=expired CA',
+          ca: true,
+          notBefore: hoursFromNow(-48),
+          notAfter: hoursFromNow(-24),
+        })
+      ).certPem,
+    );
+    const noDomain = await createCa(join(dir, 'ca-no-domain'));
+    const before = stateRows(node.state);
+    const cases: Array<[string[], number, RegExp, RegExp]> = [
+      [[certs.a.certPath], 3, /^CN=node-a, O=org-a\.example is not a CA certificate$/, /ca\.pem/],
+      [
+        [noKeyCertSign],
+        3,
+        /^CN=no keyCertSign may not sign certificates \(no keyCertSign\)$/,
+        /issuing CA/,
+      ],
+      [[expired], 3, /^CN=expired CA expired at \S+$/, /current CA certificate/],
+      [[noDomain.certPath], 2, /names no trust domain$/, /^pass --trust-domain/],
+      [
+        [cas.c.certPath, '--trust-domain', TD_A],
+        2,
+        new RegExp(`^this CA names trust domain ${TD_C}, not ${TD_A}$`),
+        /omit --trust-domain/,
+      ],
+    ];
+    for (const [args, exitCode, message, hint] of cases) {
+      expectRefusal(await node.cli(['trust', 'anchor', 'add', ...args]), exitCode, {
+        message,
+        hint,
+      });
+    }
+    expect(stateRows(node.state)).toEqual(before);
+
+    // A CA that names no trust domain is bound to the one given; it cannot be rebound quietly.
+    expectSuccess(
+      await node.cli(['trust', 'anchor', 'add', noDomain.certPath, '--trust-domain', TD_C]),
+    );
+    const bound = stateRows(node.state);
+    expectRefusal(
+      await node.cli([
+        'trust',
+        'anchor',
+        'add',
+        noDomain.certPath,
+        '--trust-domain',
+        'org-d.example',
+      ]),
+      2,
+      {
+        message: `this CA is already the anchor of ${TD_C}`,
+        hint: /remove it first to rebind it/,
+      },
+    );
+    // A whole fingerprint that no anchor has is not found (exit 4).
+    expectRefusal(await node.cli(['trust', 'anchor', 'remove', '0'.repeat(64)]), 4, {
+      message: `no trust anchor with fingerprint ${'0'.repeat(64)}`,
+      hint: /trust anchor list/,
+    });
+    expect(stateRows(node.state)).toEqual(bound);
+  });
+
+  it('a peer that established trust without an endpoint cannot be called back: NO_ENDPOINT, nothing written', async (context) => {
+    const { b } = await freshPair();
+    await serve(context, b);
+    // node-a recorded without --endpoint: it calls node-b, but cannot say where it is reached.
+    const state = join(tempDir('sark-fed-no-endpoint-'), 'state.db');
+    const a = (args: string[]) => runCli(['--state', state, ...args]);
+    const init = ['init', '--node-id', 'node-a', '--trust-domain', TD_A];
+    expectSuccess(await a([...init, '--cert', certs.a.certPath, '--key', certs.a.keyPath]));
+    expectSuccess(await a(['trust', 'anchor', 'add', cas.b.certPath]));
+    expectSuccess(
+      await a(['trust', 'establish', b.endpoint, '--fingerprint', opensslFingerprint(b.certPath)]),
+    );
+    expect(peerRow(b, 'node-a')).toMatchObject({ trust_level: 'trusted', endpoint: null });
+
+    const before = stateRows(b.state);
+    const hint = /^record one: sark-fed nodes add node-a --endpoint https:\/\/host:port$/;
+    for (const args of [
+      ['trust', 'establish', 'node-a'],
+      ['nodes', 'health', 'node-a'],
+    ]) {
+      expectRefusal(await b.cli(args), 2, { message: 'no endpoint is recorded for node-a', hint });
+    }
+    // invoke says the correlation ID first (the handle on every call), then the refusal.
+    const invoked = await b.cli(['invoke', 'echo', 'echo', '--node', 'node-a']);
+    expect(invoked.code, invoked.stderr).toBe(5);
+    expect(invoked.stdout).toBe('');
+    expect(invoked.stderr).toMatch(
+      /^correlation ID: \S+\nerror: no endpoint is recorded for node-a\nhint: record one: sark-fed nodes add node-a --endpoint https:\/\/host:port\n$/,
+    );
+    expect(stateRows(b.state)).toEqual(before);
+
+    // Nor can node-a call itself through a daemon it has no address for.
+    const self = await a(['invoke', 'echo', 'echo', '--node', 'node-a']);
+    expect(self.code, self.stderr).toBe(5);
+    expect(self.stderr).toMatch(
+      /\nerror: this node has no endpoint recorded \(sark-fed init --endpoint\)\nhint: record one with `sark-fed init --endpoint`, then run `sark-fed serve`\n$/,
+    );
+  });
+
+  it('refuses an endpoint that answers as no sark-fed node would, trusting nothing', async (context) => {
+    const node = nodeCopy(shared.stranger);
+    const fingerprint = opensslFingerprint(certs.b.certPath);
+    // Another certificate of node-b, from the same CA: valid, but not the one approved.
+    const other = await issueNode(cas.b.dir, 'node-b', join(tempDir('sark-fed-other-b-'), 'b'), [
+      '--ip',
+      '127.0.0.1',
+    ]);
+    const tls = (fixture: NodeFixture) => ({
+      cert: readFileSync(fixture.certPath),
+      key: readFileSync(fixture.keyPath),
+    });
+    const info = {
+      node_id: 'node-b',
+      trust_domain: TD_B,
+      spiffe_id: `spiffe://${TD_B}/sark/node/node-b`,
+      version: 'stand-in',
+      api_version: 'v2',
+      fingerprint,
+      endpoint: null,
+    };
+    let answer: (response: ServerResponse) => void = () => {};
+    // node-b's own certificate, asking for the client's as a daemon does; what it says varies.
+    const server = createHttpsServer(
+      { ...tls(certs.b), requestCert: true, rejectUnauthorized: false },
+      (_request, response) => answer(response),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    context.onTestFinished(() => {
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+    const endpoint = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const json =
+      (body: unknown, headers: Record<string, string> = {}) =>
+      (response: ServerResponse) => {
+        response.writeHead(200, { 'content-type': 'application/json', ...headers });
+        response.end(JSON.stringify(body));
+      };
+    const notANode = /^check that the endpoint is a sark-fed node \(`sark-fed serve`\)$/;
+    const cases: Array<[(response: ServerResponse) => void, number, string, RegExp]> = [
+      [
+        (response) => response.end('<html>a web server</html>'),
+        1,
+        `${endpoint} answered with something other than JSON`,
+        notANode,
+      ],
+      [
+        (response) => response.end('x'.repeat(1024 * 1024 + 1)),
+        1,
+        `${endpoint} answered with more than 1 MiB`,
+        notANode,
+      ],
+      [
+        json({ ...info, node_id: 'node-x' }),
+        3,
+        `${endpoint} describes itself as node-x but its certificate names spiffe://${TD_B}/sark/node/node-b`,
+        /impersonated/,
+      ],
+      [
+        json({ ...info, fingerprint: 'f'.repeat(64) }),
+        3,
+        `${endpoint} describes its certificate as ${'f'.repeat(64)}, not the ${fingerprint} it presented`,
+        /impersonated/,
+      ],
+      [
+        // It closes the connection after its info, and the next one presents another certificate.
+        (response) => {
+          server.setSecureContext(tls(other));
+          json(info, { connection: 'close' })(response);
+        },
+        3,
+        `${endpoint} switched certificates during the exchange`,
+        /something sits between the nodes/,
+      ],
+    ];
+    const before = stateRows(node.state);
+    for (const [reply, exitCode, message, hint] of cases) {
+      server.setSecureContext(tls(certs.b));
+      answer = reply;
+      expectRefusal(
+        await node.cli(['trust', 'establish', endpoint, '--fingerprint', fingerprint]),
+        exitCode,
+        { message, hint },
+      );
+    }
+    expect(stateRows(node.state)).toEqual(before);
+  });
+
   it('removing the last anchor of a trust domain names the trusted peers it cuts off', async () => {
     // A copy of node-a's state: it trusts node-b, with org B's CA as its one anchor for org B.
     const a = nodeCopy(shared.a);
@@ -1252,6 +1482,101 @@ describe.concurrent('serve', () => {
       hint: /--listen/,
     });
     expect(stateRows(stranger.state)).toEqual(before);
+  });
+
+  it('on an address this machine does not have: exit 1 naming the flag to change, nothing written', async () => {
+    const node = nodeCopy(shared.stranger);
+    const before = stateRows(node.state);
+    // 192.0.2.1 (TEST-NET-1) is no interface's address here: the bind fails, nothing is sent.
+    for (const [flags, where, flag] of [
+      [['--listen', '192.0.2.1:8443'], 'listen on 192.0.2.1:8443', '--listen'],
+      [
+        ['--listen', '127.0.0.1:0', '--metrics', '192.0.2.1:9090'],
+        'serve metrics on 192.0.2.1:9090',
+        '--metrics',
+      ],
+    ] as const) {
+      expectRefusal(await node.cli(['serve', ...flags]), 1, {
+        message: `cannot ${where}: no such address on this machine`,
+        hint: `pass ${flag} with an address of one of its interfaces`,
+      });
+    }
+    expect(stateRows(node.state)).toEqual(before);
+  });
+
+  it('on a privileged port without the privilege: exit 1 with a hint to take a higher port', async (context) => {
+    const lowest = Number(readFileSync('/proc/sys/net/ipv4/ip_unprivileged_port_start', 'utf8'));
+    if (lowest <= 443) context.skip('every port is unprivileged on this machine');
+    // Root may bind any port: the daemon runs as nobody, from a state file and key nobody owns.
+    const options: RunOptions = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    const dir = tempDir('sark-fed-unprivileged-');
+    cpSync(certs.s.dir, join(dir, 'certs'), { recursive: true });
+    const state = join(dir, 'state', 'state.db');
+    if (options.uid !== undefined) {
+      for (const path of [
+        dir,
+        join(dir, 'certs'),
+        ...listDir(join(dir, 'certs')).map((name) => join(dir, 'certs', name)),
+      ]) {
+        chownSync(path, 65534, 65534);
+      }
+    }
+    const cli = (args: string[]) => runCli(['--state', state, ...args], options);
+    expectSuccess(
+      await cli([
+        'init',
+        '--node-id',
+        'node-s',
+        '--trust-domain',
+        TD_A,
+        '--cert',
+        join(dir, 'certs', 'cert.pem'),
+        '--key',
+        join(dir, 'certs', 'key.pem'),
+        '--endpoint',
+        'https://127.0.0.1:443',
+      ]),
+    );
+    const before = stateRows(state);
+    for (const [flags, where, flag] of [
+      [[], 'listen on 127.0.0.1:443', '--listen'],
+      [
+        ['--listen', '127.0.0.1:0', '--metrics', '127.0.0.1:81'],
+        'serve metrics on 127.0.0.1:81',
+        '--metrics',
+      ],
+    ] as const) {
+      expectRefusal(await cli(['serve', ...flags]), 1, {
+        message: `cannot ${where}: permission denied`,
+        hint: `ports below 1024 need privileges; pass ${flag} host:port with a higher port`,
+      });
+    }
+    expect(stateRows(state)).toEqual(before);
+  });
+
+  it('with neither --listen nor an endpoint recorded by init: exit 2 saying where to give one', async () => {
+    const state = join(tempDir('sark-fed-serve-'), 'state.db');
+    const cli = (args: string[], env?: Record<string, string>) =>
+      runCli(['--state', state, ...args], { env });
+    expectSuccess(
+      await cli([
+        'init',
+        '--node-id',
+        'node-s',
+        '--trust-domain',
+        TD_A,
+        '--cert',
+        certs.s.certPath,
+        '--key',
+        certs.s.keyPath,
+      ]),
+    );
+    const before = stateRows(state);
+    expectRefusal(await cli(['serve']), 2, {
+      message: 'no address to listen on',
+      hint: /^pass --listen host:port, set FEDERATION_LISTEN_ADDRESS, or give init an --endpoint$/,
+    });
+    expect(stateRows(state)).toEqual(before);
   });
 
   it('without an identity: exit 4 with a hint to run init', async () => {

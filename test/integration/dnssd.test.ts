@@ -302,6 +302,7 @@ describe('DNS-SD against servers that are not DNS servers', () => {
   let garbage: Socket;
   let silent: Socket;
   let servfail: Socket;
+  let notimp: Socket;
   let received = 0;
 
   beforeAll(async () => {
@@ -320,12 +321,20 @@ describe('DNS-SD against servers that are not DNS servers', () => {
       answer[3] = 0x82; // RA, SERVFAIL
       reply(answer);
     });
+    // RCODE 4, NOTIMP: an answer none of the named cases covers.
+    notimp = await udpServer((message, reply) => {
+      const answer = Buffer.from(message);
+      answer[2] = 0x81; // QR, RD
+      answer[3] = 0x84; // RA, NOTIMP
+      reply(answer);
+    });
   });
 
   afterAll(() => {
     garbage?.close();
     silent?.close();
     servfail?.close();
+    notimp?.close();
   });
 
   it('reports SERVFAIL as the method problem', async () => {
@@ -336,6 +345,19 @@ describe('DNS-SD against servers that are not DNS servers', () => {
         method: 'dns-sd',
         code: 'DNSSD_SERVFAIL',
         message: `nameserver ${nameserver} failed to answer for _sark._tcp.good.test (SERVFAIL)`,
+      },
+    ]);
+  });
+
+  it('reports any other failure with its code, naming the query and the nameserver', async () => {
+    const nameserver = `127.0.0.1:${notimp.address().port}`;
+    const result = await scanDomain('good.test', { nameserver });
+    expect(result.problems).toEqual([
+      {
+        method: 'dns-sd',
+        code: 'DNSSD_FAILED',
+        message: `the query for _sark._tcp.good.test to nameserver ${nameserver} failed (ENOTIMP)`,
+        hint: 'check --domain and --nameserver',
       },
     ]);
   });

@@ -897,6 +897,65 @@ describe('deadline, failover and circuit', () => {
     expect(c.invokes()).toHaveLength(1);
   });
 
+  it('an answer over 8 MiB is refused unread, not retried, and audited as ANSWER_TOO_LARGE', async () => {
+    const b = await standIn('node-b', certs.b, () => ({
+      status: 200,
+      body: { result: 'x'.repeat(8 * 1024 * 1024 + 1) },
+    }));
+    const who = caller([{ nodeId: 'node-b', endpoint: b.endpoint, fixture: certs.b }]);
+    const invocation = call({ resource: 'inventory', capability: 'lookup' });
+    const { error } = await run(who, invocation, { node: 'node-b' });
+    expect(error).toMatchObject({
+      kind: 'failed',
+      code: 'ANSWER_TOO_LARGE',
+      message: `node-b (${b.endpoint}) answered with more than 8 MiB`,
+      hint: 'ask for less at once',
+    });
+    // Idempotent as it is, the call ran there: asking again would get the same answer.
+    expect(b.invokes()).toHaveLength(1);
+    expect(outbound(who, invocation.correlationId)).toEqual([
+      expect.objectContaining({ outcome: 'error', errorCode: 'ANSWER_TOO_LARGE' }),
+    ]);
+  });
+
+  it('a connection the peer drops after the request is CONNECTION_LOST: it may have run there', async () => {
+    let requests = 0;
+    const server = createServer(
+      {
+        cert: readFileSync(certs.b.certPath),
+        key: readFileSync(certs.b.keyPath),
+        requestCert: true,
+        rejectUnauthorized: false,
+      },
+      (request) => {
+        request.resume();
+        request.on('end', () => {
+          requests++;
+          request.socket.destroy();
+        });
+      },
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    servers.push(server);
+    const endpoint = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const who = caller([{ nodeId: 'node-b', endpoint, fixture: certs.b }]);
+    const invocation = call();
+    const { error } = await run(who, invocation, { node: 'node-b' });
+    expect(error).toMatchObject({
+      kind: 'unavailable',
+      code: 'CONNECTION_LOST',
+      message: expect.stringMatching(
+        new RegExp(`^the connection to node-b \\(${endpoint}\\) broke: `),
+      ) as unknown,
+      hint: 'the call may or may not have run there; check its audit trail',
+    });
+    // Not idempotent: not sent again.
+    expect(requests).toBe(1);
+    expect(outbound(who, invocation.correlationId)).toEqual([
+      expect.objectContaining({ outcome: 'error', errorCode: 'CONNECTION_LOST' }),
+    ]);
+  });
+
   it('an open circuit refuses without connecting, then lets one trial through that closes it', async () => {
     const b = await standIn('node-b', certs.b);
     const endpoint = await closedEndpoint();

@@ -20,6 +20,7 @@ interface InvokeOptions {
 
 /** Arguments read from a file or stdin beyond this are refused before anything is sent. */
 const MAX_ARGUMENTS_BYTES = 16 * 1024 * 1024;
+const MAX_ARGUMENTS_SIZE = '16 MiB';
 
 export function registerInvoke(program: Command, io: CliIo): void {
   const invoke = program
@@ -149,13 +150,13 @@ async function readArguments(context: CommandContext, value: string): Promise<un
       if (statSync(path).size > MAX_ARGUMENTS_BYTES) throw new RangeError('too large');
       text = readFileSync(path, 'utf8');
     } catch (error) {
-      throw new UsageError(
-        'BAD_ARGS',
-        error instanceof RangeError
-          ? `${path} is larger than ${MAX_ARGUMENTS_BYTES} bytes`
-          : `cannot read arguments from ${path} (${errnoOf(error)})`,
-        { hint: 'give --args @file with a readable JSON file' },
-      );
+      throw error instanceof RangeError
+        ? new UsageError('BAD_ARGS', `${path} is larger than ${MAX_ARGUMENTS_SIZE}`, {
+            hint: 'send less at once',
+          })
+        : new UsageError('BAD_ARGS', `cannot read arguments from ${path} (${errnoOf(error)})`, {
+            hint: 'give --args @file with a readable JSON file',
+          });
     }
     empty = {
       message: `the arguments file ${path} is empty`,
@@ -191,13 +192,9 @@ async function readStdin(context: CommandContext): Promise<string> {
     const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
     size += buffer.length;
     if (size > MAX_ARGUMENTS_BYTES) {
-      throw new UsageError(
-        'BAD_ARGS',
-        `the arguments on stdin exceed ${MAX_ARGUMENTS_BYTES} bytes`,
-        {
-          hint: 'send less at once',
-        },
-      );
+      throw new UsageError('BAD_ARGS', `the arguments on stdin exceed ${MAX_ARGUMENTS_SIZE}`, {
+        hint: 'send less at once',
+      });
     }
     chunks.push(buffer);
   }

@@ -287,7 +287,7 @@ export class PeerTransport {
 
 export class AnswerTooLarge extends Error {
   constructor(readonly size: number) {
-    super(`the answer exceeds ${MAX_ANSWER_BYTES} bytes`);
+    super(`more than ${MAX_ANSWER_BYTES / (1024 * 1024)} MiB`);
     this.name = 'AnswerTooLarge';
   }
 }

@@ -111,7 +111,9 @@ export async function establishTrust(
     if (info.node_id !== peer.nodeId || info.fingerprint !== peer.fingerprint) {
       throw new TrustError(
         'INFO_MISMATCH',
-        `${options.endpoint} describes itself as ${info.node_id} but its certificate names ${peer.spiffeId}`,
+        info.node_id !== peer.nodeId
+          ? `${options.endpoint} describes itself as ${info.node_id} but its certificate names ${peer.spiffeId}`
+          : `${options.endpoint} describes its certificate as ${info.fingerprint}, not the ${peer.fingerprint} it presented`,
         {
           hint: 'the node is misconfigured or impersonated; do not trust it',
         },

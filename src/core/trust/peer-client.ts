@@ -84,7 +84,7 @@ export class PeerClient {
     };
     return new Promise<PeerResponse>((resolve, reject) => {
       const request = httpsRequest(options, (response) => {
-        readResponse(response).then(resolve, reject);
+        readResponse(response, this.url.origin).then(resolve, reject);
       });
       request.on('error', (error) => reject(connectionError(error, this.url.origin)));
       request.on('socket', (rawSocket) => {
@@ -142,7 +142,10 @@ export function peerError(response: PeerResponse, peerName: string): Error {
   return new OperationError(code, message, { hint: `see the peer's log${correlation}` });
 }
 
-function readResponse(response: IncomingMessage): Promise<PeerResponse> {
+/** What to check when an endpoint answers as no sark-fed node would. */
+const NOT_A_NODE_HINT = 'check that the endpoint is a sark-fed node (`sark-fed serve`)';
+
+function readResponse(response: IncomingMessage, origin: string): Promise<PeerResponse> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -151,10 +154,9 @@ function readResponse(response: IncomingMessage): Promise<PeerResponse> {
       if (size > MAX_RESPONSE_BYTES) {
         response.destroy();
         reject(
-          new OperationError(
-            'RESPONSE_TOO_LARGE',
-            `the peer's answer exceeds ${MAX_RESPONSE_BYTES} bytes`,
-          ),
+          new OperationError('RESPONSE_TOO_LARGE', `${origin} answered with more than 1 MiB`, {
+            hint: NOT_A_NODE_HINT,
+          }),
         );
         return;
       }
@@ -170,7 +172,8 @@ function readResponse(response: IncomingMessage): Promise<PeerResponse> {
         reject(
           new OperationError(
             'MALFORMED_RESPONSE',
-            'the peer answered with something other than JSON',
+            `${origin} answered with something other than JSON`,
+            { hint: NOT_A_NODE_HINT },
           ),
         );
         return;

@@ -154,9 +154,13 @@ function readResponse(response: IncomingMessage, origin: string): Promise<PeerRe
       if (size > MAX_RESPONSE_BYTES) {
         response.destroy();
         reject(
-          new OperationError('RESPONSE_TOO_LARGE', `${origin} answered with more than 1 MiB`, {
-            hint: NOT_A_NODE_HINT,
-          }),
+          new OperationError(
+            'RESPONSE_TOO_LARGE',
+            `${origin} answered with more than ${MAX_RESPONSE_BYTES / (1024 * 1024)} MiB`,
+            {
+              hint: NOT_A_NODE_HINT,
+            },
+          ),
         );
         return;
       }

@@ -181,7 +181,7 @@ _sark_fed_command() {
       value_options='--state'
       ;;
     'sark-fed audit query')
-      options='--correlation-id --principal --resource --capability --node --outcome --since --until --limit --federated --timeout -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      options='--correlation-id --principal --resource --capability --node --outcome --since --until --limit --federated -f --follow --timeout -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
       value_options='--correlation-id --principal --resource --capability --node --outcome --since --until --limit --timeout --state'
       ;;
     'sark-fed audit trace')

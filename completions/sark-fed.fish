@@ -543,6 +543,7 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l since -x -d
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l until -x -d 'before: ISO 8601 (2030-01-31T09:30:00Z) or relative (15m, 2h, 7d: that long ago)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l limit -x -d 'at most this many events, the newest'
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l federated -d 'ask the peers named in the matching events too (each answers only with calls this node took part in)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -s f -l follow -d 'then print each matching event as it is recorded, until Ctrl-C (oldest first; NDJSON with --json)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed audit query"' -l timeout -x -d 'how long to wait for each peer (--federated)'
 
 # sark-fed audit trace

@@ -44,6 +44,10 @@ export interface QueryReport {
 /** `audit query`: local events (or, --federated, the peers' too), newest first. */
 export async function runQuery(context: CommandContext, options: QueryOptions): Promise<void> {
   const filter = filterOf(options);
+  if (options.follow) {
+    await follow(context, options, filter);
+    return;
+  }
   const report = options.federated
     ? await federated(context, options, filter)
     : await local(context, options, filter);
@@ -190,20 +194,100 @@ const originCells = (report: QueryReport, event: OriginEvent) =>
 function renderRows(context: CommandContext, report: QueryReport): void {
   context.output.table(
     [],
-    report.events.map((event): Cell[] => [
-      event.time,
-      ...originCells(report, event),
-      event.correlationId,
-      event.direction,
-      event.sourceNode,
-      event.targetNode,
-      event.principal,
-      `${event.resource}/${event.capability}`,
-      event.outcome,
-      String(event.durationUs),
-      event.errorCode ?? '-',
-    ]),
+    report.events.map((event) => pipeFields(event, originCells(report, event))),
   );
+}
+
+function pipeFields(event: AuditEvent, origin: Cell[] = []): Cell[] {
+  return [
+    event.time,
+    ...origin,
+    event.correlationId,
+    event.direction,
+    event.sourceNode,
+    event.targetNode,
+    event.principal,
+    `${event.resource}/${event.capability}`,
+    event.outcome,
+    String(event.durationUs),
+    event.errorCode ?? '-',
+  ];
+}
+
+/**
+ * `audit query --follow`: the events the query would show, oldest first, then each matching
+ * event as it is recorded (by the daemon, or an `invoke` of this node) until Ctrl-C or SIGTERM,
+ * as `tail -f` follows a log. One event a line: NDJSON with --json, the query's fields in a pipe,
+ * and on a terminal a line a person reads (a table cannot be drawn before its rows are known).
+ */
+async function follow(
+  context: CommandContext,
+  options: QueryOptions,
+  filter: AuditFilter,
+): Promise<void> {
+  const { InterruptedError } = await import('../../core/errors.js');
+  const { followStart, followTrail } = await import('../../core/audit/follow.js');
+  if (options.federated) {
+    throw new UsageError('FOLLOW_FEDERATED', "--follow reads this node's trail only", {
+      hint: 'leave out --federated; `audit query --federated` asks the peers once',
+    });
+  }
+  if (options.until !== undefined) {
+    throw new UsageError(
+      'FOLLOW_UNTIL',
+      '--follow prints events as they come: --until would end it',
+      {
+        hint: 'leave out --until (Ctrl-C stops following)',
+      },
+    );
+  }
+  const print = (events: AuditEvent[]) => {
+    for (const event of events) {
+      if (context.output.json) context.output.writeJsonLine(event);
+      else if (context.output.stdoutIsTTY) context.output.line(followLine(context, event));
+      else context.output.table([], [pipeFields(event)]);
+    }
+  };
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    await withStore(context, async (store) => {
+      const resolved = withCorrelation(store, filter);
+      const start = followStart(store, resolved, options.limit);
+      print(start.events);
+      context.output.info(
+        'following the audit trail: new events are printed as they are recorded (Ctrl-C stops)',
+      );
+      await followTrail({
+        store,
+        filter: resolved,
+        afterSeq: start.lastSeq,
+        signal: controller.signal,
+        onEvents: print,
+      });
+    });
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+  throw new InterruptedError('stopped following the audit trail');
+}
+
+/** One event on a terminal: the query table's columns on one line, the whole correlation ID last. */
+function followLine(context: CommandContext, event: AuditEvent): string {
+  return [
+    shortTime(event.time),
+    event.direction.padEnd(8),
+    `${event.sourceNode} → ${event.targetNode}`,
+    event.principal === '' ? '-' : event.principal,
+    `${event.resource}/${event.capability}`,
+    context.output.paint(outcomeCell(event.outcome)),
+    context.output.paint(event.errorCode ?? '-'),
+    formatDuration(event.durationUs),
+    event.correlationId,
+  ].join('  ');
 }
 
 /** On a terminal, for people: correlation IDs cut to a prefix `audit trace` takes as it is. */

@@ -22,6 +22,7 @@ export interface QueryOptions {
   until?: string;
   limit: number;
   federated?: boolean;
+  follow?: boolean;
   timeout: number;
 }
 
@@ -76,6 +77,10 @@ export function registerAudit(program: Command, io: CliIo): void {
       '--federated',
       'ask the peers named in the matching events too (each answers only with calls this node took part in)',
     )
+    .option(
+      '-f, --follow',
+      'then print each matching event as it is recorded, until Ctrl-C (oldest first; NDJSON with --json)',
+    )
     .addOption(
       durationOption('--timeout <duration>', 'how long to wait for each peer (--federated)', '5s'),
     )
@@ -88,6 +93,7 @@ export function registerAudit(program: Command, io: CliIo): void {
   withExamples(query, [
     ['The last 100 events', 'sark-fed audit query'],
     ['Denied calls of the last two hours', 'sark-fed audit query --outcome denied --since 2h'],
+    ['Watch calls from node-a as they happen', 'sark-fed audit query --node node-a --follow'],
     [
       'One call, on this node and on the peers it involved',
       'sark-fed audit query --correlation-id 2c0c951f-062b-45c3-985a-8cedde3770eb --federated',

@@ -470,13 +470,17 @@ describe('invoke and route against real daemons', () => {
 
   it('refuses bad arguments before anything is routed, sent or audited (exit 2)', async () => {
     const auditedBefore = (stateRows(a.state).audit_events as unknown[]).length;
-    const principal = /^error: a principal is 1 to 512 characters\nhint: e\.g\. --principal /m;
+    const principal =
+      /^error: a principal is 1 to 512 characters, none of them a control character\nhint: e\.g\. --principal /m;
     const cases: Array<[string[], RegExp, Record<string, string>?]> = [
       [['--correlation-id', 'not-a-uuid'], /^error: invalid correlation ID "not-a-uuid"$/m],
       [['--correlation-id', '-'.repeat(36)], /^error: invalid correlation ID/m],
       [['--node', 'Node_B'], /^error: invalid node ID "Node_B"$/m],
       [['--principal', ''], principal],
       [['--principal', 'p'.repeat(513)], principal],
+      // An escape sequence or a newline would reach both trails and the operators' terminals.
+      [['--principal', 'eve\u001b[31m@org-a.example'], principal],
+      [['--principal', 'eve@org-a.example\nforged@x'], principal],
       [['--retries', '11'], /^error: .*retries/m],
       [['--timeout', 'soon'], /^error: .*timeout/m],
       // The breaker's open time, a setting for tests: refused rather than read as 0 or NaN.

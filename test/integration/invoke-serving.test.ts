@@ -664,6 +664,9 @@ describe('invoke: refusals', () => {
       { resource_id: 'echo', capability_id: 'echo' },
       { resource_id: 'echo', capability_id: 'echo', principal_id: 'p', extra: true },
       { resource_id: 'bad id!', capability_id: 'echo', principal_id: 'p' },
+      // Control characters in the principal: it would reach both trails and terminals.
+      { resource_id: 'echo', capability_id: 'echo', principal_id: 'eve\u001b[2J@x' },
+      { resource_id: 'echo', capability_id: 'echo', principal_id: 'eve@x\nforged@y' },
       [1, 2, 3],
     ]) {
       const body = expectInvokeAnswer(

@@ -98,11 +98,16 @@ async function prepareCall(
   if (options.node !== undefined) assertNodeId(options.node);
   if (
     options.principal !== undefined &&
-    (options.principal === '' || options.principal.length > 512)
+    // The rule of the wire (principalId in schemas.ts), without loading zod for it.
+    (options.principal === '' ||
+      options.principal.length > 512 ||
+      /[\u0000-\u001f\u007f-\u009f]/.test(options.principal))
   ) {
-    throw new UsageError('BAD_PRINCIPAL', 'a principal is 1 to 512 characters', {
-      hint: 'e.g. --principal alice@org-a.example',
-    });
+    throw new UsageError(
+      'BAD_PRINCIPAL',
+      'a principal is 1 to 512 characters, none of them a control character',
+      { hint: 'e.g. --principal alice@org-a.example' },
+    );
   }
   return {
     resource,

@@ -106,12 +106,24 @@ export const ReceiptSchema = z
   })
   .strict();
 
+/**
+ * Who a call is made for: 1 to 512 characters, none of them a control character. The principal
+ * is written into both nodes' trails and shown to operators in terminals; an escape sequence or a
+ * newline in it could drive a terminal or forge a line of a log (the CLI shows stored ones
+ * escaped, and a new call cannot bring one in).
+ */
+export const principalId = z
+  .string()
+  .min(1)
+  .max(512)
+  .regex(/^[^\u0000-\u001f\u007f-\u009f]*$/, 'a principal holds no control characters');
+
 /** The invoke body keeps the original's field names (DESIGN §5). */
 export const InvokeRequest = z
   .object({
     resource_id: resourceIdentifier,
     capability_id: resourceIdentifier,
-    principal_id: z.string().min(1).max(512),
+    principal_id: principalId,
     arguments: z.unknown(),
     context: z.record(z.string(), z.unknown()).optional(),
   })

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { UsageError } from '../core/errors.js';
 import { createCommandContext, type CommandContext } from './context.js';
 import type { CliIo } from './output/output.js';
 
@@ -36,8 +37,30 @@ export function action<Options>(io: CliIo, handler: ActionHandler<Options>) {
         args.filter((value): value is string => typeof value === 'string'),
       );
     } catch (error) {
-      if (!(error instanceof Declined)) throw error;
+      if (!(error instanceof Declined)) throw withEnvironmentSource(error, command);
       context.output.info(error.outcome);
     }
   };
+}
+
+/**
+ * A usage error about a value that came from an environment variable (FEDERATION_NODE_ID=Bad_Id,
+ * FEDERATION_DNS_NAMESERVER) names the variable: the operator did not type the value, and may
+ * look for it everywhere but the environment. (commander says so itself for the values its own
+ * parsers refuse; this covers the checks the commands make.)
+ */
+function withEnvironmentSource(error: unknown, command: Command): unknown {
+  if (!(error instanceof UsageError)) return error;
+  for (const option of command.options) {
+    const name = option.attributeName();
+    if (option.envVar === undefined || command.getOptionValueSource(name) !== 'env') continue;
+    const value: unknown = command.getOptionValue(name);
+    if (typeof value === 'string' && value !== '' && error.message.includes(value)) {
+      return new UsageError(error.code, `${error.message} (from ${option.envVar})`, {
+        hint: error.hint,
+        cause: error.cause,
+      });
+    }
+  }
+  return error;
 }

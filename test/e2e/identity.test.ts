@@ -426,6 +426,36 @@ describe.concurrent('FEDERATION_* fallbacks', () => {
     });
   });
 
+  it('names the variable when a value it gave is refused (the operator did not type it)', async () => {
+    const path = join(root, 'fallback-bad', 'state.db');
+    const env = {
+      FEDERATION_NODE_ID: 'Node_B',
+      FEDERATION_NODE_CERT_PATH: nodeB.certPath,
+      FEDERATION_NODE_KEY_PATH: nodeB.keyPath,
+    };
+    expectRefusal(await runCli(['--state', path, 'init', '--trust-domain', TD], { env }), 2, {
+      message: 'invalid node ID "Node_B" (from FEDERATION_NODE_ID)',
+      hint: /lowercase letters/,
+    });
+    // Typed on the command line, the same value is refused in the same words, without it.
+    expectRefusal(
+      await runCli(['--state', path, 'init', '--trust-domain', TD, '--node-id', 'Node_B'], { env }),
+      2,
+      { message: /^invalid node ID "Node_B"$/ },
+    );
+    expect(existsSync(path)).toBe(false);
+    expectRefusal(
+      await runCli(
+        ['--state', path, 'discover', '--method', 'dns-sd', '--domain', 'example.test'],
+        {
+          env: { FEDERATION_DNS_NAMESERVER: 'bad host' },
+        },
+      ),
+      2,
+      { message: 'invalid nameserver "bad host" (from FEDERATION_DNS_NAMESERVER)' },
+    );
+  });
+
   it('takes an empty FEDERATION_* for an unset one (as `VAR=` in an env file means)', async () => {
     const path = join(root, 'fallback-empty', 'state.db');
     const report = parseReport(

@@ -37,7 +37,12 @@ import {
   type InvocationSettings,
 } from './invoke.js';
 import { clearLocalCatalog, replaceLocalCatalog } from './local-catalog.js';
-import { claimDaemon, releaseDaemon, type DaemonClaim } from '../core/state/daemon-claim.js';
+import {
+  claimDaemon,
+  recordListening,
+  releaseDaemon,
+  type DaemonClaim,
+} from '../core/state/daemon-claim.js';
 import { Policy } from './policy.js';
 import { RateLimiter } from './rate-limit.js';
 import { ResourceCatalog } from './resources.js';
@@ -174,6 +179,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     // Written once the address is bound, so that a daemon that failed to start never leaves the
     // CLI's `route` a local candidate that does not answer.
     store.write((db) => replaceLocalCatalog(db, invocation.localCatalog(), now()));
+    recordListening(store, claimed.claim, loopbackEndpoint(address));
     // Said only now that every socket is bound: a supervisor or test that waits for "listening"
     // must not be told so by a daemon that is about to fail on its metrics address.
     options.logger.info('listening', {
@@ -285,6 +291,18 @@ function createHttpsServer(
 function opensslReason(message: string): string {
   const match = /:error:[0-9A-F]+:[^:]*:[^:]*:([^:]+):/.exec(message);
   return (match?.[1] ?? message).trim();
+}
+
+/**
+ * Where this machine's own commands reach the daemon: the address it is bound to, or loopback
+ * when bound to every address (0.0.0.0, ::). The name does not matter: the node's commands pin
+ * its certificate, they do not check a host name.
+ */
+function loopbackEndpoint(address: AddressInfo): string {
+  if (address.address === '0.0.0.0') return `https://127.0.0.1:${address.port}`;
+  if (address.address === '::') return `https://[::1]:${address.port}`;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `https://${host}:${address.port}`;
 }
 
 function remoteOf(socket: TLSSocket | undefined): string | null {

@@ -233,7 +233,14 @@ describe.concurrent('init and status', () => {
         peers: { trusted: 0, pending: 0, untrusted: 0, revoked: 0 },
       },
       keyProblem: null,
-      daemon: { state: 'stopped', pid: null, host: null, since: null, unclean: false },
+      daemon: {
+        state: 'stopped',
+        pid: null,
+        host: null,
+        since: null,
+        unclean: false,
+        listening: null,
+      },
       crlDueFirst: null,
     });
   });

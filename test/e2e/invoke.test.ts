@@ -422,6 +422,86 @@ describe('invoke and route against real daemons', () => {
     expect(JSON.parse(result.stdout)).toMatchObject({ node: 'node-b', result: 'to myself' });
   });
 
+  it(
+    'a node whose init recorded no endpoint calls itself where its daemon listens (serve --listen 127.0.0.1:0)',
+    async () => {
+      const certs = await issueNode(caBDir, 'node-e', join(dir, 'node-e-certs'), [
+        '--ip',
+        '127.0.0.1',
+      ]);
+      const state = join(dir, 'node-e.db');
+      const e: TestNode = {
+        ...b,
+        nodeId: 'node-e',
+        state,
+        cli: (args, env) => runCli(['--state', state, ...args], { env }),
+      };
+      const init = await e.cli([
+        'init',
+        '--node-id',
+        'node-e',
+        '--trust-domain',
+        TD_B,
+        '--cert',
+        certs.certPath,
+        '--key',
+        certs.keyPath,
+      ]);
+      expect(init.code, init.stderr).toBe(0);
+      const policy = file(
+        'policy-e.json',
+        JSON.stringify({
+          rules: [
+            {
+              effect: 'allow',
+              nodes: ['node-e'],
+              principals: ['*'],
+              resources: ['echo'],
+              capabilities: ['*'],
+            },
+          ],
+        }),
+      );
+      // Not running: nowhere to call it, as before.
+      const stopped = await e.cli(['invoke', 'echo', 'echo', '--node', 'node-e']);
+      expect(stopped.code, stopped.stderr).toBe(5);
+      expect(stopped.stderr).toMatch(/this node has no endpoint recorded/);
+
+      const daemon = await startServe(e, [
+        '--listen',
+        '127.0.0.1:0',
+        '--resources',
+        resourcesFile(),
+        '--policy',
+        policy,
+      ]);
+      try {
+        const port = (daemon.logs.find((entry) => entry.msg === 'listening') as { port: number })
+          .port;
+        const route = JSON.parse((await e.cli(['route', 'echo', '--json'])).stdout) as {
+          chosen: string;
+          candidates: Array<{ nodeId: string; endpoint: string | null; status: string }>;
+        };
+        expect(route.chosen).toBe('node-e');
+        expect(route.candidates[0]).toMatchObject({
+          nodeId: 'node-e',
+          status: 'chosen',
+          endpoint: `https://127.0.0.1:${port}`,
+        });
+        const called = await e.cli(['invoke', 'echo', 'echo', '--args', '"hi"', '--json']);
+        expect(called.code, called.stderr).toBe(0);
+        expect(JSON.parse(called.stdout)).toMatchObject({ node: 'node-e', result: 'hi' });
+      } finally {
+        await daemon.stop();
+      }
+      // Stopped: the address it had is not offered any more.
+      const after = await e.cli(['invoke', 'echo', 'echo', '--node', 'node-e']);
+      expect(after.code, after.stderr).toBe(5);
+      expect(after.stderr).toMatch(/this node has no endpoint recorded/);
+    },
+    SLOW_TEST_MS,
+  );
+
   it('refuses to call a node it does not trust (exit 3), and audits the refusal', async () => {
     const result = await a.cli(['invoke', 'echo', 'echo', '--node', 'node-s']);
     expect(result.code, result.stderr).toBe(3);

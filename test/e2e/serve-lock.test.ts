@@ -124,14 +124,23 @@ describe('one daemon per state file', () => {
       host: null,
       since: null,
       unclean: false,
+      listening: null,
     });
     expect(await statusLine()).toBe('Daemon\tnot running');
 
     const killed = await startServe(node, ['--listen', '127.0.0.1:0']);
     const pid = killed.process.pid as number;
-    expect(await daemonOf()).toMatchObject({ state: 'running', pid, unclean: false });
+    const port = (killed.logs.find((entry) => entry.msg === 'listening') as { port: number }).port;
+    expect(await daemonOf()).toMatchObject({
+      state: 'running',
+      pid,
+      unclean: false,
+      listening: `https://127.0.0.1:${port}`,
+    });
     expect(await statusLine()).toMatch(
-      new RegExp(`^Daemon\trunning \\(pid ${pid}, since \\S+Z\\)$`),
+      new RegExp(
+        `^Daemon\trunning \\(pid ${pid}, since \\S+Z, at https://127\\.0\\.0\\.1:${port}\\)$`,
+      ),
     );
     await killed.stop('SIGKILL');
     // The claim of the dead process is still there: it is stale, not an obstacle.

@@ -177,7 +177,10 @@ function anchorsCell(counts: TrustCounts, due: RevocationListReport | null): Cel
 function daemonCell(daemon: DaemonStatus): Cell {
   switch (daemon.state) {
     case 'running':
-      return { text: `running (pid ${daemon.pid}, since ${daemon.since})`, style: 'green' };
+      return {
+        text: `running (pid ${daemon.pid}, since ${daemon.since}${daemon.listening ? `, at ${daemon.listening}` : ''})`,
+        style: 'green',
+      };
     case 'unknown':
       return {
         text: `claimed by pid ${daemon.pid} on ${daemon.host} since ${daemon.since}; cannot be checked from here (another machine or PID namespace)`,

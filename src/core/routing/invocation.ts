@@ -11,6 +11,7 @@ import type { NodeIdentity } from '../identity/node-identity.js';
 import { unknownNodeError } from '../identity/spiffe.js';
 import type { InvokeResponse } from '../protocol/schemas.js';
 import type { StateStore } from '../state/database.js';
+import { runningDaemonEndpoint } from '../state/daemon-claim.js';
 import { findPeer } from '../state/trust-repository.js';
 import { cachedResource, forgetListing, localResource } from './catalogs.js';
 import { circuitRefusal, type CircuitBreakers } from './circuit-breaker.js';
@@ -109,7 +110,9 @@ async function candidatesFor(call: InvokeCall, options: InvocationOptions): Prom
   if (options.node !== undefined) {
     const nodeId = options.node;
     if (nodeId === identity.nodeId) {
-      const target = localTarget(identity);
+      const target = localTarget(identity, () =>
+        store.read((db) => runningDaemonEndpoint(db, store.path)),
+      );
       if (!isTarget(target)) {
         throw new UnavailableError('NO_ENDPOINT', target.reason, {
           hint: 'record one with `sark-fed init --endpoint`, then run `sark-fed serve`',

@@ -9,7 +9,7 @@ import { listHealth, type HealthStatus } from '../state/discovery-repository.js'
 import { incrementCounter } from '../state/metric-counters.js';
 import { listPeers, type TrustLevel } from '../state/trust-repository.js';
 import { listKnownNodes } from '../discovery/node-view.js';
-import { daemonGone } from '../state/daemon-claim.js';
+import { daemonGone, runningDaemonEndpoint } from '../state/daemon-claim.js';
 import { CATALOG_TTL_MS, cachedListing, localResource, saveListing } from './catalogs.js';
 import {
   circuitRefusal,
@@ -149,8 +149,10 @@ export async function findRoute(options: RouteOptions): Promise<RouteResult> {
   // This node, through its own daemon, when that daemon serves the resource.
   {
     const { candidate, refusing } = base(identity.nodeId, true, 'self');
-    const target = localTarget(identity);
-    candidate.endpoint = identity.endpoint;
+    const target = localTarget(identity, () =>
+      store.read((db) => runningDaemonEndpoint(db, store.path)),
+    );
+    candidate.endpoint = isTarget(target) ? target.endpoint : null;
     candidate.catalog = 'local';
     const served = store.read((db) => localResource(db, options.resource));
     if (!served) {

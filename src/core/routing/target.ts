@@ -52,9 +52,16 @@ export function peerTarget(peer: Peer, now: Date): CallTarget | TargetProblem {
   };
 }
 
-/** This node, through its own daemon's endpoint, presenting its own certificate. */
-export function localTarget(identity: NodeIdentity): CallTarget | TargetProblem {
-  if (identity.endpoint === null) {
+/**
+ * This node, through its own daemon's endpoint, presenting its own certificate: the endpoint
+ * `init` recorded, else where its running daemon said it answers (`daemonEndpoint`).
+ */
+export function localTarget(
+  identity: NodeIdentity,
+  daemonEndpoint: () => string | null = () => null,
+): CallTarget | TargetProblem {
+  const endpoint = identity.endpoint ?? daemonEndpoint();
+  if (endpoint === null) {
     return {
       code: 'NO_ENDPOINT',
       reason: 'this node has no endpoint recorded (sark-fed init --endpoint)',
@@ -62,7 +69,7 @@ export function localTarget(identity: NodeIdentity): CallTarget | TargetProblem 
   }
   return {
     nodeId: identity.nodeId,
-    endpoint: identity.endpoint,
+    endpoint,
     spiffeId: identity.spiffeId,
     pinnedFingerprint: identity.fingerprint,
     certificatePem: leafPem(identity.certChainPem),

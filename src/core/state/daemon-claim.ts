@@ -38,6 +38,11 @@ export interface DaemonClaim {
   /** /proc/self/ns/pid: PIDs mean the same process only within one PID namespace. */
   pidNamespace: string | null;
   since: string;
+  /**
+   * Where the daemon answers on this machine (https://127.0.0.1:38313), once bound: what this
+   * node's own commands call when `init` recorded no endpoint (`serve --listen 127.0.0.1:0`).
+   */
+  listening?: string | null;
 }
 
 /** What can be told of the daemon a claim names, from here. */
@@ -111,12 +116,21 @@ export interface DaemonStatus {
   since: string | null;
   /** A daemon that stopped without giving the file up (killed, crashed). */
   unclean: boolean;
+  /** Where a running daemon answers on this machine, once bound; null otherwise. */
+  listening: string | null;
 }
 
 export function daemonStatus(db: SqliteDatabase, statePath: string): DaemonStatus {
   const holder = parseClaim(getSetting(db, SETTING));
   if (holder === undefined || !sameFile(holder, fileIdentity(statePath))) {
-    return { state: 'stopped', pid: null, host: null, since: null, unclean: false };
+    return {
+      state: 'stopped',
+      pid: null,
+      host: null,
+      since: null,
+      unclean: false,
+      listening: null,
+    };
   }
   const liveness = livenessOf(holder);
   return {
@@ -125,7 +139,29 @@ export function daemonStatus(db: SqliteDatabase, statePath: string): DaemonStatu
     host: holder.host,
     since: holder.since,
     unclean: liveness === 'gone',
+    listening: liveness === 'running' ? (holder.listening ?? null) : null,
   };
+}
+
+/** Records where the daemon answers, once bound, in its claim if it still holds it. */
+export function recordListening(store: StateStore, claim: DaemonClaim, endpoint: string): void {
+  store.write((db) => {
+    const holder = parseClaim(getSetting(db, SETTING));
+    if (holder && holder.pid === claim.pid && holder.since === claim.since) {
+      setSetting(db, SETTING, JSON.stringify({ ...holder, listening: endpoint }));
+    }
+  });
+}
+
+/**
+ * Where this state file's daemon answers, if one runs here and has said: what this node's own
+ * commands call when `init` recorded no endpoint. Null otherwise (none, gone, or another
+ * machine's, whose loopback address is not this one's).
+ */
+export function runningDaemonEndpoint(db: SqliteDatabase, statePath: string): string | null {
+  const holder = parseClaim(getSetting(db, SETTING));
+  if (!holder?.listening || !sameFile(holder, fileIdentity(statePath))) return null;
+  return livenessOf(holder) === 'running' ? holder.listening : null;
 }
 
 /**
@@ -167,6 +203,7 @@ function parseClaim(text: string | undefined): DaemonClaim | undefined {
       bootId: text_(value.bootId),
       pidNamespace: text_(value.pidNamespace),
       since: text_(value.since) ?? '?',
+      listening: text_(value.listening),
     };
   } catch {
     // Not ours to interpret: a row nobody can read claims nothing.

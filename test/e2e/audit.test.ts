@@ -668,10 +668,11 @@ describe('audit trace', () => {
       expect(result.code, result.stderr).toBe(0);
       // The node named once: the message says it, nothing is put before it.
       expect(result.stderr).toMatch(
-        /^warning: cannot reach node-a \(https:\/\/127\.0\.0\.1:\d+\): ECONNREFUSED \(UNREACHABLE\)$/m,
+        /^warning: cannot reach node-a \(https:\/\/127\.0\.0\.1:\d+\): ECONNREFUSED \(UNREACHABLE\): node-a's events of this call are not in these results$/m,
       );
       const query = await b.cli(['audit', 'query', '--federated', '--timeout', '2s', '--json']);
       expect(query.code, query.stderr).toBe(0);
+      expect(query.stderr).toMatch(/UNREACHABLE\): node-a's events are not in these results$/m);
       const report = JSON.parse(query.stdout) as QueryJson;
       expect(report.problems).toEqual([
         expect.objectContaining({ nodeId: 'node-a', code: 'UNREACHABLE' }),

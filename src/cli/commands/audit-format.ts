@@ -32,7 +32,13 @@ export function outcomeCell(outcome: AuditOutcome): Cell {
  */
 export function warnProblems(
   output: Output,
-  problems: ReadonlyArray<{ code: string; message: string }>,
+  problems: ReadonlyArray<{ nodeId: string; code: string; message: string }>,
+  /** What the results lack without that node: "events", "side of the call". */
+  missing: string,
 ): void {
-  for (const problem of problems) output.warn(`${problem.message} (${problem.code})`);
+  for (const problem of problems) {
+    output.warn(
+      `${problem.message} (${problem.code}): ${problem.nodeId}'s ${missing} are not in these results`,
+    );
+  }
 }

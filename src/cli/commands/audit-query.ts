@@ -56,7 +56,7 @@ export async function runQuery(context: CommandContext, options: QueryOptions): 
   else if (context.output.stdoutIsTTY) await renderTable(context, report);
   else renderRows(context, report);
 
-  warnProblems(context.output, report.problems);
+  warnProblems(context.output, report.problems, 'events');
   if (report.count === 0) context.output.info('no audit events match');
   if (report.truncated) context.output.info(truncationNote(report));
 }

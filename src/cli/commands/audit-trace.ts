@@ -54,7 +54,7 @@ export async function runTrace(
 
   if (context.output.json) context.output.writeJson(report);
   else render(context, report);
-  warnProblems(context.output, report.problems);
+  warnProblems(context.output, report.problems, 'events of this call');
 }
 
 async function federated(

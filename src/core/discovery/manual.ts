@@ -205,6 +205,7 @@ export function manualRunner(options: {
           fingerprint: sighting.fingerprint,
           source: sighting.source,
           ttlSeconds: MANUAL_TTL_SECONDS,
+          seenAt: sighting.seenAt,
         });
       }
       // The file and FEDERATION_NODES come after what the state file holds, so that an edited

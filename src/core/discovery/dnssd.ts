@@ -52,6 +52,8 @@ export interface DnsSdOptions {
   random?: (() => number) | undefined;
 }
 
+/** Messages name the server asked; this one when no --nameserver was given. */
+const SYSTEM_RESOLVER = 'the system resolver';
 /** When no address record gave a TTL (SRV target written as an IP literal). */
 export const DEFAULT_TTL_SECONDS = 120;
 /**
@@ -89,7 +91,7 @@ export function dnsSdRunner(options: DnsSdOptions): MethodRunner {
       // The scan may have ended while the resolver was made (another method met --expect): an
       // abort listener added now would never fire, and the query would outlive the scan.
       if (context.signal.aborted) throw abortError(context.signal);
-      const where = nameserver === undefined ? 'the system resolver' : `nameserver ${nameserver}`;
+      const where = nameserver === undefined ? SYSTEM_RESOLVER : `nameserver ${nameserver}`;
       // Cancelling makes every pending query fail with ECANCELLED at once: the scan's deadline
       // then ends this method immediately instead of after the resolver's own timeouts.
       const onAbort = () => resolver.cancel();
@@ -363,7 +365,13 @@ function ptrError(
       return new UnavailableError(
         'DNSSD_NO_ANSWER',
         `no answer from ${where} for ${serviceName} (${code})`,
-        { hint: 'check that the nameserver runs and is reachable, or pass --nameserver', cause },
+        {
+          hint:
+            where === SYSTEM_RESOLVER
+              ? 'check the nameservers of /etc/resolv.conf, or pass --nameserver'
+              : 'check that the nameserver runs and answers DNS at that address and port',
+          cause,
+        },
       );
     case 'EBADRESP':
     case 'EFORMERR':

@@ -218,7 +218,12 @@ describe('consul discovery', () => {
     ]);
     standin.mode = 'huge';
     const huge = await consulScan({ CONSUL_HTTP_ADDR: standin.url });
-    expect(huge.problems).toMatchObject([{ code: 'CONSUL_RESPONSE_TOO_LARGE' }]);
+    expect(huge.problems).toMatchObject([
+      {
+        code: 'CONSUL_RESPONSE_TOO_LARGE',
+        message: `Consul at ${standin.url} answered with more than 8 MiB`,
+      },
+    ]);
   });
 
   it('reports HTTP 500 with what Consul said', async () => {

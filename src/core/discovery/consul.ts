@@ -552,7 +552,7 @@ function headerValue(value: string | string[] | undefined): string | undefined {
 function tooLarge(where: string): UnavailableError {
   return new UnavailableError(
     'CONSUL_RESPONSE_TOO_LARGE',
-    `${where} answered with more than ${MAX_RESPONSE_BYTES} bytes`,
+    `${where} answered with more than ${MAX_RESPONSE_BYTES / (1024 * 1024)} MiB`,
     { hint: 'check that --consul-url or CONSUL_HTTP_ADDR names a Consul agent' },
   );
 }

@@ -801,7 +801,9 @@ describe.concurrent('nodes add and nodes files: sightings of their own', () => {
     await scanFile(node, file);
     const [added, listed] = await listJson(node);
     expect(added).toEqual(before[0]);
-    expect(listed?.sightings[0]?.seenAt > (before[1]?.sightings[0]?.seenAt ?? '')).toBe(true);
+    expect((listed?.sightings[0]?.seenAt ?? '') > (before[1]?.sightings[0]?.seenAt ?? '')).toBe(
+      true,
+    );
   });
 
   it('`nodes add` after a file keeps both entries; `nodes remove` forgets both', async () => {

@@ -175,15 +175,22 @@ async function browse(
       const instance = instances[next++] as { name: string; label: string };
       const outcome = await resolveInstance(resolver, instance.name, instance.label, random);
       if (context.signal.aborted) return;
-      if ('skip' in outcome) context.skipped(`${instance.name}: ${outcome.skip}`);
-      else found(outcome.node);
+      if ('skip' in outcome) {
+        context.skipped(`${instance.name}: ${outcome.skip}`);
+        continue;
+      }
+      for (const part of outcome.ignored) {
+        context.skipped(`${instance.name}: TXT ${part}; the node is kept without it`);
+      }
+      found(outcome.node);
     }
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, instances.length) }, worker));
   if (context.signal.aborted) throw abortError(context.signal);
 }
 
-type InstanceOutcome = { node: DiscoveredNode } | { skip: string };
+/** `ignored`: parts of the TXT record the node is kept without (a malformed td= or fp=). */
+type InstanceOutcome = { node: DiscoveredNode; ignored: string[] } | { skip: string };
 
 /** One instance, whole or not at all: SRV and TXT together, then the SRV targets' addresses. */
 async function resolveInstance(
@@ -231,6 +238,7 @@ async function resolveInstance(
         source: 'dns-sd',
         ttlSeconds: address.ttl,
       },
+      ignored: parsed.ignored,
     };
   }
   return { skip: `the SRV target has no address: ${failures.join(', ')}` };

@@ -25,6 +25,12 @@ beforeAll(async () => {
     'srv-host=node-a._sark._tcp.cli.test,host-a.cli.test,8443,0,0',
     `txt-record=node-a._sark._tcp.cli.test,"txtvers=1","node=node-a","td=org-a.test","fp=${FP}"`,
     'host-record=host-a.cli.test,127.0.0.71',
+    // A zone with typos in the optional keys: the node is kept, and -v says what was dropped.
+    'local=/typo.test/',
+    'ptr-record=_sark._tcp.typo.test,node-t._sark._tcp.typo.test',
+    'srv-host=node-t._sark._tcp.typo.test,host-t.typo.test,8443,0,0',
+    `txt-record=node-t._sark._tcp.typo.test,"txtvers=1","node=node-t","td=Org-T.test","fp=${FP.slice(1)}"`,
+    'host-record=host-t.typo.test,127.0.0.73',
   ]);
   consul = await startConsulStandin();
   consul.add({
@@ -181,5 +187,58 @@ describe('discover --method dns-sd / consul', () => {
     expect(result.code, result.stderr).toBe(0);
     expect((JSON.parse(result.stdout) as Row[]).map((row) => row.nodeId)).toEqual(['node-b']);
     expect(result.stderr).toContain('NXDOMAIN');
+  });
+
+  it('keeps a node whose trust domain or fingerprint is malformed, without them, and -v says why', async () => {
+    const typos = await startConsulStandin();
+    try {
+      typos.add({
+        node: 'agent-u',
+        nodeAddress: '127.0.0.74',
+        serviceId: 'sark-node-u',
+        port: 9443,
+        meta: { node_id: 'node-u', trust_domain: 'Org U', fingerprint: 'sha1:abcd' },
+      });
+      const result = await runCli([
+        '--state',
+        state,
+        'discover',
+        '--method',
+        'dns-sd',
+        '--domain',
+        'typo.test',
+        '--nameserver',
+        dnsmasq.nameserver,
+        '--method',
+        'consul',
+        '--consul-url',
+        typos.url,
+        '--no-save',
+        '--json',
+        '-v',
+      ]);
+      expect(result.code, result.stderr).toBe(0);
+      expect(
+        (JSON.parse(result.stdout) as Row[]).map(({ nodeId, trustDomain, fingerprint }) => ({
+          nodeId,
+          trustDomain,
+          fingerprint,
+        })),
+      ).toEqual([
+        { nodeId: 'node-t', trustDomain: null, fingerprint: null },
+        { nodeId: 'node-u', trustDomain: null, fingerprint: null },
+      ]);
+      const kept = 'the node is kept without it';
+      for (const line of [
+        `dns-sd: skipped node-t._sark._tcp.typo.test: TXT td=Org-T.test is not a trust domain; ${kept}`,
+        `dns-sd: skipped node-t._sark._tcp.typo.test: TXT fp=${FP.slice(1)} is not a SHA-256 fingerprint (64 hex digits); ${kept}`,
+        `consul: skipped service sark-node-u on node agent-u: Meta trust domain "Org U" is not a trust domain; ${kept}`,
+        `consul: skipped service sark-node-u on node agent-u: Meta fingerprint "sha1:abcd" is not a SHA-256 fingerprint; ${kept}`,
+      ]) {
+        expect(result.stderr).toContain(`${line}\n`);
+      }
+    } finally {
+      await typos.close();
+    }
   });
 });

@@ -77,7 +77,27 @@ describe('discover --method manual', () => {
     });
     expect(rows[1]).toMatchObject({ trustDomain: null, fingerprint: null });
     // The bad entry is reported on stderr as skipped, not fatal.
-    expect(result.stderr).toMatch(/manual: skipped 1 /);
+    expect(result.stderr).toContain(
+      'manual: skipped 1 malformed or incomplete record (-v lists them)',
+    );
+  });
+
+  it('-v lists each skipped entry, and the count then does not send the reader to -v', async () => {
+    const result = await local.cli([
+      'discover',
+      '--method',
+      'manual',
+      '--file',
+      nodesFile,
+      '--no-save',
+      '-v',
+    ]);
+    expectSuccess(result);
+    expect(result.stderr).toContain(
+      `manual: skipped ${nodesFile} entry 4: node_id: not a node ID\n`,
+    );
+    expect(result.stderr).toContain('manual: skipped 1 malformed or incomplete record\n');
+    expect(result.stderr).not.toContain('-v lists');
   });
 
   it('--expect more than there are: a warning saying the methods had finished, exit 0', async () => {

@@ -783,6 +783,29 @@ describe.concurrent('nodes add and nodes files: sightings of their own', () => {
     ]);
   });
 
+  it('a scan that only reads back what was written down does not make it "seen" again: its times stay', async () => {
+    const node = await freshNode();
+    expectSuccess(
+      await node.cli(['nodes', 'add', 'node-s', '--endpoint', 'https://10.0.0.9:8443']),
+    );
+    const file = nodesFile([{ node_id: 'node-t', endpoint: 'https://10.0.0.10:8443' }]);
+    await scanFile(node, file);
+    const before = await listJson(node);
+    expect(before.map((item) => item.nodeId)).toEqual(['node-s', 'node-t']);
+
+    // Neither the file nor anything on the network was asked: the state file's own entries.
+    expectSuccess(await node.cli(['discover', '--method', 'manual']));
+    expect(await listJson(node)).toEqual(before);
+
+    // Reading the file again is a new sighting of what it lists.
+    await scanFile(node, file);
+    const [added, listed] = await listJson(node);
+    expect(added).toEqual(before[0]);
+    expect((listed?.sightings[0]?.seenAt ?? '') > (before[1]?.sightings[0]?.seenAt ?? '')).toBe(
+      true,
+    );
+  });
+
   it('`nodes add` after a file keeps both entries; `nodes remove` forgets both', async () => {
     const node = await freshNode();
     const file = nodesFile([{ node_id: 'node-r', endpoint: 'https://10.0.0.7:8443' }]);
@@ -893,7 +916,8 @@ describe('nodes health, against real daemons', () => {
     expect(result.code, result.stderr).toBe(5);
     const [report] = JSON.parse(result.stdout) as HealthReport[];
     expect(report).toMatchObject({ nodeId: 'node-z', status: 'offline', latencyMs: null });
-    expect(report?.detail).toMatch(/ECONNREFUSED/);
+    // The code once: Node's "connect ECONNREFUSED 127.0.0.1:<port>" repeats the endpoint.
+    expect(report?.detail).toBe(`cannot reach https://127.0.0.1:${port} (ECONNREFUSED)`);
     expect(jsonError(result)).toMatchObject({ code: 'NODES_OFFLINE', exitCode: 5 });
     expect(jsonError(result).message).toMatch(/^1 of 1 node did not answer: node-z$/);
     const [listed] = await listJson(node);

@@ -165,7 +165,7 @@ describe('consul discovery', () => {
       { ...entry({ Meta: { node_id: 'crit' } }), Checks: [{ CheckID: 'c1', Status: 'critical' }] },
       // A duplicate of a node already given: the first one stands.
       entry({ Meta: { node_id: 'ok' }, Address: '127.0.0.99' }),
-      // Malformed optional values are dropped, the node kept.
+      // Malformed optional values are dropped, the node kept, and each one said.
       entry({ Meta: { node_id: 'partial', trust_domain: 'Bad Domain', fingerprint: 'xyz' } }),
     ];
     const result = await consulScan({ CONSUL_HTTP_ADDR: standin.url });
@@ -191,6 +191,8 @@ describe('consul discovery', () => {
       expect.stringMatching(/malformed entry at Service\.Address/),
       'service sark-bad on node bad-agent: check c1 is critical',
       'service sark-bad on node bad-agent: another entry already gave node ok',
+      'service sark-bad on node bad-agent: Meta trust domain "Bad Domain" is not a trust domain; the node is kept without it',
+      'service sark-bad on node bad-agent: Meta fingerprint "xyz" is not a SHA-256 fingerprint; the node is kept without it',
     ]);
   });
 
@@ -218,7 +220,12 @@ describe('consul discovery', () => {
     ]);
     standin.mode = 'huge';
     const huge = await consulScan({ CONSUL_HTTP_ADDR: standin.url });
-    expect(huge.problems).toMatchObject([{ code: 'CONSUL_RESPONSE_TOO_LARGE' }]);
+    expect(huge.problems).toMatchObject([
+      {
+        code: 'CONSUL_RESPONSE_TOO_LARGE',
+        message: `Consul at ${standin.url} answered with more than 8 MiB`,
+      },
+    ]);
   });
 
   it('reports HTTP 500 with what Consul said', async () => {

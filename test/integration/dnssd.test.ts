@@ -440,6 +440,8 @@ describe('DNS-SD against servers that are not DNS servers', () => {
         method: 'dns-sd',
         code: 'DNSSD_NO_ANSWER',
         message: expect.stringContaining(`127.0.0.1:${port}`),
+        // The operator did pass --nameserver: no hint to pass one.
+        hint: 'check that the nameserver runs and answers DNS at that address and port',
       },
     ]);
   });

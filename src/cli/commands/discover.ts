@@ -281,8 +281,10 @@ async function discover(
     context.output.debug(`${item.method}: skipped ${item.detail}`);
   }
   for (const [method, count] of skippedByMethod) {
+    // With -v the lines above already list them.
+    const more = context.output.options.verbose ? '' : ' (-v lists them)';
     context.output.info(
-      `${method}: skipped ${countOf(count, 'malformed or incomplete record')} (-v lists them)`,
+      `${method}: skipped ${countOf(count, 'malformed or incomplete record')}${more}`,
     );
   }
 

@@ -331,7 +331,9 @@ const HealthEntry = z.object({
  * One health entry as a sighting, or why it is not one. Never half a node: a missing node ID, a
  * bad address or port, or a check that is not passing, and the entry is not used.
  */
-export function nodeFromEntry(entry: unknown): { node: DiscoveredNode } | { skip: string } {
+export function nodeFromEntry(
+  entry: unknown,
+): { node: DiscoveredNode; ignored: string[] } | { skip: string } {
   const parsed = HealthEntry.safeParse(entry);
   const label = describeEntry(entry);
   if (!parsed.success) {
@@ -357,17 +359,26 @@ export function nodeFromEntry(entry: unknown): { node: DiscoveredNode } | { skip
       ? Service.Address
       : Node.Address;
   if (!isHost(host)) return { skip: `${label}: no usable address ("${host}")` };
-  return {
-    node: {
-      nodeId,
-      endpoint: endpointOf(host, Service.Port),
-      trustDomain: trustDomain !== undefined && isTrustDomain(trustDomain) ? trustDomain : null,
-      fingerprint:
-        fingerprint !== undefined && FINGERPRINT_PATTERN.test(fingerprint) ? fingerprint : null,
-      source: 'consul',
-      ttlSeconds: CONSUL_TTL_SECONDS,
-    },
+  const node: DiscoveredNode = {
+    nodeId,
+    endpoint: endpointOf(host, Service.Port),
+    trustDomain: trustDomain !== undefined && isTrustDomain(trustDomain) ? trustDomain : null,
+    fingerprint:
+      fingerprint !== undefined && FINGERPRINT_PATTERN.test(fingerprint) ? fingerprint : null,
+    source: 'consul',
+    ttlSeconds: CONSUL_TTL_SECONDS,
   };
+  // Kept without a malformed trust domain or fingerprint; said, so that a typo is found.
+  const ignored: string[] = [];
+  if (trustDomain !== undefined && node.trustDomain === null) {
+    ignored.push(`${label}: Meta trust domain "${cut(trustDomain)}" is not a trust domain`);
+  }
+  if (fingerprint !== undefined && node.fingerprint === null) {
+    ignored.push(
+      `${label}: Meta fingerprint "${cut(meta.fingerprint ?? meta.fp ?? '')}" is not a SHA-256 fingerprint`,
+    );
+  }
+  return { node, ignored };
 }
 
 export interface ConsulRunnerOptions extends ConsulTargetOptions, ConsulRequestOptions {}
@@ -407,6 +418,9 @@ export function consulRunner(options: ConsulRunnerOptions): MethodRunner {
             `${describeEntry(entry)}: another entry already gave node ${outcome.node.nodeId}`,
           );
           continue;
+        }
+        for (const part of outcome.ignored) {
+          context.skipped(printable(`${part}; the node is kept without it`));
         }
         seen.add(outcome.node.nodeId);
         found(outcome.node);
@@ -545,6 +559,10 @@ function excerpt(body: Buffer): string {
   return line.replace(/[^\x20-\x7e]/g, '?').trim();
 }
 
+function cut(value: string): string {
+  return value.length > 80 ? `${value.slice(0, 80)}…` : value;
+}
+
 function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
@@ -552,7 +570,7 @@ function headerValue(value: string | string[] | undefined): string | undefined {
 function tooLarge(where: string): UnavailableError {
   return new UnavailableError(
     'CONSUL_RESPONSE_TOO_LARGE',
-    `${where} answered with more than ${MAX_RESPONSE_BYTES} bytes`,
+    `${where} answered with more than ${MAX_RESPONSE_BYTES / (1024 * 1024)} MiB`,
     { hint: 'check that --consul-url or CONSUL_HTTP_ADDR names a Consul agent' },
   );
 }

@@ -52,6 +52,8 @@ export interface DnsSdOptions {
   random?: (() => number) | undefined;
 }
 
+/** Messages name the server asked; this one when no --nameserver was given. */
+const SYSTEM_RESOLVER = 'the system resolver';
 /** When no address record gave a TTL (SRV target written as an IP literal). */
 export const DEFAULT_TTL_SECONDS = 120;
 /**
@@ -89,7 +91,7 @@ export function dnsSdRunner(options: DnsSdOptions): MethodRunner {
       // The scan may have ended while the resolver was made (another method met --expect): an
       // abort listener added now would never fire, and the query would outlive the scan.
       if (context.signal.aborted) throw abortError(context.signal);
-      const where = nameserver === undefined ? 'the system resolver' : `nameserver ${nameserver}`;
+      const where = nameserver === undefined ? SYSTEM_RESOLVER : `nameserver ${nameserver}`;
       // Cancelling makes every pending query fail with ECANCELLED at once: the scan's deadline
       // then ends this method immediately instead of after the resolver's own timeouts.
       const onAbort = () => resolver.cancel();
@@ -173,15 +175,22 @@ async function browse(
       const instance = instances[next++] as { name: string; label: string };
       const outcome = await resolveInstance(resolver, instance.name, instance.label, random);
       if (context.signal.aborted) return;
-      if ('skip' in outcome) context.skipped(`${instance.name}: ${outcome.skip}`);
-      else found(outcome.node);
+      if ('skip' in outcome) {
+        context.skipped(`${instance.name}: ${outcome.skip}`);
+        continue;
+      }
+      for (const part of outcome.ignored) {
+        context.skipped(`${instance.name}: TXT ${part}; the node is kept without it`);
+      }
+      found(outcome.node);
     }
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, instances.length) }, worker));
   if (context.signal.aborted) throw abortError(context.signal);
 }
 
-type InstanceOutcome = { node: DiscoveredNode } | { skip: string };
+/** `ignored`: parts of the TXT record the node is kept without (a malformed td= or fp=). */
+type InstanceOutcome = { node: DiscoveredNode; ignored: string[] } | { skip: string };
 
 /** One instance, whole or not at all: SRV and TXT together, then the SRV targets' addresses. */
 async function resolveInstance(
@@ -229,6 +238,7 @@ async function resolveInstance(
         source: 'dns-sd',
         ttlSeconds: address.ttl,
       },
+      ignored: parsed.ignored,
     };
   }
   return { skip: `the SRV target has no address: ${failures.join(', ')}` };
@@ -363,7 +373,13 @@ function ptrError(
       return new UnavailableError(
         'DNSSD_NO_ANSWER',
         `no answer from ${where} for ${serviceName} (${code})`,
-        { hint: 'check that the nameserver runs and is reachable, or pass --nameserver', cause },
+        {
+          hint:
+            where === SYSTEM_RESOLVER
+              ? 'check the nameservers of /etc/resolv.conf, or pass --nameserver'
+              : 'check that the nameserver runs and answers DNS at that address and port',
+          cause,
+        },
       );
     case 'EBADRESP':
     case 'EFORMERR':

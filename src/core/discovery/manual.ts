@@ -103,10 +103,10 @@ export function parseFederationNodes(value: string): ManualSource {
     .map((item) => {
       const equals = item.indexOf('=');
       return equals === -1
-        ? { node_id: item, endpoint: '' }
+        ? item
         : { node_id: item.slice(0, equals).trim(), endpoint: item.slice(equals + 1).trim() };
     });
-  return entriesToSource(entries, 'FEDERATION_NODES');
+  return entriesToSource(entries, 'FEDERATION_NODES', 'pairs');
 }
 
 function parseNodesDocument(text: string, origin: string): ManualSource {
@@ -130,24 +130,67 @@ function parseNodesDocument(text: string, origin: string): ManualSource {
     );
   }
   if (!parsed.success) {
-    throw new UsageError('NODES_FILE_SHAPE', `${origin} is not a list of nodes`, {
+    throw new UsageError('NODES_FILE_SHAPE', `${origin} ${shapeProblem(document)}`, {
       hint: 'expected {"nodes": [{"node_id": ..., "endpoint": "https://host:port"}, ...]}',
     });
   }
   return entriesToSource(Array.isArray(parsed.data) ? parsed.data : parsed.data.nodes, origin);
 }
 
-function entriesToSource(list: readonly unknown[], origin: string): ManualSource {
+/**
+ * Why a JSON document is not a nodes file, said about what it does hold: a document of another
+ * version, or with a key of its own next to a good list, is not "not a list of nodes".
+ */
+function shapeProblem(document: unknown): string {
+  if (document === null || typeof document !== 'object' || Array.isArray(document)) {
+    return 'is not a list of nodes';
+  }
+  const fields = document as Record<string, unknown>;
+  if (!Array.isArray(fields.nodes)) return 'is not a list of nodes';
+  if ('version' in fields && fields.version !== 1) {
+    return `is version ${printable(JSON.stringify(fields.version) ?? '?', 40)} of the nodes file format; this sark-fed reads version 1`;
+  }
+  const unknown = Object.keys(fields).filter((key) => key !== 'version' && key !== 'nodes');
+  return `has ${unknown.length === 1 ? 'a key' : 'keys'} a nodes file does not: ${unknown
+    .map((key) => `"${printable(key, 40)}"`)
+    .join(', ')}`;
+}
+
+/** A refused entry's reason, in the file's own terms rather than the schema library's. */
+function entryProblem(issue: z.core.$ZodIssue | undefined): string {
+  if (issue === undefined) return 'entry: invalid';
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys.map((key) => `"${printable(key, 40)}"`).join(', ');
+    return `unknown ${issue.keys.length === 1 ? 'key' : 'keys'} ${keys} (node_id, endpoint, trust_domain, fingerprint)`;
+  }
+  if (issue.path.length === 0 && issue.code === 'invalid_type') {
+    return 'not an object {"node_id": ..., "endpoint": "https://host:port"}';
+  }
+  if (issue.code === 'invalid_type' && issue.input === undefined) {
+    return `${issue.path.join('.')}: missing`;
+  }
+  return `${issue.path.join('.')}: ${issue.message}`;
+}
+
+function entriesToSource(
+  list: readonly unknown[],
+  origin: string,
+  form: 'json' | 'pairs' = 'json',
+): ManualSource {
   const nodes: DiscoveredNode[] = [];
   const rejected: string[] = [];
   const seen = new Set<string>();
   list.forEach((raw, index) => {
+    // The comma-separated form hands over an item without '=' as it was written.
+    if (typeof raw === 'string' && form === 'pairs') {
+      rejected.push(
+        `${origin} entry ${index + 1}: "${printable(withoutCredentials(raw), 80)}" is not <node-id>=https://host:port`,
+      );
+      return;
+    }
     const parsed = ManualEntry.safeParse(raw);
     if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      rejected.push(
-        `${origin} entry ${index + 1}: ${issue?.path.join('.') || 'entry'}: ${issue?.message ?? 'invalid'}`,
-      );
+      rejected.push(`${origin} entry ${index + 1}: ${entryProblem(parsed.error.issues[0])}`);
       return;
     }
     const entry: ManualEntry = parsed.data;
@@ -205,6 +248,7 @@ export function manualRunner(options: {
           fingerprint: sighting.fingerprint,
           source: sighting.source,
           ttlSeconds: MANUAL_TTL_SECONDS,
+          seenAt: sighting.seenAt,
         });
       }
       // The file and FEDERATION_NODES come after what the state file holds, so that an edited

@@ -37,7 +37,7 @@ export function sarkTxtStrings(txt: {
  */
 export function parseSarkTxt(
   strings: readonly (Buffer | string)[],
-): { txt: SarkTxt } | { error: string } {
+): { txt: SarkTxt; ignored: string[] } | { error: string } {
   let total = 0;
   const values = new Map<string, string | true>();
   for (const entry of strings) {
@@ -62,16 +62,28 @@ export function parseSarkTxt(
   const trustDomain = values.get('td');
   const fingerprint = values.get('fp');
   const api = values.get('api');
-  return {
-    txt: {
-      nodeId,
-      trustDomain:
-        typeof trustDomain === 'string' && isTrustDomain(trustDomain) ? trustDomain : null,
-      fingerprint:
-        typeof fingerprint === 'string' && FINGERPRINT_PATTERN.test(fingerprint.toLowerCase())
-          ? fingerprint.toLowerCase()
-          : null,
-      api: typeof api === 'string' ? api : null,
-    },
+  const txt: SarkTxt = {
+    nodeId,
+    trustDomain: typeof trustDomain === 'string' && isTrustDomain(trustDomain) ? trustDomain : null,
+    fingerprint:
+      typeof fingerprint === 'string' && FINGERPRINT_PATTERN.test(fingerprint.toLowerCase())
+        ? fingerprint.toLowerCase()
+        : null,
+    api: typeof api === 'string' ? api : null,
   };
+  // The node is kept without them; what was dropped is said, so that a typo in a zone is found.
+  const ignored: string[] = [];
+  if (trustDomain !== undefined && txt.trustDomain === null) {
+    ignored.push(`${shown('td', trustDomain)} is not a trust domain`);
+  }
+  if (fingerprint !== undefined && txt.fingerprint === null) {
+    ignored.push(`${shown('fp', fingerprint)} is not a SHA-256 fingerprint (64 hex digits)`);
+  }
+  return { txt, ignored };
+}
+
+/** key=value as the record gave it (a bare key as itself), cut for a one-line message. */
+function shown(key: string, value: string | true): string {
+  if (value === true) return key;
+  return `${key}=${value.length > 80 ? `${value.slice(0, 80)}…` : value}`;
 }

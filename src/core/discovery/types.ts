@@ -51,6 +51,12 @@ export interface DiscoveredNode {
   source: SightingSource;
   /** How long this sighting may be reused without asking again (the record's TTL). */
   ttlSeconds: number;
+  /**
+   * Only for an entry the manual method read back from the state file (`nodes add`'s, or one an
+   * earlier scan saved from a nodes file): when it was recorded. Saving it again keeps that time:
+   * reading the state file's own rows is not seeing the node.
+   */
+  seenAt?: string | undefined;
 }
 
 /** What went wrong with one method: reported on stderr, never fatal to the scan by itself. */

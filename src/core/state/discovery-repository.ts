@@ -81,7 +81,7 @@ export function recordSightings(
       endpoint: node.endpoint,
       trustDomain: node.trustDomain,
       fingerprint: node.fingerprint,
-      seenAt: stamp,
+      seenAt: node.seenAt ?? stamp,
       expiresAt: isWrittenDown(node.source)
         ? null
         : new Date(now.getTime() + node.ttlSeconds * 1000).toISOString(),

@@ -201,9 +201,13 @@ function connectionError(error: Error, origin: string): Error {
       hint: 'check that the peer runs `sark-fed serve`, or raise --timeout',
     });
   }
+  // Node's message for a socket error is mostly "<syscall> <code> <address>": the code and the
+  // endpoint already say that. Another message (a TLS alert, say) is worth showing.
+  const said = messageOf(error);
+  const redundant = new RegExp(`^[a-z]+ ${code}( |$)`).test(said);
   return new UnavailableError(
     'UNREACHABLE',
-    `cannot reach ${origin} (${code}: ${messageOf(error)})`,
+    `cannot reach ${origin} (${redundant ? code : `${code}: ${said}`})`,
     {
       cause: error,
       hint: 'check the endpoint and that the peer runs `sark-fed serve`',

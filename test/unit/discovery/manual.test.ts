@@ -173,11 +173,14 @@ describe('readNodesFile', () => {
     expect(d).toMatch(/^.* entry 4: endpoint "https:\/\/10\.0\.0\.14:8443\/api" is not https/);
     expect(e).toBe(`${path} entry 5: fingerprint: not a SHA-256 fingerprint`);
     expect(dup).toBe(`${path} entry 6: node-a is listed twice; the first wins`);
-    expect(f).toBe(`${path} entry 7: entry: Unrecognized key: "role"`);
+    expect(f).toBe(
+      `${path} entry 7: unknown key "role" (node_id, endpoint, trust_domain, fingerprint)`,
+    );
     expect(g).toBe(`${path} entry 8: trust_domain: not a trust domain`);
-    expect(h).toMatch(/^.* entry 9: endpoint: Invalid input: expected string/);
-    expect(i).toMatch(/^.* entry 10: entry: Invalid input: expected object/);
-    expect(nul).toMatch(/^.* entry 11: entry: Invalid input: expected object/);
+    expect(h).toBe(`${path} entry 9: endpoint: missing`);
+    const notAnObject = 'not an object {"node_id": ..., "endpoint": "https://host:port"}';
+    expect(i).toBe(`${path} entry 10: ${notAnObject}`);
+    expect(nul).toBe(`${path} entry 11: ${notAnObject}`);
     expect(j).toMatch(/entry 12: endpoint ".*" is not https/);
     expect(k).toMatch(/entry 13: endpoint ".*" is not https/);
     expect(l).toMatch(/entry 14: endpoint "not a url" is not https/);
@@ -212,8 +215,6 @@ describe('readNodesFile', () => {
     for (const content of [
       '{}',
       '{"nodes": {"node-a": "https://h:1"}}',
-      '{"nodes": [], "extra": true}',
-      '{"version": 2, "nodes": []}',
       '{"node_id": "node-a", "endpoint": "https://h:1"}',
       '"node-a"',
       '42',
@@ -222,6 +223,32 @@ describe('readNodesFile', () => {
       const error = usageErrorOf(() => readNodesFile(fileWith(content)));
       expect(error.code, content).toBe('NODES_FILE_SHAPE');
       expect(error.message).toMatch(/is not a list of nodes/);
+      expect(error.hint).toMatch(/"nodes"/);
+      expectOneLine(error);
+    }
+  });
+
+  it('says what is wrong with a list of nodes that comes with another version or key', () => {
+    const cases: Array<[string, string]> = [
+      [
+        '{"version": 2, "nodes": []}',
+        'is version 2 of the nodes file format; this sark-fed reads version 1',
+      ],
+      [
+        '{"version": "1", "nodes": []}',
+        'is version "1" of the nodes file format; this sark-fed reads version 1',
+      ],
+      ['{"nodes": [], "extra": true}', 'has a key a nodes file does not: "extra"'],
+      [
+        '{"nodes": [], "node": 1, "Version": 1}',
+        'has keys a nodes file does not: "node", "Version"',
+      ],
+    ];
+    for (const [content, problem] of cases) {
+      const path = fileWith(content);
+      const error = usageErrorOf(() => readNodesFile(path));
+      expect(error.code, content).toBe('NODES_FILE_SHAPE');
+      expect(error.message).toBe(`${path} ${problem}`);
       expect(error.hint).toMatch(/"nodes"/);
       expectOneLine(error);
     }
@@ -301,7 +328,7 @@ describe('parseFederationNodes (FEDERATION_NODES)', () => {
     );
     expect(source.nodes.map((node) => node.nodeId)).toEqual(['node-a']);
     expect(source.rejected).toEqual([
-      'FEDERATION_NODES entry 2: endpoint "" is not https://host:port',
+      'FEDERATION_NODES entry 2: "node-b" is not <node-id>=https://host:port',
       'FEDERATION_NODES entry 3: node_id: not a node ID',
       'FEDERATION_NODES entry 4: endpoint "http://h:4" is not https://host:port',
       'FEDERATION_NODES entry 5: node-a is listed twice; the first wins',

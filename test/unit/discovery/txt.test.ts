@@ -189,6 +189,21 @@ describe('parseSarkTxt (RFC 6763 §6)', () => {
     }
   });
 
+  it('says which td or fp it dropped, so that -v can show it; nothing when they are valid or absent', () => {
+    const ignoredOf = (strings: string[]) => {
+      const result = parseSarkTxt(strings);
+      if ('error' in result) throw new Error(result.error);
+      return result.ignored;
+    };
+    expect(ignoredOf(['node=node-a', 'td=Org A', 'fp=abc'])).toEqual([
+      'td=Org A is not a trust domain',
+      'fp=abc is not a SHA-256 fingerprint (64 hex digits)',
+    ]);
+    expect(ignoredOf(['node=node-a', 'td'])).toEqual(['td is not a trust domain']);
+    expect(ignoredOf(['node=node-a', 'td=org-a.example', `fp=${FP}`])).toEqual([]);
+    expect(ignoredOf(['node=node-a'])).toEqual([]);
+  });
+
   it('normalises an uppercase fingerprint to lowercase', () => {
     expect(txtOf(['node=node-a', `fp=${FP.toUpperCase()}`]).fingerprint).toBe(FP);
     expect(txtOf(['node=node-a', `fp=${'aB'.repeat(32)}`]).fingerprint).toBe(FP);

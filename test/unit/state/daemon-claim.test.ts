@@ -8,7 +8,9 @@ import {
   daemonGone,
   daemonStatus,
   livenessOf,
+  recordListening,
   releaseDaemon,
+  runningDaemonEndpoint,
   type DaemonClaim,
 } from '../../../src/core/state/daemon-claim.js';
 import { openState, type StateStore } from '../../../src/core/state/database.js';
@@ -170,6 +172,7 @@ describe('the daemon claim on a state file', () => {
           host: hostname(),
           since: forged.since,
           unclean: true,
+          listening: null,
         });
       } finally {
         store.close();
@@ -189,6 +192,7 @@ describe('the daemon claim on a state file', () => {
         host: null,
         since: null,
         unclean: false,
+        listening: null,
       });
       const live = forge(store, {});
       expect(status()).toEqual({
@@ -197,11 +201,29 @@ describe('the daemon claim on a state file', () => {
         host: hostname(),
         since: live.since,
         unclean: false,
+        listening: null,
       });
+      // Once bound, the daemon says where it answers: status shows it, and this node's own
+      // commands call it there when init recorded no endpoint.
+      recordListening(store, live, 'https://127.0.0.1:38313');
+      expect(status()).toMatchObject({ state: 'running', listening: 'https://127.0.0.1:38313' });
+      expect(store.read((db) => runningDaemonEndpoint(db, store.path))).toBe(
+        'https://127.0.0.1:38313',
+      );
+      // Another daemon's claim is not overwritten by a stale one's address.
+      recordListening(store, { ...live, since: 'another start' }, 'https://127.0.0.1:1');
+      expect(status()).toMatchObject({ listening: 'https://127.0.0.1:38313' });
       // forge() claims the file first, which a live claim refuses: remove it.
       store.write((db) => db.prepare("DELETE FROM settings WHERE key = 'daemon'").run());
-      forge(store, { pid: 2 ** 22 + 12_345 });
-      expect(status()).toMatchObject({ state: 'stopped', pid: 2 ** 22 + 12_345, unclean: true });
+      forge(store, { pid: 2 ** 22 + 12_345, listening: 'https://127.0.0.1:38313' });
+      expect(status()).toMatchObject({
+        state: 'stopped',
+        pid: 2 ** 22 + 12_345,
+        unclean: true,
+        listening: null,
+      });
+      // A killed daemon's address is not called.
+      expect(store.read((db) => runningDaemonEndpoint(db, store.path))).toBeNull();
       forge(store, { pidNamespace: 'pid:[1]' });
       expect(status()).toMatchObject({ state: 'unknown', pid: live.pid, unclean: false });
     } finally {

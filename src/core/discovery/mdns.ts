@@ -331,7 +331,18 @@ class MdnsBrowser {
         }
         const instance = this.instance(name, record.name);
         if (!instance) return;
-        const parsed = instance.txt?.key === key ? instance.txt.parsed : parseSarkTxt(strings);
+        let parsed = instance.txt?.key === key ? instance.txt.parsed : undefined;
+        if (parsed === undefined) {
+          const read = parseSarkTxt(strings);
+          // A malformed td= or fp= leaves the node without it: said (once, when the record is
+          // new), so that a typo is found.
+          if ('txt' in read) {
+            for (const part of read.ignored) {
+              this.skip(`${name}: TXT ${part}; the node is kept without it ${source}`);
+            }
+          }
+          parsed = read;
+        }
         if ('error' in parsed) this.skip(`${name}: TXT record ${parsed.error} ${source}`);
         const duplicates = duplicateKeys(strings);
         if (duplicates.length > 0) {

@@ -326,6 +326,33 @@ describe.concurrent('mDNS browser and announcer on an in-memory link', () => {
     await watch.stop();
   });
 
+  it('keeps a node whose TXT has a malformed td= or fp= without them, and says so once', async () => {
+    const link = new FakeLink();
+    const records = recordsOf('node-t', 6443);
+    const txt = {
+      ...records.txt,
+      data: ['txtvers=1', 'node=node-t', 'td=Org-T.test', 'fp=abc'],
+    } as Answer;
+    const watch = watcher(link);
+    link.respond({ answers: [records.ptr], additionals: [records.srv, txt, records.a] });
+    await until(() => watch.events.length === 1);
+    expect(watch.events[0]).toMatchObject({
+      type: '+',
+      node: { nodeId: 'node-t', trustDomain: null, fingerprint: null },
+    });
+    // The same record again: nothing new to say.
+    link.respond({ answers: [txt] });
+    await watch.stop();
+    expect(watch.skipped).toEqual([
+      expect.stringMatching(
+        /^node-t\._sark\._tcp\.local: TXT td=Org-T\.test is not a trust domain; the node is kept without it /,
+      ),
+      expect.stringMatching(
+        /^node-t\._sark\._tcp\.local: TXT fp=abc is not a SHA-256 fingerprint \(64 hex digits\); the node is kept without it /,
+      ),
+    ]);
+  });
+
   it('bounds what a flood of instances can make it hold', async () => {
     const link = new FakeLink();
     const watch = watcher(link);

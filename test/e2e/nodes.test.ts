@@ -557,6 +557,11 @@ describe.concurrent('nodes remove', () => {
       message: /node-q/,
       hint: /nodes list/,
     });
+    // This node itself is not in its inventory: said as such (exit 2), as `nodes add` says it.
+    expectRefusal(await node.cli(['nodes', 'remove', node.nodeId]), 2, {
+      message: `${node.nodeId} is this node itself`,
+      hint: /other nodes of the federation/,
+    });
     expect(stateRows(node.state)).toEqual(before);
   });
 

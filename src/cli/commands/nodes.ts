@@ -204,6 +204,8 @@ export function registerNodes(program: Command, io: CliIo): void {
           await import('../../core/state/discovery-repository.js');
         const { findPeer, deletePeer } = await import('../../core/state/trust-repository.js');
         const { unknownNodeError } = await import('../../core/identity/spiffe.js');
+        const { loadIdentity } = await import('../../core/state/identity-repository.js');
+        const { UsageError } = await import('../../core/errors.js');
         const result = await withStore(context, (store) =>
           store.write((db) => {
             const peer = findPeer(db, nodeId as string);
@@ -216,6 +218,12 @@ export function registerNodes(program: Command, io: CliIo): void {
               peer.revokedAt === null &&
               deletePeer(db, peer.nodeId);
             if (!peer && sightings === 0 && !health) {
+              // This node is not in its own inventory: say so rather than "not known here".
+              if (loadIdentity(db)?.nodeId === nodeId) {
+                throw new UsageError('SELF', `${nodeId} is this node itself`, {
+                  hint: 'nodes lists the other nodes of the federation; see `sark-fed nodes list`',
+                });
+              }
               throw unknownNodeError(nodeId as string, 'see `sark-fed nodes list`');
             }
             return { keptTrust: peer !== undefined && !peerRemoved ? peer.trustLevel : null };

@@ -8,12 +8,14 @@ import {
   existsSync,
   mkdirSync,
   readFileSync,
+  writeFileSync,
 } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CLI_PATH,
+  PROJECT_ROOT,
   cleanEnv,
   expectRefusal,
   expectSuccess,
@@ -403,4 +405,39 @@ describe.skipIf(skipNetns)('on a full disk', () => {
       expectSuccess(results.verify as Step);
     },
   );
+});
+
+describe('an install whose SQLite addon cannot be loaded', () => {
+  it('says so and how to rebuild it, not "cannot create state file" (exit 1), file untouched', async () => {
+    // The built CLI beside a better-sqlite3 whose native addon is not one (as after a Node.js
+    // upgrade the addon was not rebuilt for, or a build that failed half-way).
+    const install = tempDir('sark-fed-broken-install-');
+    for (const part of ['bin', 'dist', 'package.json']) {
+      cpSync(join(PROJECT_ROOT, part), join(install, part), { recursive: true });
+    }
+    const addonDir = join(install, 'node_modules', 'better-sqlite3', 'build', 'Release');
+    mkdirSync(addonDir, { recursive: true });
+    cpSync(
+      join(PROJECT_ROOT, 'node_modules', 'better-sqlite3', 'package.json'),
+      join(install, 'node_modules', 'better-sqlite3', 'package.json'),
+    );
+    writeFileSync(join(addonDir, 'better_sqlite3.node'), 'not a shared object\n');
+    const statePath = stateCopy();
+    const before = fileDigest(statePath);
+
+    const result = spawnSync(
+      process.execPath,
+      [join(install, 'bin', 'sark-fed.js'), '--state', statePath, 'status'],
+      {
+        env: cleanEnv(),
+        encoding: 'utf8',
+        timeout: 20_000,
+      },
+    );
+    expectRefusal({ code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr }, 1, {
+      message: /^cannot load SQLite \(better-sqlite3's native addon\): .*better_sqlite3\.node/,
+      hint: /npm rebuild better-sqlite3/,
+    });
+    expect(fileDigest(statePath)).toBe(before);
+  });
 });

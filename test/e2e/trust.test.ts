@@ -37,6 +37,7 @@ import {
 import { hoursFromNow, issueLeaf, loadCa } from '../helpers/certs.js';
 import { opensslOk } from '../helpers/openssl.js';
 import { createCa, issueNode, type CaFixture, type NodeFixture } from '../helpers/pki.js';
+import { runInTerminal } from '../helpers/terminal.js';
 
 /**
  * Trust between nodes and the daemon that answers peers (issue 3), end to end: real `sark-fed
@@ -919,6 +920,17 @@ describe.concurrent('pins and live state', { timeout: SLOW_TEST_MS }, () => {
       expect(message).toContain(newFpB);
       expect(message).toContain(`pinned ${oldFpB}`);
     }
+    // At a terminal too, --yes is no answer to a changed certificate: it is refused, not re-pinned.
+    const atTerminal = await runInTerminal([
+      '--state',
+      a.state,
+      'trust',
+      'establish',
+      'node-b',
+      '--yes',
+    ]);
+    expect(atTerminal.screen).toContain(`not the pinned ${oldFpB}`);
+    expect(atTerminal.code).toBe(3);
     expect(stateRows(a.state)).toEqual(before.a);
     expect(stateRows(b.state)).toEqual(before.b);
 

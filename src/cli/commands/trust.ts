@@ -87,8 +87,9 @@ export function registerTrust(program: Command, io: CliIo): void {
                   throw revokedHere(contact.peer.nodeId, true);
                 }
                 // A pinned peer presenting another certificate is a trust failure, not a first
-                // contact: a script must name the new fingerprint (--yes does not accept it).
-                if (contact.previousFingerprint && !context.interactive) {
+                // contact: --yes does not accept it, at a terminal either; the operator names the
+                // new fingerprint, or confirms it at the prompt.
+                if (contact.previousFingerprint && (!context.interactive || context.assumeYes)) {
                   throw new TrustError(
                     'PIN_MISMATCH',
                     `${contact.peer.nodeId} presented fingerprint ${contact.peer.fingerprint}, not the pinned ${contact.previousFingerprint}`,

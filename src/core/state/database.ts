@@ -101,7 +101,7 @@ export function openState(path: string, options: OpenStateOptions): StateStore {
     try {
       db = new Database(path, { fileMustExist: true, nativeBinding: sqliteAddon() });
     } catch (error) {
-      throw describeSqliteError(error, path) ?? unwritable(path, error);
+      throw describeSqliteError(error, path) ?? sqliteUnavailable(error) ?? unwritable(path, error);
     }
     try {
       db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
@@ -247,6 +247,31 @@ function removeFolders(path: string, firstFolder: string | undefined): void {
     }
     if (folder === firstFolder || folder === dirname(folder)) return;
   }
+}
+
+/**
+ * better-sqlite3 loads its native addon when the first database opens: an addon built for another
+ * Node.js (upgraded since `npm install`), damaged, or never built is a fault of the install, which
+ * "cannot create state file" and a hint about folder permissions would send the operator away from.
+ */
+function sqliteUnavailable(error: unknown): OperationError | undefined {
+  const code = (error as NodeJS.ErrnoException).code;
+  const message = messageOf(error);
+  if (
+    code !== 'ERR_DLOPEN_FAILED' &&
+    code !== 'MODULE_NOT_FOUND' &&
+    !/bindings file|NODE_MODULE_VERSION/.test(message)
+  ) {
+    return undefined;
+  }
+  return new OperationError(
+    'SQLITE_UNAVAILABLE',
+    `cannot load SQLite (better-sqlite3's native addon): ${message.split('\n')[0]}`,
+    {
+      cause: error,
+      hint: 'rebuild it for this Node.js: `npm rebuild better-sqlite3` where sark-fed is installed (docs/setup.md)',
+    },
+  );
 }
 
 function unwritable(path: string, error: unknown): OperationError {

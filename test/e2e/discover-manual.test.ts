@@ -280,6 +280,20 @@ describe('discover --method manual', () => {
       2,
       { message: /^invalid nameserver ""$/ },
     );
+    // FEDERATION_NODES that is no list of nodes is refused as a bad --file is, before any scan
+    // (an entry of it that is malformed is a skipped record, as in a file).
+    const before = stateRows(local.state);
+    for (const [value, message] of [
+      ['[{"node_id":', /^FEDERATION_NODES is not valid JSON/],
+      ['{"nodes":1}', /^FEDERATION_NODES is not a list of nodes$/],
+    ] as const) {
+      expectRefusal(
+        await local.cli(['discover', '--method', 'manual'], { FEDERATION_NODES: value }),
+        2,
+        { message, hint: /\S/ },
+      );
+    }
+    expect(stateRows(local.state)).toEqual(before);
   });
 
   it('refuses Consul settings and a DNS domain it cannot use before any query (exit 2), recording nothing', async () => {

@@ -159,10 +159,12 @@ async function buildRunners(
     } else if (method === 'consul') {
       runners.push(await consulMethod(context, options));
     } else {
-      const { manualRunner, readNodesFile } = await import('../../core/discovery/manual.js');
-      // A --file that cannot be read or is not a list of nodes is the operator's mistake: exit 2
-      // before scanning, rather than one failed method among others.
+      const { manualRunner, readNodesFile, parseFederationNodes } =
+        await import('../../core/discovery/manual.js');
+      // A --file (or FEDERATION_NODES) that cannot be read or is not a list of nodes is the
+      // operator's mistake: exit 2 before scanning, rather than one failed method among others.
       if (options.file !== undefined) readNodesFile(options.file);
+      if (context.io.env.FEDERATION_NODES) parseFederationNodes(context.io.env.FEDERATION_NODES);
       runners.push(
         manualRunner({
           file: options.file,

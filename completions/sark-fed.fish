@@ -557,8 +557,8 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed audit export"' -l since -x -
 # sark-fed serve
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l listen -x -d 'address to listen on (default: the endpoint given to init)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l require-approval -d 'record new peers as pending until `sark-fed trust approve`'
-complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l resources -r -F -d 'resources, capabilities and backends to serve (JSON or YAML; docs/resources.md)'
-complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l policy -r -F -d 'who may use what (JSON or YAML); without it every invocation is denied'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l resources -r -F -d 'resources, capabilities and backends to serve (JSON or YAML, re-read when saved; docs/resources.md)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l policy -r -F -d 'who may use what (JSON or YAML, re-read when saved); without it every invocation is denied'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l max-body -x -d 'largest invoke body accepted (bytes, or 512KiB, 1MiB)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l rate-limit-per-hour -x -d 'invocations a calling node earns an hour (per-node token bucket)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l rate-limit-burst -x -d 'invocations a calling node may make at once'

@@ -43,9 +43,16 @@ import {
   releaseDaemon,
   type DaemonClaim,
 } from '../core/state/daemon-claim.js';
-import { Policy } from './policy.js';
+import type { Policy } from './policy.js';
 import { RateLimiter } from './rate-limit.js';
-import { ResourceCatalog } from './resources.js';
+import type { ResourceCatalog } from './resources.js';
+import {
+  DEFAULT_RELOAD_INTERVAL_MS,
+  ServedConfig,
+  watchServedFiles,
+  type ServedFileKind,
+  type WatchedFile,
+} from './served-files.js';
 import { DaemonMetrics, serveMetrics, type MetricsServer } from './metrics.js';
 
 export interface DaemonOptions {
@@ -63,6 +70,15 @@ export interface DaemonOptions {
   resources?: ResourceCatalog;
   /** What `serve --policy` declared; without it every invocation is denied. */
   policy?: Policy;
+  /**
+   * The files `resources` and `policy` were read from, re-read when they change
+   * (served-files.ts); without it they are kept as given.
+   */
+  reload?: {
+    files: Partial<Record<ServedFileKind, WatchedFile>>;
+    env: NodeJS.ProcessEnv;
+    intervalMs?: number;
+  };
   /** Body cap, default rate limit and concurrency cap of invocations. */
   invocation?: Partial<InvocationSettings>;
   /** `serve --metrics host:port`: Prometheus metrics over plain HTTP. */
@@ -100,6 +116,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   let backends: Backends | undefined;
   let metricsServer: MetricsServer | undefined;
   let claim: DaemonClaim | undefined;
+  let watcher: { close(): void } | undefined;
   try {
     const identity = store.read(loadIdentity);
     if (!identity) {
@@ -131,17 +148,15 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       ...DEFAULT_INVOCATION_SETTINGS,
       ...options.invocation,
     };
-    const policy = options.policy ?? new Policy();
-    const catalog = options.resources ?? new ResourceCatalog();
+    const served = new ServedConfig(options.resources, options.policy);
     audit = openAuditWriter(options.statePath);
     backends = new Backends();
-    const metrics = new DaemonMetrics(store, identity, catalog, now);
+    const metrics = new DaemonMetrics(store, identity, served, now);
     const invocation = new InvocationService({
       metrics,
       identity,
       privateKey,
-      catalog,
-      policy,
+      served,
       backends,
       audit,
       rateLimiter: new RateLimiter(() => now().getTime()),
@@ -195,7 +210,30 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         path: '/metrics',
       });
     }
-    logServedCatalog(options.logger, catalog, options.policy);
+    logServedCatalog(options.logger, served);
+    const reload = options.reload;
+    if (reload) {
+      for (const kind of Object.keys(reload.files) as ServedFileKind[]) {
+        metrics.recordFileLoad(kind, true, now());
+      }
+      watcher = watchServedFiles({
+        served,
+        files: reload.files,
+        env: reload.env,
+        logger: options.logger,
+        intervalMs: reload.intervalMs ?? DEFAULT_RELOAD_INTERVAL_MS,
+        onOutcome: (kind, ok) => metrics.recordFileLoad(kind, ok, now()),
+        onReloaded: (kinds) => {
+          options.logger.info('reloaded', {
+            files: kinds.map((kind) => reload.files[kind]?.path),
+          });
+          logServedCatalog(options.logger, served);
+          // The CLI's `route` offers this node from what it may use on itself, which the new
+          // files may have changed.
+          store.write((db) => replaceLocalCatalog(db, invocation.localCatalog(), now()));
+        },
+      });
+    }
     const running = { server: https, audit, backends };
     return {
       host: address.address,
@@ -203,6 +241,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       identity,
       metricsPort: metricsServer?.port,
       close: async () => {
+        watcher?.close();
         await metricsServer?.close();
         await shutdown(
           running.server,
@@ -216,6 +255,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       },
     };
   } catch (error) {
+    watcher?.close();
     // Both sockets are released before the error reaches the caller, whichever bind failed.
     await metricsServer?.close();
     if (server) await closeServer(server);
@@ -493,11 +533,8 @@ function isSelf(peer: ClaimedIdentity, context: HandlerContext): boolean {
 }
 
 /** One line that says what is served, and a warning when the policy lets nobody use any of it. */
-function logServedCatalog(
-  logger: Logger,
-  catalog: ResourceCatalog,
-  policy: Policy | undefined,
-): void {
+function logServedCatalog(logger: Logger, served: ServedConfig): void {
+  const { catalog, declaredPolicy: policy } = served;
   logger.info('serving resources', {
     resources: catalog.resources.map((resource) => ({
       id: resource.id,
@@ -515,7 +552,7 @@ function logServedCatalog(
   } else if (policy.allowsNothing) {
     logger.warn('the policy has no allow rule: every invocation will be denied', {
       policy: policy.source ?? null,
-      hint: 'add an allow rule to the policy file and restart serve (docs/resources.md#the-policy-file)',
+      hint: 'add an allow rule to the policy file and save it: serve re-reads it (docs/resources.md#the-policy-file)',
     });
   }
   // A misspelt ID in a rule fails silently otherwise: the allow rule admits no one, the deny
@@ -532,7 +569,7 @@ function logServedCatalog(
         id: entry.pattern,
         did_you_mean: entry.didYouMean,
       })),
-      hint: `${guesses.length > 0 ? `did you mean ${guesses.join(', ')}? ` : ''}rules never match through those IDs: correct the policy file (or serve them in the resources file) and restart serve (docs/resources.md#the-policy-file)`,
+      hint: `${guesses.length > 0 ? `did you mean ${guesses.join(', ')}? ` : ''}rules never match through those IDs: correct the policy file (or serve them in the resources file) and save it: serve re-reads it (docs/resources.md#the-policy-file)`,
     });
   }
 }

@@ -16,9 +16,10 @@ import type { Backends } from './backends.js';
 import type { ConcurrencyLimiter } from './concurrency.js';
 import { HttpError, readJsonBody } from './http-io.js';
 import type { Logger } from './logger.js';
-import type { CallingNode, Policy } from './policy.js';
+import type { CallingNode } from './policy.js';
 import type { RateLimit, RateLimiter } from './rate-limit.js';
-import { catalogEntry, type ResourceCatalog } from './resources.js';
+import { catalogEntry } from './resources.js';
+import type { ServedConfig } from './served-files.js';
 import {
   DEFAULT_MAX_BODY_BYTES,
   DEFAULT_MAX_CONCURRENT_PER_NODE,
@@ -53,8 +54,8 @@ export interface InvocationSettings {
 export interface InvocationDependencies {
   identity: NodeIdentity;
   privateKey: KeyObject;
-  catalog: ResourceCatalog;
-  policy: Policy;
+  /** The catalog and policy, replaced whole when `serve` reloads its files. */
+  served: ServedConfig;
   backends: Backends;
   audit: Pick<AuditSink, 'append'>;
   rateLimiter: RateLimiter;
@@ -102,20 +103,19 @@ export class InvocationService {
   resources(peer: CallingNode): ResourcesResponse {
     return {
       node_id: this.deps.identity.nodeId,
-      resources: this.deps.catalog.catalogFor((resource, capability) =>
-        this.deps.policy.mayList(peer, resource, capability),
+      resources: this.deps.served.catalog.catalogFor((resource, capability) =>
+        this.deps.served.policy.mayList(peer, resource, capability),
       ),
     };
   }
 
   /** GET resources/:id, or 404 UNKNOWN_RESOURCE when it is not served or not shown to the peer. */
   resource(peer: CallingNode, id: string): ResourceResponse {
-    const served = this.deps.catalog.resource(id);
+    const { catalog, policy } = this.deps.served;
+    const served = catalog.resource(id);
     const entry =
       served &&
-      catalogEntry(served, (resource, capability) =>
-        this.deps.policy.mayList(peer, resource, capability),
-      );
+      catalogEntry(served, (resource, capability) => policy.mayList(peer, resource, capability));
     if (!entry) {
       throw new HttpError(404, 'UNKNOWN_RESOURCE', `no resource ${id} is served to you here`);
     }
@@ -206,11 +206,14 @@ export class InvocationService {
     }
     hold(slot);
 
-    const resource = deps.catalog.resource(body.resource_id);
+    // Taken together once: a reload between the lookups cannot pair a capability of one file
+    // with a rule of another.
+    const { catalog, policy } = deps.served;
+    const resource = catalog.resource(body.resource_id);
     if (!resource) {
       return refusal(404, 'UNKNOWN_RESOURCE', `no resource ${body.resource_id} is served here`);
     }
-    const capability = deps.catalog.capability(resource, body.capability_id);
+    const capability = catalog.capability(resource, body.capability_id);
     if (!capability) {
       return refusal(
         404,
@@ -218,7 +221,7 @@ export class InvocationService {
         `resource ${resource.id} has no capability ${body.capability_id}`,
       );
     }
-    const decision = deps.policy.decide({
+    const decision = policy.decide({
       nodeId: call.peer.nodeId,
       spiffeId: call.peer.spiffeId,
       principal: body.principal_id,
@@ -290,7 +293,7 @@ export class InvocationService {
   }
 
   private rateLimitFor(peer: ClaimedIdentity): RateLimit {
-    const override = this.deps.policy.rateLimitFor(peer);
+    const override = this.deps.served.policy.rateLimitFor(peer);
     if (!override) return this.deps.settings.rateLimit;
     return {
       perHour: override.perHour,

@@ -5,7 +5,7 @@ import type { NodeIdentity } from '../core/identity/node-identity.js';
 import type { StateStore } from '../core/state/database.js';
 import { readCounters } from '../core/state/metric-counters.js';
 import type { Logger } from './logger.js';
-import type { ResourceCatalog } from './resources.js';
+import type { ServedConfig } from './served-files.js';
 
 /** The metric names of the original design, which dashboards and alerts already use. */
 export const METRIC_NAMES = {
@@ -42,12 +42,14 @@ export class DaemonMetrics {
   private readonly invocations: Counter<'node' | 'resource' | 'capability' | 'outcome'>;
   private readonly invocationDuration: Histogram<'outcome'>;
   private readonly establishments: Counter<'outcome'>;
+  private readonly reloadSuccessful: Gauge<'file'>;
+  private readonly reloadSucceededAt: Gauge<'file'>;
 
   constructor(
     store: StateStore,
     identity: NodeIdentity,
-    /** What `serve --resources` declared: the only IDs invocations are labelled with. */
-    private readonly catalog: ResourceCatalog,
+    /** What `serve --resources` declares (reloaded): the only IDs invocations are labelled with. */
+    private readonly served: Pick<ServedConfig, 'catalog'>,
     now: () => Date = () => new Date(),
   ) {
     const registers = [this.registry];
@@ -68,6 +70,20 @@ export class DaemonMetrics {
       name: METRIC_NAMES.trustEstablishment,
       help: 'Trust establishments peers asked of this node, by outcome.',
       labelNames: ['outcome'],
+      registers,
+    });
+    // Not among the original design's names: what an alert on a policy edit that did not take
+    // effect watches (the daemon keeps serving the previous file and says so only in its log).
+    this.reloadSuccessful = new Gauge({
+      name: 'federation_config_last_reload_successful',
+      help: 'Whether the last load of a served file (resources, policy) succeeded: 1 yes, 0 no (the previous one is still served).',
+      labelNames: ['file'],
+      registers,
+    });
+    this.reloadSucceededAt = new Gauge({
+      name: 'federation_config_last_reload_success_timestamp_seconds',
+      help: 'When a served file (resources, policy) was last loaded successfully, in Unix seconds.',
+      labelNames: ['file'],
       registers,
     });
     // Arrow functions keep this instance at hand inside prom-client's collect(), whose `this`
@@ -149,8 +165,9 @@ export class DaemonMetrics {
     labels: { node: string; resource: string; capability: string; outcome: string },
     seconds: number,
   ): void {
-    const resource = this.catalog.resource(labels.resource);
-    const capability = resource && this.catalog.capability(resource, labels.capability);
+    const { catalog } = this.served;
+    const resource = catalog.resource(labels.resource);
+    const capability = resource && catalog.capability(resource, labels.capability);
     this.invocations.inc({
       node: labels.node,
       resource: resource ? resource.id : UNSERVED_LABEL,
@@ -158,6 +175,12 @@ export class DaemonMetrics {
       outcome: labels.outcome,
     });
     this.invocationDuration.observe({ outcome: labels.outcome }, seconds);
+  }
+
+  /** A served file loaded (at start, or reloaded) or refused. */
+  recordFileLoad(file: 'resources' | 'policy', ok: boolean, at: Date): void {
+    this.reloadSuccessful.set({ file }, ok ? 1 : 0);
+    if (ok) this.reloadSucceededAt.set({ file }, Math.floor(at.getTime() / 1000));
   }
 
   recordEstablishment(outcome: 'trusted' | 'pending' | 'refused'): void {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { verifyReceipt, type Receipt } from '../../src/core/audit/receipts.js';
@@ -469,7 +469,7 @@ describe('serve: the warning when nothing may be invoked', () => {
       'with a policy of no rules',
       '{"rules": []}',
       'the policy has no allow rule: every invocation will be denied',
-      /^add an allow rule to the policy file and restart serve/,
+      /^add an allow rule to the policy file and save it: serve re-reads it/,
     ],
     [
       'with a policy of deny rules only',
@@ -534,6 +534,105 @@ describe('serve: the warning when nothing may be invoked', () => {
       // It warns once, and serves all the same.
       await daemon.waitForLog((entry) => entry.msg === 'serving resources');
       expect(daemon.logs.filter((entry) => entry.level === 'warn')).toHaveLength(1);
+    } finally {
+      await daemon.stop();
+    }
+  });
+});
+
+describe('serve: re-reads --resources and --policy when they change', () => {
+  it('takes a saved policy and resources file without a restart, keeps serving the previous one when a file does not load, and says so in its log and metrics', async () => {
+    const resourcesPath = file('reload-resources.json', RESOURCES_JSON);
+    const policyPath = file('reload-policy.yaml', '{"rules": []}');
+    // node-s calls its own daemon with its own certificate (a node always trusts itself).
+    const daemon = await startServe(stranger, [
+      '--listen',
+      '127.0.0.1:0',
+      '--resources',
+      resourcesPath,
+      '--policy',
+      policyPath,
+      '--metrics',
+      '127.0.0.1:0',
+    ]);
+    try {
+      const port = Number((await daemon.waitForLog((entry) => entry.msg === 'listening')).port);
+      const metricsPort = Number(
+        (await daemon.waitForLog((entry) => entry.msg === 'metrics listening')).port,
+      );
+      const call = (resource: string) =>
+        invoke(stranger, port, { resource, capability: 'echo', principal: 'ops@org-a.example' });
+      const reloadGauge = async (kind: string) => {
+        const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+        const line = text
+          .split('\n')
+          .find((l) => l.startsWith(`federation_config_last_reload_successful{file="${kind}"}`));
+        return line?.split(' ').at(-1);
+      };
+      const logsNow = () => daemon.logs.length;
+      const nextLog = (after: number, match: (entry: Record<string, unknown>) => boolean) =>
+        daemon.waitForLog((entry) => daemon.logs.indexOf(entry) >= after && match(entry), 8_000);
+
+      expect((await call('echo')).status).toBe(403);
+      expect(await reloadGauge('policy')).toBe('1');
+
+      // The operator lets node-s in and saves the file: taken within a couple of seconds.
+      let mark = logsNow();
+      writeFileSync(
+        policyPath,
+        'rules:\n  - { effect: allow, nodes: [node-s], principals: ["*"], resources: ["*"], capabilities: ["*"] }\n',
+      );
+      expect(await nextLog(mark, (entry) => entry.msg === 'reloaded')).toMatchObject({
+        files: [policyPath],
+      });
+      expect((await call('echo')).status).toBe(200);
+
+      // A typo: refused with the loader's own words and hint, the previous policy still serves.
+      mark = logsNow();
+      writeFileSync(policyPath, 'rules:\n  - { efect: allow }\n');
+      const refused = await nextLog(mark, (entry) => entry.level === 'error');
+      expect(refused).toMatchObject({
+        msg: 'policy file not reloaded: still serving the previous one',
+        file: policyPath,
+        error: expect.stringMatching(/^invalid policy file /),
+        hint: expect.any(String),
+      });
+      expect((await call('echo')).status).toBe(200);
+      expect(await reloadGauge('policy')).toBe('0');
+
+      // A new resource, saved the way editors do (a new file renamed over the old one): served,
+      // and offered to this node's own `route` through the state file.
+      mark = logsNow();
+      const twoResources = {
+        resources: [
+          { id: 'echo', capabilities: [{ id: 'echo', backend: { type: 'echo' } }] },
+          { id: 'echo-2', capabilities: [{ id: 'echo', backend: { type: 'echo' } }] },
+        ],
+      };
+      writeFileSync(`${resourcesPath}.tmp`, JSON.stringify(twoResources));
+      renameSync(`${resourcesPath}.tmp`, resourcesPath);
+      expect(await nextLog(mark, (entry) => entry.msg === 'reloaded')).toMatchObject({
+        files: [resourcesPath],
+      });
+      const answer = await call('echo-2');
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      expect(
+        (stateRows(stranger.state).local_catalog as Array<{ resource_id: string }>).map(
+          (row) => row.resource_id,
+        ),
+      ).toEqual(['echo', 'echo-2']);
+
+      // Gone: said once, and nothing changes.
+      mark = logsNow();
+      rmSync(resourcesPath);
+      expect(await nextLog(mark, (entry) => entry.level === 'error')).toMatchObject({
+        msg: 'resources file not reloaded: still serving the previous one',
+        file: resourcesPath,
+        error: expect.stringMatching(/ENOENT/),
+      });
+      expect((await call('echo-2')).status).toBe(200);
+      expect(await reloadGauge('resources')).toBe('0');
+      expect(daemon.logs.filter((entry) => entry.level === 'error')).toHaveLength(2);
     } finally {
       await daemon.stop();
     }

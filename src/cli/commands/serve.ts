@@ -14,6 +14,7 @@ import {
 } from '../../node/invocation-defaults.js';
 import { packageVersion } from '../version.js';
 import type { BindError } from '../../node/daemon.js';
+import type { WatchedFile } from '../../node/served-files.js';
 
 interface ServeOptions {
   listen?: { host: string; port: number };
@@ -48,11 +49,11 @@ export function registerServe(program: Command, io: CliIo): void {
     .option('--require-approval', 'record new peers as pending until `sark-fed trust approve`')
     .option(
       '--resources <file>',
-      'resources, capabilities and backends to serve (JSON or YAML; docs/resources.md)',
+      'resources, capabilities and backends to serve (JSON or YAML, re-read when saved; docs/resources.md)',
     )
     .option(
       '--policy <file>',
-      'who may use what (JSON or YAML); without it every invocation is denied',
+      'who may use what (JSON or YAML, re-read when saved); without it every invocation is denied',
     )
     .addOption(
       new Option('--max-body <size>', 'largest invoke body accepted (bytes, or 512KiB, 1MiB)')
@@ -168,6 +169,15 @@ export function registerServe(program: Command, io: CliIo): void {
         // serving half of what was meant is worse than one that does not start.
         const { loadResourcesFile } = await import('../../node/resources.js');
         const { loadPolicyFile } = await import('../../node/policy.js');
+        const { fileSignature } = await import('../../node/served-files.js');
+        // Each file's version is noted before it is read, so that a save while it is being
+        // read is seen as a change and re-read once the daemon runs.
+        const reloadFiles: Partial<Record<'resources' | 'policy', WatchedFile>> = {};
+        for (const kind of ['resources', 'policy'] as const) {
+          const path = options[kind];
+          if (path !== undefined)
+            reloadFiles[kind] = { path, signature: await fileSignature(path) };
+        }
         const resources =
           options.resources === undefined
             ? undefined
@@ -202,6 +212,7 @@ export function registerServe(program: Command, io: CliIo): void {
               maxConcurrentPerNode: options.maxConcurrentPerNode,
             },
             ...(options.metrics ? { metrics: options.metrics } : {}),
+            reload: { files: reloadFiles, env: io.env },
           }).catch(async (error: unknown) => {
             const { BindError } = await import('../../node/daemon.js');
             throw error instanceof BindError ? bindError(error, address) : error;
@@ -324,8 +335,9 @@ function announceKinds(value: string): AnnounceKind[] {
  * The first SIGTERM, SIGINT or SIGHUP from now on; dispose() restores the default handling.
  * SIGHUP is a stop too: it is what a foreground daemon gets when its terminal closes, and by
  * default it would end the process without the goodbye, the deregistration and the release of
- * the state file that a clean stop does (the daemon re-reads what could change by itself, so
- * there is nothing for SIGHUP to reload).
+ * the state file that a clean stop does (the daemon re-reads what could change by itself: the
+ * state file, and its --resources and --policy files when they change, so there is nothing for
+ * SIGHUP to reload).
  */
 const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 

@@ -198,7 +198,7 @@ _sark_fed_command() {
       value_options='--format --since --state'
       ;;
     'sark-fed serve')
-      options='--listen --require-approval --resources --policy --max-body --rate-limit-per-hour --rate-limit-burst --max-concurrent-per-node --announce --metrics --interface --consul-url --log-format -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
+      options='--listen --require-approval --resources --policy --max-body --rate-limit-per-hour --rate-limit-burst --max-concurrent-per-node --announce --metrics --interface --consul-url --check --log-format -h --help -V --version --state --json --no-color -q --quiet -v --verbose --yes --non-interactive'
       value_options='--listen --resources --policy --max-body --rate-limit-per-hour --rate-limit-burst --max-concurrent-per-node --announce --metrics --interface --consul-url --log-format --state'
       ;;
     'sark-fed completion')

@@ -567,6 +567,7 @@ complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l announce -x -a '(
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l metrics -x -d 'serve Prometheus metrics over plain HTTP at http://host:port/metrics (keep it private; docs/metrics.md)'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l interface -x -d 'IPv4 address or interface name to announce on over mDNS'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l consul-url -x -d 'Consul agent to register with for --announce consul (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500; token from CONSUL_HTTP_TOKEN)'
+complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l check -d 'check the identity, key and --resources/--policy files, print what would be served and the warnings, and exit (0 fine, 2 a bad file) without listening'
 complete -c sark-fed -n '__sark_fed_using "sark-fed serve"' -l log-format -x -a 'text json' -d 'log lines as text (default on a terminal) or json (default otherwise, and with --json)'
 
 # sark-fed completion

@@ -49,6 +49,8 @@ import type { ResourceCatalog } from './resources.js';
 import {
   DEFAULT_RELOAD_INTERVAL_MS,
   ServedConfig,
+  servedSummary,
+  servedWarnings,
   watchServedFiles,
   type ServedFileKind,
   type WatchedFile,
@@ -532,45 +534,11 @@ function isSelf(peer: ClaimedIdentity, context: HandlerContext): boolean {
   );
 }
 
-/** One line that says what is served, and a warning when the policy lets nobody use any of it. */
+/** One line that says what is served, and the warnings about the files (servedWarnings). */
 function logServedCatalog(logger: Logger, served: ServedConfig): void {
-  const { catalog, declaredPolicy: policy } = served;
-  logger.info('serving resources', {
-    resources: catalog.resources.map((resource) => ({
-      id: resource.id,
-      capabilities: resource.capabilities.map((capability) => capability.id),
-    })),
-  });
-  // A node that serves nothing (trust and discovery only) has nothing to warn about.
-  if (catalog.resources.length === 0) return;
-  // Told apart, because the remedies differ: a forgotten --policy, or a file without an allow
-  // rule (`rules: []`, deny rules only), which --policy again would not mend.
-  if (policy === undefined) {
-    logger.warn('no policy given: every invocation will be denied', {
-      hint: 'pass serve --policy <file> with allow rules (docs/resources.md#the-policy-file)',
-    });
-  } else if (policy.allowsNothing) {
-    logger.warn('the policy has no allow rule: every invocation will be denied', {
-      policy: policy.source ?? null,
-      hint: 'add an allow rule to the policy file and save it: serve re-reads it (docs/resources.md#the-policy-file)',
-    });
-  }
-  // A misspelt ID in a rule fails silently otherwise: the allow rule admits no one, the deny
-  // rule refuses no one, and the file is valid.
-  const unmatched = policy?.unmatchedPatterns(catalog.resources) ?? [];
-  if (unmatched.length > 0) {
-    const guesses = unmatched
-      .filter((entry) => entry.didYouMean !== null)
-      .map((entry) => `${JSON.stringify(entry.didYouMean)} for ${JSON.stringify(entry.pattern)}`);
-    logger.warn('the policy names resources or capabilities this node does not serve', {
-      policy: policy?.source ?? null,
-      unknown: unmatched.map((entry) => ({
-        at: entry.at,
-        id: entry.pattern,
-        did_you_mean: entry.didYouMean,
-      })),
-      hint: `${guesses.length > 0 ? `did you mean ${guesses.join(', ')}? ` : ''}rules never match through those IDs: correct the policy file (or serve them in the resources file) and save it: serve re-reads it (docs/resources.md#the-policy-file)`,
-    });
+  logger.info('serving resources', { resources: servedSummary(served.catalog) });
+  for (const warning of servedWarnings(served)) {
+    logger.warn(warning.message, warning.fields);
   }
 }
 

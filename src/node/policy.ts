@@ -112,6 +112,12 @@ export class Policy {
     }));
   }
 
+  /** How many rules of each effect, and rate-limit entries: what `serve --check` reports. */
+  get counts(): { allow: number; deny: number; rateLimits: number } {
+    const allow = this.rules.filter((rule) => rule.effect === 'allow').length;
+    return { allow, deny: this.rules.length - allow, rateLimits: this.limits.length };
+  }
+
   /** True when no rule allows anything: the state without `--policy`, or with `rules: []`. */
   get allowsNothing(): boolean {
     return !this.rules.some((rule) => rule.effect === 'allow');

@@ -31,6 +31,80 @@ export class ServedConfig {
 
 export type ServedFileKind = 'resources' | 'policy';
 
+/** Each served resource's ID and its capabilities' IDs: the daemon's `serving resources` line. */
+export function servedSummary(
+  catalog: ResourceCatalog,
+): Array<{ id: string; capabilities: string[] }> {
+  return catalog.resources.map((resource) => ({
+    id: resource.id,
+    capabilities: resource.capabilities.map((capability) => capability.id),
+  }));
+}
+
+export interface ServedWarning {
+  code: 'NO_POLICY' | 'POLICY_ALLOWS_NOTHING' | 'POLICY_UNKNOWN_IDS';
+  message: string;
+  /** The log line's fields: `hint` always, `policy` (the file) and `unknown` where they apply. */
+  fields: {
+    hint: string;
+    policy?: string | null;
+    unknown?: Array<{ at: string; id: string; did_you_mean: string | null }>;
+  };
+}
+
+/**
+ * What is valid but almost certainly not meant, in a pair of served files: given by the daemon
+ * at start and after each reload, and by `serve --check`.
+ */
+export function servedWarnings(served: ServedConfig): ServedWarning[] {
+  const { catalog, declaredPolicy: policy } = served;
+  // A node that serves nothing (trust and discovery only) has nothing to warn about.
+  if (catalog.resources.length === 0) return [];
+  const warnings: ServedWarning[] = [];
+  // Told apart, because the remedies differ: a forgotten --policy, or a file without an allow
+  // rule (`rules: []`, deny rules only), which --policy again would not mend.
+  if (policy === undefined) {
+    warnings.push({
+      code: 'NO_POLICY',
+      message: 'no policy given: every invocation will be denied',
+      fields: {
+        hint: 'pass serve --policy <file> with allow rules (docs/resources.md#the-policy-file)',
+      },
+    });
+  } else if (policy.allowsNothing) {
+    warnings.push({
+      code: 'POLICY_ALLOWS_NOTHING',
+      message: 'the policy has no allow rule: every invocation will be denied',
+      fields: {
+        policy: policy.source ?? null,
+        hint: 'add an allow rule to the policy file and save it: serve re-reads it (docs/resources.md#the-policy-file)',
+      },
+    });
+  }
+  // A misspelt ID in a rule fails silently otherwise: the allow rule admits no one, the deny
+  // rule refuses no one, and the file is valid.
+  const unmatched = policy?.unmatchedPatterns(catalog.resources) ?? [];
+  if (unmatched.length > 0) {
+    const guesses = unmatched
+      .filter((entry) => entry.didYouMean !== null)
+      .map((entry) => `${JSON.stringify(entry.didYouMean)} for ${JSON.stringify(entry.pattern)}`);
+    warnings.push({
+      code: 'POLICY_UNKNOWN_IDS',
+      message: 'the policy names resources or capabilities this node does not serve',
+      fields: {
+        policy: policy?.source ?? null,
+        unknown: unmatched.map((entry) => ({
+          at: entry.at,
+          id: entry.pattern,
+          did_you_mean: entry.didYouMean,
+        })),
+        hint: `${guesses.length > 0 ? `did you mean ${guesses.join(', ')}? ` : ''}rules never match through those IDs: correct the policy file (or serve them in the resources file) and save it: serve re-reads it (docs/resources.md#the-policy-file)`,
+      },
+    });
+  }
+  return warnings;
+}
+
 /**
  * What identifies one version of a file without reading it: a rename over it (an editor's
  * atomic save, a Kubernetes ConfigMap's symlink swap) changes the inode, an edit in place the

@@ -289,6 +289,7 @@ describe.concurrent('init and status', () => {
     };
     for (const args of [
       ['serve', '--listen', '127.0.0.1:0'],
+      ['serve', '--listen', '127.0.0.1:0', '--check'],
       ['trust', 'establish', 'https://127.0.0.1:1', '--fingerprint', 'ab'.repeat(32)],
       ['invoke', 'echo', 'echo', '--node', 'node-b', '--args', '1'],
       ['route', 'echo'],

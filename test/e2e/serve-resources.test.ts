@@ -638,3 +638,99 @@ describe('serve: re-reads --resources and --policy when they change', () => {
     }
   });
 });
+
+describe('serve --check', () => {
+  const typoPolicy =
+    'rules:\n  - { effect: allow, nodes: [node-a], principals: ["*"], resources: [ehco], capabilities: ["*"] }\n  - { effect: deny, nodes: ["*"], principals: ["mallory@*"], resources: ["*"], capabilities: ["*"] }\nrate_limits:\n  - { nodes: ["*"], rate_limit_per_hour: 60 }\n';
+
+  it('prints what would be served and the warnings, and exits 0 without listening or writing', async () => {
+    const resourcesPath = file('check-resources.yaml', RESOURCES_YAML);
+    const policyPath = file('check-policy.yaml', typoPolicy);
+    const before = stateRows(stranger.state);
+    // node-s's init endpoint is a real free port: nothing may be bound there.
+    const result = await stranger.cli([
+      'serve',
+      '--resources',
+      resourcesPath,
+      '--policy',
+      policyPath,
+      '--check',
+    ]);
+    expectSuccess(result);
+    expect(result.stdout.split('\n')).toEqual([
+      'node\tnode-s',
+      expect.stringMatching(/^certificate\tvalid until \S+ \(\d+ days left\)$/),
+      `resources\t${resourcesPath}: echo (echo), inventory (lookup, list)`,
+      `policy\t${policyPath}: 1 allow rule, 1 deny rule, 1 rate limit`,
+      '',
+    ]);
+    expect(result.stderr.split('\n')).toEqual([
+      'warning: the policy names resources or capabilities this node does not serve',
+      expect.stringMatching(/^hint: did you mean "echo" for "ehco"\? rules never match/),
+      '✓ serve would start with these files (1 warning)',
+      '',
+    ]);
+    expect(stateRows(stranger.state)).toEqual(before);
+
+    const json = await stranger.cli([
+      '--json',
+      'serve',
+      '--resources',
+      resourcesPath,
+      '--policy',
+      policyPath,
+      '--check',
+    ]);
+    expectSuccess(json);
+    expect(JSON.parse(json.stdout)).toEqual({
+      ok: true,
+      nodeId: 'node-s',
+      notAfter: expect.any(String),
+      expiresInDays: expect.any(Number),
+      resources: {
+        file: resourcesPath,
+        served: [
+          { id: 'echo', capabilities: ['echo'] },
+          { id: 'inventory', capabilities: ['lookup', 'list'] },
+        ],
+      },
+      policy: { file: policyPath, allowRules: 1, denyRules: 1, rateLimits: 1 },
+      warnings: [
+        {
+          code: 'POLICY_UNKNOWN_IDS',
+          message: 'the policy names resources or capabilities this node does not serve',
+          hint: expect.stringMatching(/^did you mean "echo" for "ehco"\?/),
+          unknown: [{ at: 'rules[0].resources[0]', id: 'ehco', didYouMean: 'echo' }],
+        },
+      ],
+    });
+    expect(json.stderr).toBe('');
+  });
+
+  it('says when nothing would be invoked, and runs beside the daemon serving the same state file', async () => {
+    const result = await b.cli([
+      'serve',
+      '--resources',
+      file('check-only.json', RESOURCES_JSON),
+      '--check',
+    ]);
+    expectSuccess(result);
+    expect(result.stdout).toContain('policy\tnone (no --policy: every invocation denied)');
+    expect(result.stderr).toMatch(
+      /^warning: no policy given: every invocation will be denied\nhint: pass serve --policy/,
+    );
+  });
+
+  it('refuses a bad file as serve does: exit 2, one error line and a hint', async () => {
+    const result = await stranger.cli([
+      'serve',
+      '--policy',
+      file('check-bad.yaml', 'rules:\n  - { efect: allow }\n'),
+      '--check',
+    ]);
+    expectRefusal(result, 2, {
+      message: /^invalid policy file .*check-bad\.yaml: rules\[0\]: unknown key "efect"/,
+      hint: /^the keys of rules\[0\] are /,
+    });
+  });
+});

@@ -30,6 +30,7 @@ interface ServeOptions {
   maxConcurrentPerNode: number;
   metrics?: { host: string; port: number };
   logFormat?: 'text' | 'json';
+  check?: boolean;
 }
 
 export function registerServe(program: Command, io: CliIo): void {
@@ -104,6 +105,10 @@ export function registerServe(program: Command, io: CliIo): void {
         '--consul-url <url>',
         'Consul agent to register with for --announce consul (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500; token from CONSUL_HTTP_TOKEN)',
       ).env('FEDERATION_CONSUL_URL'),
+    )
+    .option(
+      '--check',
+      'check the identity, key and --resources/--policy files, print what would be served and the warnings, and exit (0 fine, 2 a bad file) without listening',
     )
     .addOption(
       new Option(
@@ -184,6 +189,19 @@ export function registerServe(program: Command, io: CliIo): void {
             : await loadResourcesFile(options.resources, io.env);
         const policy =
           options.policy === undefined ? undefined : await loadPolicyFile(options.policy);
+
+        if (options.check) {
+          const { checkServe } = await import('./serve-check.js');
+          checkServe(context, identity, {
+            resources: resources &&
+              reloadFiles.resources && {
+                path: reloadFiles.resources.path,
+                catalog: resources,
+              },
+            policy: policy && reloadFiles.policy && { path: reloadFiles.policy.path, policy },
+          });
+          return;
+        }
 
         // A person watching a terminal reads text; a supervisor, a file or a collector gets JSON.
         const logFormat =
@@ -279,6 +297,10 @@ export function registerServe(program: Command, io: CliIo): void {
     [
       'Register with the local Consul agent (deregistered on shutdown)',
       'CONSUL_HTTP_TOKEN=... sark-fed serve --announce consul',
+    ],
+    [
+      'Check the files before (re)starting, or before saving them over the served ones',
+      'sark-fed serve --resources resources.yaml --policy policy.yaml --check',
     ],
     [
       'JSON log lines on a terminal too, the warnings only',

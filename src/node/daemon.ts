@@ -41,6 +41,7 @@ import {
   claimDaemon,
   recordListening,
   releaseDaemon,
+  whileClaimed,
   type DaemonClaim,
 } from '../core/state/daemon-claim.js';
 import type { Policy } from './policy.js';
@@ -232,7 +233,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
           logServedCatalog(options.logger, served);
           // The CLI's `route` offers this node from what it may use on itself, which the new
           // files may have changed.
-          store.write((db) => replaceLocalCatalog(db, invocation.localCatalog(), now()));
+          whileClaimed(store, claimed.claim, (db) =>
+            replaceLocalCatalog(db, invocation.localCatalog(), now()),
+          );
         },
       });
     }

@@ -145,11 +145,23 @@ export function daemonStatus(db: SqliteDatabase, statePath: string): DaemonStatu
 
 /** Records where the daemon answers, once bound, in its claim if it still holds it. */
 export function recordListening(store: StateStore, claim: DaemonClaim, endpoint: string): void {
+  whileClaimed(store, claim, (db, holder) => {
+    setSetting(db, SETTING, JSON.stringify({ ...holder, listening: endpoint }));
+  });
+}
+
+/**
+ * Runs `write` in one transaction if this daemon still holds the state file: a daemon whose
+ * claim another took over must not overwrite what that one publishes (its local catalog).
+ */
+export function whileClaimed(
+  store: StateStore,
+  claim: DaemonClaim,
+  write: (db: SqliteDatabase, holder: DaemonClaim) => void,
+): void {
   store.write((db) => {
     const holder = parseClaim(getSetting(db, SETTING));
-    if (holder && holder.pid === claim.pid && holder.since === claim.since) {
-      setSetting(db, SETTING, JSON.stringify({ ...holder, listening: endpoint }));
-    }
+    if (holder && holder.pid === claim.pid && holder.since === claim.since) write(db, holder);
   });
 }
 

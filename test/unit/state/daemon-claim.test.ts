@@ -11,6 +11,7 @@ import {
   recordListening,
   releaseDaemon,
   runningDaemonEndpoint,
+  whileClaimed,
   type DaemonClaim,
 } from '../../../src/core/state/daemon-claim.js';
 import { openState, type StateStore } from '../../../src/core/state/database.js';
@@ -213,6 +214,11 @@ describe('the daemon claim on a state file', () => {
       // Another daemon's claim is not overwritten by a stale one's address.
       recordListening(store, { ...live, since: 'another start' }, 'https://127.0.0.1:1');
       expect(status()).toMatchObject({ listening: 'https://127.0.0.1:38313' });
+      // Nor does a stale daemon write what it serves (a reload) over the holder's.
+      const wrote: string[] = [];
+      whileClaimed(store, { ...live, since: 'another start' }, () => wrote.push('stale'));
+      whileClaimed(store, live, (_db, holder) => wrote.push(holder.since));
+      expect(wrote).toEqual([live.since]);
       // forge() claims the file first, which a live claim refuses: remove it.
       store.write((db) => db.prepare("DELETE FROM settings WHERE key = 'daemon'").run());
       forge(store, { pid: 2 ** 22 + 12_345, listening: 'https://127.0.0.1:38313' });

@@ -14,6 +14,20 @@ export class Declined extends Error {
   }
 }
 
+/**
+ * Thrown by a streaming mode (`audit query --follow`, `discover --watch`) that Ctrl-C or SIGTERM
+ * stopped. That is how such a stream normally ends, as `tail -f` or `journalctl -f` ends: the
+ * process exits 130 (interrupted, CLI.md) with nothing on stderr, where an InterruptedError would
+ * print `error: …` (or a JSON error) as if something had gone wrong. Any other interruption (a
+ * prompt cancelled, a demo stopped) stays an InterruptedError, with its error line.
+ */
+export class StreamStopped extends Error {
+  constructor() {
+    super('stream stopped');
+    this.name = 'StreamStopped';
+  }
+}
+
 export type ActionHandler<Options> = (
   context: CommandContext,
   options: Options,

@@ -2,6 +2,7 @@ import { CommanderError, type Command } from 'commander';
 import { OperationError, SarkError, UsageError, isSarkError, messageOf } from '../core/errors.js';
 import { resolveStatePath } from '../core/state/paths.js';
 import { describeSqliteError } from '../core/state/sqlite-errors.js';
+import { StreamStopped } from './action.js';
 import { exitCodeFor } from './exit-codes.js';
 import { colorLevel } from './output/color.js';
 import type { CliIo } from './output/output.js';
@@ -29,6 +30,8 @@ export async function runProgram(
       if (error.code === 'commander.help') return exitCodeFor('usage');
       return report(usageErrorFrom(error, program, argv), argv, io);
     }
+    // A stream stopped by Ctrl-C ended as it normally does: exit 130, nothing to report.
+    if (error instanceof StreamStopped) return exitCodeFor('interrupted');
     return report(toSarkError(error, argv, io), argv, io);
   }
 }

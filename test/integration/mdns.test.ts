@@ -74,6 +74,8 @@ describe.skipIf(skipNetns).concurrent('mDNS in a private network namespace', () 
       scan: ScanSummary;
       discover: { code: number; elapsedMs: number; stdout: string; stderr: string } | null;
       cliWatchLines: Array<{ event: string; nodeId: string; reason?: string }> | null;
+      cliWatchStop: { code: number | null; stderr: string } | null;
+      cliWatchText: { code: number | null; stderr: string; lines: string[] } | null;
       watchEvents: Array<{ type: string; nodeId: string; reason?: string }>;
       watchSkipped: string[];
       stops: Array<{ nodeId: string; signal: string; code: number | null; goodbye: boolean }>;
@@ -127,6 +129,29 @@ describe.skipIf(skipNetns).concurrent('mDNS in a private network namespace', () 
         expect(lines, JSON.stringify(result.cliWatchLines)).toMatchObject([
           { event: 'up', nodeId },
           { event: 'down', nodeId, reason: 'goodbye' },
+        ]);
+      }
+    }
+    if (result.cliWatchStop && result.cliWatchText) {
+      // Ctrl-C is how a watch ends, as for `tail -f`: exit 130 (interrupted) and nothing on
+      // stderr, no error line, with --json or without.
+      expect(result.cliWatchStop).toEqual({ code: 130, stderr: '' });
+      expect(result.cliWatchText).toMatchObject({ code: 130, stderr: '' });
+      // Without --json, in a pipe: tab-separated + and - lines.
+      for (const nodeId of ids) {
+        const lines = result.cliWatchText.lines
+          .map((line) => line.split('\t'))
+          .filter((fields) => fields[2] === nodeId);
+        expect(lines, result.cliWatchText.lines.join('\n')).toEqual([
+          ['+', expect.stringMatching(/^\d{4}-/), nodeId, 'mdns.example', expect.any(String)],
+          [
+            '-',
+            expect.stringMatching(/^\d{4}-/),
+            nodeId,
+            'mdns.example',
+            expect.any(String),
+            'goodbye',
+          ],
         ]);
       }
     }

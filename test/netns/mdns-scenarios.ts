@@ -136,8 +136,9 @@ async function serveScenario(config: ServeConfig) {
     onSkipped: (detail) => watchSkipped.push(detail),
   });
 
-  // The CLI's own watcher too, once `discover` exists: NDJSON up/down lines.
-  const cliWatch =
+  // The CLI's own watchers too, once `discover` exists: NDJSON up/down lines, and the same as
+  // tab-separated lines in a pipe without --json.
+  const cliWatcher = (json: boolean) =>
     config.discoverState === undefined
       ? undefined
       : track(
@@ -150,10 +151,12 @@ async function serveScenario(config: ServeConfig) {
             '--method',
             'mdns',
             '--watch',
-            '--json',
+            ...(json ? ['--json'] : []),
           ],
           cleanEnv(),
         );
+  const cliWatch = cliWatcher(true);
+  const cliWatchTextRun = cliWatcher(false);
 
   const serves = config.nodes.map((node) =>
     track(
@@ -243,32 +246,52 @@ async function serveScenario(config: ServeConfig) {
       ).catch(() => {});
     }
     let cliWatchLines: unknown[] | null = null;
-    if (cliWatch) {
-      // The CLI watcher is a process of its own and may print later than the in-process one:
-      // let it print every node's "down" (bounded) before it is interrupted.
+    let cliWatchStop: { code: number | null; stderr: string } | null = null;
+    let cliWatchText: { code: number | null; stderr: string; lines: string[] } | null = null;
+    if (cliWatch && cliWatchTextRun) {
+      // The CLI watchers are processes of their own and may print later than the in-process
+      // one: let them print every node's "down" (bounded) before they are interrupted.
       const printedDown = (nodeId: string) =>
         cliWatch
           .stdout()
           .split('\n')
           .some((line) => line.includes('"event":"down"') && line.includes(`"nodeId":"${nodeId}"`));
+      const printedDownText = (nodeId: string) =>
+        cliWatchTextRun
+          .stdout()
+          .split('\n')
+          .some((line) => line.startsWith('-\t') && line.split('\t')[2] === nodeId);
       await until(
-        () => config.nodes.every((node) => printedDown(node.nodeId)),
+        () =>
+          config.nodes.every((node) => printedDown(node.nodeId) && printedDownText(node.nodeId)),
         6000,
-        'the CLI watcher to print every goodbye',
+        'the CLI watchers to print every goodbye',
       ).catch(() => {});
+      // Ctrl-C, as an operator ends a watch.
       cliWatch.child.kill('SIGINT');
-      await cliWatch.exited;
+      cliWatchTextRun.child.kill('SIGINT');
+      cliWatchStop = { code: await cliWatch.exited, stderr: cliWatch.stderr() };
       cliWatchLines = cliWatch
         .stdout()
         .split('\n')
         .filter((line) => line.trim() !== '')
         .map((line) => JSON.parse(line) as unknown);
+      cliWatchText = {
+        code: await cliWatchTextRun.exited,
+        stderr: cliWatchTextRun.stderr(),
+        lines: cliWatchTextRun
+          .stdout()
+          .split('\n')
+          .filter((line) => line !== ''),
+      };
     }
     return {
       ports,
       scan: summarize(scanned),
       discover,
       cliWatchLines,
+      cliWatchStop,
+      cliWatchText,
       watchEvents,
       watchSkipped,
       stops,
@@ -277,6 +300,7 @@ async function serveScenario(config: ServeConfig) {
     watchController.abort();
     await watching;
     cliWatch?.child.kill('SIGKILL');
+    cliWatchTextRun?.child.kill('SIGKILL');
     for (const serve of serves) serve.child.kill('SIGKILL');
   }
 }

@@ -5,6 +5,7 @@ import { UsageError } from '../../core/errors.js';
 import { assertNodeId } from '../../core/identity/spiffe.js';
 import { loadIdentity } from '../../core/state/identity-repository.js';
 import type { StateStore } from '../../core/state/database.js';
+import { StreamStopped } from '../action.js';
 import type { CommandContext } from '../context.js';
 import type { Cell } from '../output/output.js';
 import type { QueryOptions } from './audit.js';
@@ -225,7 +226,6 @@ async function follow(
   options: QueryOptions,
   filter: AuditFilter,
 ): Promise<void> {
-  const { InterruptedError } = await import('../../core/errors.js');
   const { followStart, followTrail } = await import('../../core/audit/follow.js');
   if (options.federated) {
     throw new UsageError('FOLLOW_FEDERATED', "--follow reads this node's trail only", {
@@ -272,7 +272,8 @@ async function follow(
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
   }
-  throw new InterruptedError('stopped following the audit trail');
+  // Only Ctrl-C or SIGTERM ends following: exit 130, silently (StreamStopped).
+  throw new StreamStopped();
 }
 
 /** One event on a terminal: the query table's columns on one line, the whole correlation ID last. */

@@ -3,7 +3,7 @@ import type { MethodRunner, ScannedNode, ScanResult } from '../../core/discovery
 import type { DiscoveryMethod } from '../../core/discovery/types.js';
 import type { StateStore } from '../../core/state/database.js';
 import type { Peer } from '../../core/state/trust-repository.js';
-import { action } from '../action.js';
+import { StreamStopped, action } from '../action.js';
 import type { CommandContext } from '../context.js';
 import { withExamples } from '../help-text.js';
 import { durationOption, integerIn } from '../options.js';
@@ -330,14 +330,16 @@ async function discover(
   }
 }
 
-/** `--watch`: + and - events from mDNS until interrupted (exit 130) or --timeout (exit 0). */
+/**
+ * `--watch`: + and - events from mDNS until interrupted (exit 130, silently) or --timeout (exit 0).
+ */
 async function watch(
   context: CommandContext,
   options: DiscoverOptions,
   methods: DiscoveryMethod[],
   timeoutGiven: boolean,
 ): Promise<void> {
-  const { UsageError, InterruptedError } = await import('../../core/errors.js');
+  const { UsageError } = await import('../../core/errors.js');
   if (methods.length !== 1 || methods[0] !== 'mdns') {
     const fromEnv = !options.method?.length;
     throw new UsageError(
@@ -396,7 +398,8 @@ async function watch(
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
-  if (interrupted) throw new InterruptedError('watch ended');
+  // Ctrl-C or SIGTERM: exit 130 with nothing on stderr (StreamStopped); --timeout: exit 0.
+  if (interrupted) throw new StreamStopped();
 }
 
 /** The JSON shape of one row of `discover` (docs/json-output.md). */

@@ -91,12 +91,30 @@ export function csvRecord(fields: ReadonlyArray<string | number | null>): string
 }
 
 /**
- * A field of RFC 4180: quoted when it holds a comma, a double quote, CR or LF (quotes doubled);
- * null is the empty field. A field starting with = + - @ is left as it is: this is a data export,
- * not a spreadsheet, and altering values would make it disagree with the trail.
+ * A field of RFC 4180: quoted when it holds a comma, a semicolon, a double quote, CR or LF
+ * (quotes doubled); null is the empty field.
+ *
+ * Spreadsheets execute a cell that starts with = + - @, a tab or a CR as a formula (OWASP "CSV
+ * Injection"), and several of these columns carry strings another node chose: the principal it
+ * sends, the resource and capability it asks for, its node ID, error codes. So a text field
+ * starting with one of those characters gets a single quote in front (OWASP's advice), which
+ * makes a spreadsheet show it as text; the field is then quoted as well. The semicolon is quoted
+ * because spreadsheets in locales whose list separator is `;` split unquoted fields on it, which
+ * would put a cell start in the middle of a value; RFC 4180 readers read a quoted field the same.
+ *
+ * Applied to every string, by type rather than by column: the integer columns (seq, status_code,
+ * duration_us, the sizes; the table is STRICT, so they always come back as numbers) are never
+ * touched, a negative number included, and the text the tool writes itself never starts with
+ * those characters: UUIDs and SHA-256 hashes are hex, times are ISO 8601 starting with the year,
+ * direction and outcome are fixed words, the receipt is a JSON object. Only values from outside
+ * can change, and the JSON Lines export keeps them byte for byte.
  */
 export function csvField(value: string | number | null): string {
   if (value === null) return '';
-  const text = String(value);
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+  if (typeof value === 'number') return String(value);
+  if (FORMULA_START.test(value)) return `"'${value.replace(/"/g, '""')}"`;
+  return /[",;\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
 }
+
+/** What a spreadsheet takes for the start of a formula (OWASP "CSV Injection"). */
+const FORMULA_START = /^[=+\-@\t\r]/;

@@ -40,9 +40,30 @@ describe('CSV fields (RFC 4180)', () => {
     ['two\nlines', '"two\nlines"'],
     ['cr\r', '"cr\r"'],
     ['', ''],
-    ['=1+1', '=1+1'],
+    ['a;b', '"a;b"'],
+    ['a=b', 'a=b'],
+    ['alice@org-a.example', 'alice@org-a.example'],
+    ['2030-01-01T00:00:00.000Z', '2030-01-01T00:00:00.000Z'],
   ])('writes %j as %j', (value, expected) => {
     expect(csvField(value)).toBe(expected);
+  });
+
+  // OWASP "CSV Injection": what a spreadsheet would run as a formula gets a quote in front.
+  it.each([
+    ['=1+1', `"'=1+1"`],
+    ['+1', `"'+1"`],
+    ['-2+3', `"'-2+3"`],
+    ['@SUM(A1)', `"'@SUM(A1)"`],
+    ['\t=1', `"'\t=1"`],
+    ['\r=1', `"'\r=1"`],
+    ['=HYPERLINK("http://x","y")', `"'=HYPERLINK(""http://x"",""y"")"`],
+  ])('neutralises %j as %j', (value, expected) => {
+    expect(csvField(value)).toBe(expected);
+  });
+
+  it('never alters a number, a negative one included', () => {
+    expect(csvField(-5)).toBe('-5');
+    expect(csvRecord([-1, '-1'])).toBe(`-1,"'-1"\r\n`);
   });
 
   it('writes numbers as they are and null as the empty field', () => {

@@ -1,5 +1,6 @@
 import { Pool } from 'undici';
 import type { BackendSpec, HttpBackendSpec } from './resources.js';
+import type { UpstreamTls } from './upstream-tls.js';
 
 /**
  * Runs a capability's backend: `echo` answers its arguments; `http` calls the upstream with
@@ -37,9 +38,32 @@ const UPSTREAM_CONNECTIONS_PER_ORIGIN = 64;
 export class Backends {
   private readonly pools = new Map<string, Pool>();
 
-  async run(backend: BackendSpec, args: unknown, meta: CallMetadata): Promise<BackendOutcome> {
+  async run(
+    backend: BackendSpec,
+    args: unknown,
+    meta: CallMetadata,
+    /** The backend's `tls`, read when the resources file loaded (upstream-tls.ts). */
+    tls?: UpstreamTls,
+  ): Promise<BackendOutcome> {
     if (backend.type === 'echo') return { ok: true, result: args };
-    return this.callHttp(backend, args, meta);
+    return this.callHttp(backend, args, meta, tls);
+  }
+
+  /**
+   * Closes the pools no backend of the current files uses any more (a reload changed a URL, a
+   * timeout or the TLS files): calls still running on them finish first.
+   */
+  retainOnly(
+    used: ReadonlyArray<{ backend: HttpBackendSpec; tls: UpstreamTls | undefined }>,
+  ): void {
+    const keep = new Set(
+      used.map(({ backend, tls }) => poolKey(new URL(backend.url).origin, backend.timeout, tls)),
+    );
+    for (const [key, pool] of this.pools) {
+      if (keep.has(key)) continue;
+      this.pools.delete(key);
+      void pool.close().catch(() => undefined);
+    }
   }
 
   /** Closes every upstream pool; calls still running are aborted. */
@@ -53,6 +77,7 @@ export class Backends {
     backend: HttpBackendSpec,
     args: unknown,
     meta: CallMetadata,
+    tls: UpstreamTls | undefined,
   ): Promise<BackendOutcome> {
     const url = new URL(backend.url);
     const sendsBody = backend.method !== 'GET' && backend.method !== 'DELETE';
@@ -83,7 +108,7 @@ export class Backends {
     // phase ever falls back to undici's 300 s defaults.
     const deadline = AbortSignal.timeout(backend.timeout);
     try {
-      const response = await this.pool(url.origin, backend.timeout).request({
+      const response = await this.pool(url.origin, backend.timeout, tls).request({
         path: `${url.pathname}${url.search}`,
         method: backend.method,
         headers,
@@ -125,13 +150,15 @@ export class Backends {
     }
   }
 
-  private pool(origin: string, timeoutMs: number): Pool {
-    const key = `${origin} ${timeoutMs}`;
+  private pool(origin: string, timeoutMs: number, tls: UpstreamTls | undefined): Pool {
+    const key = poolKey(origin, timeoutMs, tls);
     let pool = this.pools.get(key);
     if (!pool) {
+      const { id: _id, ...material } = tls ?? { id: '' };
       pool = new Pool(origin, {
         connections: UPSTREAM_CONNECTIONS_PER_ORIGIN,
-        connect: { timeout: timeoutMs },
+        // Certificates are always checked: there is no way to turn that off from the file.
+        connect: { timeout: timeoutMs, ...material, rejectUnauthorized: true },
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
         keepAliveTimeout: UPSTREAM_KEEP_ALIVE_MS,
@@ -140,6 +167,10 @@ export class Backends {
     }
     return pool;
   }
+}
+
+function poolKey(origin: string, timeoutMs: number, tls: UpstreamTls | undefined): string {
+  return `${origin} ${timeoutMs} ${tls?.id ?? 'system'}`;
 }
 
 /**

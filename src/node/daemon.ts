@@ -231,6 +231,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
             files: kinds.map((kind) => reload.files[kind]?.path),
           });
           logServedCatalog(options.logger, served);
+          backends?.retainOnly(served.catalog.httpBackends());
           // The CLI's `route` offers this node from what it may use on itself, which the new
           // files may have changed.
           whileClaimed(store, claimed.claim, (db) =>

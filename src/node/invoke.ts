@@ -248,15 +248,20 @@ export class InvocationService {
       };
     }
 
-    const ran = await deps.backends.run(capability.backend, body.arguments ?? null, {
-      correlationId: call.correlationId,
-      principal: body.principal_id,
-      sourceNode: call.peer.nodeId,
-      sourceSpiffeId: call.peer.spiffeId,
-      resource: resource.id,
-      capability: capability.id,
-      traceparent: headerValue(call.request.headers.traceparent),
-    });
+    const ran = await deps.backends.run(
+      capability.backend,
+      body.arguments ?? null,
+      {
+        correlationId: call.correlationId,
+        principal: body.principal_id,
+        sourceNode: call.peer.nodeId,
+        sourceSpiffeId: call.peer.spiffeId,
+        resource: resource.id,
+        capability: capability.id,
+        traceparent: headerValue(call.request.headers.traceparent),
+      },
+      catalog.tlsOf(capability.backend),
+    );
     if (ran.ok) return { status: 200, outcome: 'success', result: ran.result ?? null };
     if (ran.detail !== undefined) {
       deps.logger.warn('backend failed', {

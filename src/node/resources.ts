@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import type { CatalogResource } from '../core/protocol/schemas.js';
+import { dirname } from 'node:path';
 import { loadConfigFile, parseDuration } from './config-file.js';
+import { loadUpstreamTls, UpstreamTlsProblem, type UpstreamTls } from './upstream-tls.js';
 
 /**
  * The resources a node serves (`serve --resources`, DESIGN §5): each resource has capabilities,
@@ -59,6 +61,34 @@ function checkHeaderNames(headers: Record<string, string>, context: z.Refinement
 
 const EchoBackend = z.object({ type: z.literal('echo') }).strict();
 
+/** `backend.tls`: files read when the resources file loads (upstream-tls.ts). */
+const UpstreamTlsFiles = z
+  .object({
+    /** CA certificates (PEM) to trust instead of the system's. */
+    ca: z.string().min(1).optional(),
+    /** A client certificate (PEM), for an upstream that asks for one; with `key`. */
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
+    /** The name to send (SNI) and to check the upstream's certificate for. */
+    server_name: z
+      .string()
+      .regex(
+        /^(?=.{1,253}$)[A-Za-z0-9*]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/,
+        'expected a DNS name',
+      )
+      .optional(),
+  })
+  .strict()
+  .superRefine((tls, context) => {
+    if ((tls.cert === undefined) !== (tls.key === undefined)) {
+      context.addIssue({
+        code: 'custom',
+        message: 'a client certificate needs its key: give both cert and key, or neither',
+        path: [tls.cert === undefined ? 'cert' : 'key'],
+      });
+    }
+  });
+
 const HttpBackend = z
   .object({
     type: z.literal('http'),
@@ -83,8 +113,18 @@ const HttpBackend = z
       .default({}),
     timeout: duration.default(DEFAULT_BACKEND_TIMEOUT_MS),
     idempotent: z.boolean().default(false),
+    tls: UpstreamTlsFiles.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((backend, context) => {
+    if (backend.tls !== undefined && !backend.url.startsWith('https:')) {
+      context.addIssue({
+        code: 'custom',
+        message: 'tls applies to an https:// URL only',
+        path: ['tls'],
+      });
+    }
+  });
 
 const Backend = z.discriminatedUnion('type', [EchoBackend, HttpBackend]);
 
@@ -160,13 +200,51 @@ export async function loadResourcesFile(
   path: string,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<ResourceCatalog> {
+  const upstreamTls = new Map<HttpBackendSpec, UpstreamTls>();
   const file = await loadConfigFile(
     path,
-    ResourcesFile.transform((parsed, context) => expandHeaders(parsed, env, context)),
+    ResourcesFile.transform((parsed, context) => {
+      const expanded = expandHeaders(parsed, env, context);
+      loadBackendTls(expanded, dirname(path), upstreamTls, context);
+      return expanded;
+    }),
     'resources',
     'BAD_RESOURCES_FILE',
   );
-  return new ResourceCatalog(file.resources);
+  return new ResourceCatalog(file.resources, upstreamTls);
+}
+
+/** Reads each HTTP backend's `tls` files, relative to the resources file's folder. */
+function loadBackendTls(
+  file: ResourcesFile,
+  baseDir: string,
+  into: Map<HttpBackendSpec, UpstreamTls>,
+  context: z.RefinementCtx,
+): void {
+  file.resources.forEach((resource, r) =>
+    resource.capabilities.forEach((capability, c) => {
+      const backend = capability.backend;
+      if (backend.type !== 'http' || backend.tls === undefined) return;
+      try {
+        into.set(backend, loadUpstreamTls(backend.tls, baseDir));
+      } catch (error) {
+        if (!(error instanceof UpstreamTlsProblem)) throw error;
+        context.addIssue({
+          code: 'custom',
+          message: error.message,
+          path: [
+            'resources',
+            r,
+            'capabilities',
+            c,
+            'backend',
+            'tls',
+            ...(error.field === null ? [] : [error.field]),
+          ],
+        });
+      }
+    }),
+  );
 }
 
 function expandHeaders(
@@ -201,8 +279,26 @@ function expandHeaders(
 export class ResourceCatalog {
   private readonly byId: Map<string, ServedResource>;
 
-  constructor(readonly resources: readonly ServedResource[] = []) {
+  constructor(
+    readonly resources: readonly ServedResource[] = [],
+    /** The TLS material of the HTTP backends that have `tls`, read when the file loaded. */
+    private readonly upstreamTls: ReadonlyMap<HttpBackendSpec, UpstreamTls> = new Map(),
+  ) {
     this.byId = new Map(resources.map((resource) => [resource.id, resource]));
+  }
+
+  /** What a backend's `tls` named, as read at load; undefined without `tls` (system CAs). */
+  tlsOf(backend: BackendSpec): UpstreamTls | undefined {
+    return backend.type === 'http' ? this.upstreamTls.get(backend) : undefined;
+  }
+
+  /** Every HTTP backend with its TLS material: the upstream pools worth keeping. */
+  httpBackends(): Array<{ backend: HttpBackendSpec; tls: UpstreamTls | undefined }> {
+    return this.resources.flatMap((resource) =>
+      resource.capabilities.flatMap(({ backend }) =>
+        backend.type === 'http' ? [{ backend, tls: this.upstreamTls.get(backend) }] : [],
+      ),
+    );
   }
 
   resource(id: string): ServedResource | undefined {
